@@ -1,0 +1,1 @@
+"""DICOM upper-layer services: the hardened association server and the C-ECHO / C-STORE SCP."""

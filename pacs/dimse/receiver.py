@@ -1,0 +1,110 @@
+"""The DICOM receiver process: the hardened server, the store SCP, and its start-up sweeps."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import structlog
+from pynetdicom import AE, _config
+from pynetdicom import dimse_messages
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs.dimse.contexts import receiver_contexts
+from pacs.dimse.server import HardenedServer
+from pacs.dimse.store_scp import StoreSCP
+from pacs.ingest import Ingest
+from pacs.settings import Settings
+
+log = structlog.get_logger(__name__)
+INCOMING_PREFIX = "rx-"
+
+
+def receive_into(incoming: Path) -> None:
+    """Make pynetdicom write each arriving data set straight to a file under ``incoming``
+    (on the store's filesystem, so the finished file is hard-linked, not copied), instead of
+    holding it in memory. A process-wide pynetdicom setting, hence a function of its own."""
+    incoming.mkdir(parents=True, exist_ok=True)
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[attr-defined]
+        tempfile.NamedTemporaryFile, dir=str(incoming), prefix=INCOMING_PREFIX
+    )
+
+
+def sweep_partial_files(incoming: Path, max_age_s: float) -> int:
+    """Delete temp files of associations that died mid-transfer (pynetdicom never removes
+    them). Only files untouched for ``max_age_s`` go: a live transfer writes every PDU."""
+    removed = 0
+    cutoff = time.time() - max_age_s
+    if not incoming.exists():
+        return 0
+    for path in incoming.glob(f"{INCOMING_PREFIX}*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.info("receiver.partial_files_swept", count=removed, folder=str(incoming))
+    return removed
+
+
+class Receiver:
+    """A running DICOM receiver. ``start()`` returns once the port is listening."""
+
+    def __init__(self, settings: Settings, ingest: Ingest, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.scp = StoreSCP(settings, ingest, sessions)
+        self.ae = AE(ae_title=settings.ae_title)
+        self.ae.maximum_pdu_size = settings.max_pdu
+        self.ae.maximum_associations = settings.max_associations
+        self.ae.acse_timeout = settings.acse_timeout_s
+        self.ae.dimse_timeout = settings.dimse_timeout_s
+        self.ae.network_timeout = settings.network_timeout_s
+        self.ae.require_called_aet = True
+        self.ae.supported_contexts = receiver_contexts()
+        self.server: HardenedServer | None = None
+        self._thread: threading.Thread | None = None
+        self._sweeper_stop = threading.Event()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.server_address[1])
+
+    def start(self, *, reuse_port: bool = False) -> None:
+        receive_into(self.settings.incoming_path)
+        sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
+        server = self.ae.make_server(
+            (self.settings.dicom_host, self.settings.dicom_port),
+            evt_handlers=self.scp.handlers(),
+            server_class=HardenedServer,
+            max_pdu_bytes=self.settings.max_pdu,
+            pdu_deadline_s=self.settings.pdu_deadline_s,
+            socket_idle_timeout_s=self.settings.socket_idle_timeout_s,
+            reuse_port=reuse_port,
+        )
+        self.server = server
+        self.ae._servers.append(server)  # so server.shutdown() and ae.shutdown() find it
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="dicom-receiver", daemon=True)
+        self._thread.start()
+        threading.Thread(target=self._sweep_periodically, name="partial-sweeper", daemon=True).start()
+        log.info("receiver.listening", ae_title=self.settings.ae_title, host=self.settings.dicom_host,
+                 port=self.port, pid=os.getpid())
+
+    def _sweep_periodically(self) -> None:
+        interval = max(1.0, min(300.0, self.settings.partial_file_max_age_s / 2))
+        while not self._sweeper_stop.wait(interval):
+            sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
+
+    def stop(self) -> None:
+        self._sweeper_stop.set()
+        if self.server is not None:
+            self.server.shutdown()
+        self.ae.shutdown()

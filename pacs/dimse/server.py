@@ -1,0 +1,101 @@
+"""An association server hardened beyond what pynetdicom 3.0.4 gives (FIELD-NOTES.md):
+
+* every accepted socket gets TCP_NODELAY (else each message waits ~40 ms for Nagle) and a
+  receive timeout, so a peer that connects and goes silent frees its slot;
+* a PDU longer than we can accept is refused before any of it is buffered (pynetdicom reads
+  whatever length a peer declares), and a whole PDU must arrive within a deadline (a peer
+  trickling one byte a second cannot hold a thread for ever);
+* reads use large ``recv_into`` calls instead of pynetdicom's 4 KiB loop.
+
+This relies on pynetdicom internals (``AssociationSocket.recv``, ``RequestHandler``), which is
+why pynetdicom is pinned exactly in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import structlog
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+log = structlog.get_logger(__name__)
+
+# PS3.8 9.3.1: a PDU header is 6 bytes; an A-ASSOCIATE-RQ carries at most a few kilobytes of
+# items, and P-DATA-TF may not exceed the maximum length we advertised.
+PDU_OVERHEAD = 64 * 1024
+
+
+class PduTooLong(OSError):
+    """The peer declared a PDU longer than we accept."""
+
+
+class HardenedAssociationSocket(AssociationSocket):
+    max_pdu_bytes: int = 1_048_576 + PDU_OVERHEAD
+    pdu_deadline_s: float = 60.0
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes > self.max_pdu_bytes:
+            log.warning("dimse.pdu_too_long", declared=nr_bytes, limit=self.max_pdu_bytes)
+            raise PduTooLong(f"peer declared a PDU of {nr_bytes} bytes; the limit is {self.max_pdu_bytes}")
+        sock = self.socket
+        assert sock is not None
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        received = 0
+        deadline = time.monotonic() + self.pdu_deadline_s
+        while received < nr_bytes:
+            count = sock.recv_into(view[received:], min(nr_bytes - received, 1 << 20))
+            if count == 0:
+                return buffer[:received]  # peer closed: the DUL reports a short PDU
+            received += count
+            if received < nr_bytes and time.monotonic() > deadline:
+                raise TimeoutError(f"PDU not complete after {self.pdu_deadline_s} s ({received}/{nr_bytes} bytes)")
+        return buffer
+
+
+class HardenedRequestHandler(RequestHandler):
+    def _create_association(self) -> Any:
+        assoc = super()._create_association()
+        sock = assoc.dul.socket
+        sock.__class__ = HardenedAssociationSocket
+        server = self.server
+        assert isinstance(server, HardenedServer)
+        sock.max_pdu_bytes = server.max_pdu_bytes
+        sock.pdu_deadline_s = server.pdu_deadline_s
+        return assoc
+
+
+class HardenedServer(ThreadedAssociationServer):
+    """Pass as ``server_class`` to ``AE.make_server`` with the keyword arguments below."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        *args: Any,
+        max_pdu_bytes: int = 1_048_576,
+        pdu_deadline_s: float = 60.0,
+        socket_idle_timeout_s: float = 30.0,
+        reuse_port: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.max_pdu_bytes = max_pdu_bytes + PDU_OVERHEAD
+        self.pdu_deadline_s = pdu_deadline_s
+        self.socket_idle_timeout_s = socket_idle_timeout_s
+        self.reuse_port = reuse_port
+        kwargs.setdefault("request_handler", HardenedRequestHandler)
+        super().__init__(*args, **kwargs)
+
+    def server_bind(self) -> None:
+        if self.reuse_port and self.socket is not None:
+            # Several receiver processes on one port, the kernel spreading connections.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        client, address = super().get_request()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.settimeout(self.socket_idle_timeout_s)
+        return client, address

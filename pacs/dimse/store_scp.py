@@ -1,0 +1,149 @@
+"""The DIMSE edge: association admission, C-ECHO and C-STORE handlers over ``Ingest``.
+
+Handlers are thin: they find who is calling, enforce per-association limits, and map the
+ingest outcome to a status through ``statuses.c_store_status``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pynetdicom import evt
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs import events
+from pacs.dimse.statuses import OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
+from pacs.identity.sites import CallingSite, resolve_calling_site
+from pacs.index.db import IndexUnavailable, append_change, transaction
+from pacs.ingest import Ingest, OutcomeKind, Origin
+from pacs.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# PS3.8 9.3.4 A-ASSOCIATE-RJ (result, source, reason)
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)  # rejected-permanent, service-user, calling AE not recognized
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)  # rejected-permanent, service-user, called AE not recognized
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # rejected-transient, service-provider (presentation), local limit exceeded
+REJECT_CONGESTION = (0x02, 0x03, 0x01)  # rejected-transient, service-provider (presentation), temporary congestion
+
+
+@dataclass
+class AssociationState:
+    site: CallingSite
+    address: str
+    instances: int = 0
+    bytes: int = 0
+
+
+class StoreSCP:
+    """Binds to a pynetdicom server; one instance serves all associations of a receiver."""
+
+    def __init__(self, settings: Settings, ingest: Ingest, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.ingest = ingest
+        self.sessions = sessions
+        self._states: dict[int, AssociationState] = {}
+        self._per_address: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_C_ECHO, self.on_c_echo),
+            (evt.EVT_C_STORE, self.on_c_store),
+            (evt.EVT_CONN_CLOSE, self.on_closed),
+        ]
+
+    def on_requested(self, event: evt.Event) -> None:
+        """Admit an association only from a configured site AE at its allowed address."""
+        assoc = event.assoc
+        primitive = assoc.requestor.primitive
+        calling = primitive.calling_ae_title.strip()
+        called = primitive.called_ae_title.strip()
+        address = assoc.requestor.address
+        if called != self.settings.ae_title:
+            self._reject(assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not {self.settings.ae_title!r}")
+            return
+        try:
+            with transaction(self.sessions) as session:
+                site = resolve_calling_site(session, calling, address)
+        except IndexUnavailable as exc:
+            self._reject(assoc, REJECT_CONGESTION, calling, address, f"index unavailable: {exc}", record=False)
+            return
+        if site is None:
+            self._reject(assoc, REJECT_CALLING_AE, calling, address,
+                         "calling AE title and source address match no site AE (see `yunying ae list`)")
+            return
+        with self._lock:
+            active = self._per_address.get(address, 0)
+            if active >= self.settings.max_associations_per_address:
+                over = True
+            else:
+                over = False
+                self._per_address[address] = active + 1
+                self._states[id(assoc)] = AssociationState(site=site, address=address)
+        if over:
+            self._reject(assoc, REJECT_LOCAL_LIMIT, calling, address,
+                         f"{active} associations already open from this address "
+                         f"(limit {self.settings.max_associations_per_address})", record=False)
+            return
+        log.info("association.accepted", calling_ae=calling, source=address, site=site.site_name)
+
+    def _reject(self, assoc: Any, reason: tuple[int, int, int], calling: str, address: str, why: str,
+                *, record: bool = True) -> None:
+        log.warning("association.rejected", calling_ae=calling, source=address, reason=why, code=reason)
+        if record:  # before the reject leaves, so whoever sees the reject can also see the change
+            try:
+                with transaction(self.sessions) as session:
+                    append_change(session, events.ASSOCIATION_REJECTED, calling_ae=calling, source=address,
+                                  reason=why, result=reason[0], diagnostic=reason[2])
+            except IndexUnavailable:
+                pass
+        assoc.acse.send_reject(*reason)
+        # FIELD-NOTES: without kill() the socket closed before the A-ASSOCIATE-RJ left.
+        assoc.kill()
+
+    def on_closed(self, event: evt.Event) -> None:
+        with self._lock:
+            state = self._states.pop(id(event.assoc), None)
+            if state is not None:
+                remaining = self._per_address.get(state.address, 1) - 1
+                if remaining > 0:
+                    self._per_address[state.address] = remaining
+                else:
+                    self._per_address.pop(state.address, None)
+
+    def on_c_echo(self, event: evt.Event) -> int:
+        return SUCCESS
+
+    def on_c_store(self, event: evt.Event) -> Any:
+        state = self._states.get(id(event.assoc))
+        if state is None:  # cannot happen after on_requested admitted the association
+            return status_dataset(OUT_OF_RESOURCES, "association not admitted")
+        path = Path(event.dataset_path)
+        state.instances += 1
+        state.bytes += path.stat().st_size
+        if state.instances > self.settings.max_instances_per_association:
+            return status_dataset(OUT_OF_RESOURCES, "instance limit of this association reached; open a new one")
+        if state.bytes > self.settings.max_bytes_per_association:
+            return status_dataset(OUT_OF_RESOURCES, "byte limit of this association reached; open a new one")
+        request = event.request
+        outcome = self.ingest.receive(
+            path,
+            Origin(
+                site_id=state.site.site_id,
+                calling_ae=state.site.ae_title,
+                source_address=state.address,
+                assumed_charset=state.site.assumed_charset,
+                expected_sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
+                expected_sop_class_uid=str(request.AffectedSOPClassUID or "") or None,
+            ),
+        )
+        status = c_store_status(outcome)
+        if outcome.kind is OutcomeKind.UNAVAILABLE:
+            state.instances -= 1
+        return status_dataset(status, outcome.reason)

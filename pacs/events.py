@@ -1,0 +1,16 @@
+"""Kinds of change written by ``pacs`` to the one ``changes`` table (dotted, lowercase)."""
+
+from typing import Final
+
+STUDY_RECEIVED: Final = "study.received"  # first instance of a study arrived
+STUDY_STABLE: Final = "study.stable"  # no new instance for the stability delay
+STUDY_REOPENED: Final = "study.reopened"  # an instance arrived after the study was stable
+INSTANCE_STORED: Final = "instance.stored"
+INSTANCE_NEW_VERSION: Final = "instance.new_version"  # same UIDs, same pixels, corrected header
+INSTANCE_QUARANTINED: Final = "instance.quarantined"  # malformed, or same UID with other pixels
+ASSOCIATION_REJECTED: Final = "association.rejected"
+ORPHAN_SWEPT: Final = "storage.orphan_swept"  # an object with no index row, found by the sweep
+SITE_CREATED: Final = "site.created"
+SITE_AE_ADDED: Final = "site.ae_added"
+
+JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable

@@ -1,0 +1,1 @@
+"""Identity and tenancy: consortiums, sites and the AE titles their modalities call from."""

@@ -1,0 +1,164 @@
+"""Creating and resolving consortiums, sites and site AEs (used by the CLI, the receiver and
+later by ``reading``'s administration)."""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pacs import events
+from pacs.identity.addresses import address_allowed, parse_allowed
+from pacs.index.db import append_change
+from pacs.index.models import Consortium, Site, SiteAE, Tier
+
+# PS3.3 C.12.1.1.2 defined terms we accept as an assumed character set, with the Python codec.
+ASSUMABLE_CHARSETS = {
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+    "ISO_IR 192": "utf_8",
+    "ISO_IR 100": "latin_1",
+    "ISO_IR 6": "ascii",
+}
+
+
+class IdentityError(ValueError):
+    """An administrative request that cannot be carried out; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class CallingSite:
+    """Who is calling: the site AE that matched a calling AE title and source address."""
+
+    site_id: int
+    site_name: str
+    consortium_id: int
+    ae_title: str
+    assumed_charset: str | None
+
+
+def valid_ae_title(title: str) -> bool:
+    # PS3.5 6.2: AE is 16 characters at most, no backslash or control characters, not all spaces.
+    return 0 < len(title.strip()) <= 16 and all(32 <= ord(c) < 127 and c != "\\" for c in title)
+
+
+def get_or_create_consortium(session: Session, name: str, timezone: str = "Asia/Shanghai") -> Consortium:
+    consortium = session.scalar(select(Consortium).where(Consortium.name == name))
+    if consortium is None:
+        consortium = Consortium(name=name, timezone=timezone)
+        session.add(consortium)
+        session.flush()
+    return consortium
+
+
+def add_site(
+    session: Session,
+    *,
+    consortium: str,
+    name: str,
+    tier: str,
+    contact: str | None = None,
+    return_ae_title: str | None = None,
+    return_host: str | None = None,
+    return_port: int | None = None,
+    actor: str = "cli",
+) -> Site:
+    """Create a site (and its consortium when new). Raises ``IdentityError`` on a bad tier,
+    a bad return AE title, or a site of that name already in the consortium."""
+    if tier not in {t.value for t in Tier}:
+        raise IdentityError(f"tier must be one of {', '.join(t.value for t in Tier)}, not {tier!r}")
+    if return_ae_title is not None and not valid_ae_title(return_ae_title):
+        raise IdentityError(f"return AE title {return_ae_title!r} is not a valid AE title (1–16 printable characters)")
+    if return_port is not None and not 0 < return_port < 65536:
+        raise IdentityError(f"return port {return_port} is not a TCP port")
+    owner = get_or_create_consortium(session, consortium)
+    if session.scalar(select(Site).where(Site.consortium_id == owner.id, Site.name == name)):
+        raise IdentityError(f"site {name!r} already exists in consortium {consortium!r}")
+    site = Site(
+        consortium_id=owner.id,
+        name=name,
+        tier=tier,
+        contact=contact,
+        return_ae_title=return_ae_title,
+        return_host=return_host,
+        return_port=return_port,
+    )
+    session.add(site)
+    session.flush()
+    append_change(session, events.SITE_CREATED, site_id=site.id, actor=actor, name=name, tier=tier)
+    return site
+
+
+def find_site(session: Session, name: str) -> Site:
+    sites = session.scalars(select(Site).where(Site.name == name)).all()
+    if not sites:
+        raise IdentityError(f"no site named {name!r}: see `yunying site list`")
+    if len(sites) > 1:
+        raise IdentityError(f"{len(sites)} sites are named {name!r} in different consortiums; use the site id")
+    return sites[0]
+
+
+def add_site_ae(
+    session: Session,
+    *,
+    site: Site,
+    ae_title: str,
+    allowed_address: str,
+    assumed_charset: str | None = None,
+    description: str | None = None,
+    actor: str = "cli",
+) -> SiteAE:
+    """Allow ``ae_title`` calling from ``allowed_address`` for ``site``. Raises
+    ``IdentityError`` on a bad title, address or charset, or when the pair is already taken."""
+    if not valid_ae_title(ae_title):
+        raise IdentityError(f"AE title {ae_title!r} is not valid: 1–16 printable ASCII characters, no backslash")
+    try:
+        parse_allowed(allowed_address)
+    except ValueError as exc:
+        raise IdentityError(str(exc)) from exc
+    if assumed_charset is not None and assumed_charset not in ASSUMABLE_CHARSETS:
+        raise IdentityError(f"assumed charset must be one of {', '.join(ASSUMABLE_CHARSETS)}, not {assumed_charset!r}")
+    title = ae_title.strip()
+    if session.scalar(select(SiteAE).where(SiteAE.ae_title == title, SiteAE.allowed_address == allowed_address)):
+        raise IdentityError(f"AE {title} from {allowed_address} is already configured")
+    entry = SiteAE(
+        site_id=site.id,
+        ae_title=title,
+        allowed_address=allowed_address,
+        assumed_charset=assumed_charset,
+        description=description,
+    )
+    session.add(entry)
+    session.flush()
+    append_change(
+        session, events.SITE_AE_ADDED, site_id=site.id, actor=actor, ae_title=title, allowed_address=allowed_address
+    )
+    return entry
+
+
+def resolve_calling_site(session: Session, calling_ae: str, address: str) -> CallingSite | None:
+    """The site AE matching this calling AE title and source address, or ``None``.
+
+    When several entries match (a /24 and a single host), the most specific network wins.
+    """
+    title = calling_ae.strip()
+    candidates = session.execute(
+        select(SiteAE, Site).join(Site, Site.id == SiteAE.site_id).where(SiteAE.ae_title == title)
+    ).all()
+    matches = [(entry, site) for entry, site in candidates if address_allowed(address, entry.allowed_address)]
+    if not matches:
+        return None
+    entry, site = max(matches, key=lambda pair: parse_allowed(pair[0].allowed_address).prefixlen)
+    return CallingSite(
+        site_id=site.id,
+        site_name=site.name,
+        consortium_id=site.consortium_id,
+        ae_title=entry.ae_title,
+        assumed_charset=entry.assumed_charset,
+    )
+
+
+def python_codec(charset: str) -> str:
+    return codecs.lookup(ASSUMABLE_CHARSETS.get(charset, charset)).name

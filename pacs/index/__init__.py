@@ -1,0 +1,1 @@
+"""The SQL index: consortiums, sites, the instance hierarchy, quarantine, changes and jobs."""

@@ -1,0 +1,247 @@
+"""SQLAlchemy 2.0 models of the index. Every schema change goes through an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from pacs.index.types import JSONDocument, UTCDateTime, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tier(StrEnum):
+    VILLAGE = "village"
+    TOWNSHIP = "township"
+    COUNTY = "county"
+    PROVINCIAL = "provincial"
+
+
+class StudyState(StrEnum):
+    RECEIVING = "receiving"
+    STABLE = "stable"
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Consortium(Base):
+    __tablename__ = "consortium"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(back_populates="consortium")
+
+
+class Site(Base):
+    __tablename__ = "site"
+    __table_args__ = (UniqueConstraint("consortium_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consortium_id: Mapped[int] = mapped_column(ForeignKey("consortium.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(16))
+    contact: Mapped[str | None] = mapped_column(String(200))
+    # Where signed reports go back to (the site's own PACS or workstation).
+    return_ae_title: Mapped[str | None] = mapped_column(String(16))
+    return_host: Mapped[str | None] = mapped_column(String(255))
+    return_port: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    consortium: Mapped[Consortium] = relationship(back_populates="sites")
+    aes: Mapped[list[SiteAE]] = relationship(back_populates="site")
+
+
+class SiteAE(Base):
+    """A calling AE title a site's modality uses, and the address it may call from."""
+
+    __tablename__ = "site_ae"
+    __table_args__ = (UniqueConstraint("ae_title", "allowed_address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    ae_title: Mapped[str] = mapped_column(String(16), index=True)
+    allowed_address: Mapped[str] = mapped_column(String(64))  # an IP address or a CIDR network
+    # Many Chinese modalities send GBK text without (0008,0005): decode with this when absent.
+    assumed_charset: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    site: Mapped[Site] = relationship(back_populates="aes")
+
+
+class Patient(Base):
+    """A patient as one site identifies him: patient IDs are only unique within their issuer."""
+
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("site_id", "patient_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    patient_name: Mapped[str | None] = mapped_column(String(320))
+    birth_date: Mapped[str | None] = mapped_column(String(8))
+    sex: Mapped[str | None] = mapped_column(String(16))
+
+
+class Study(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    # Denormalised so QIDO / C-FIND / the worklist filter on one table.
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    patient_name: Mapped[str | None] = mapped_column(String(320), index=True)
+    study_date: Mapped[str | None] = mapped_column(String(8), index=True)
+    study_time: Mapped[str | None] = mapped_column(String(32))
+    accession_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_id: Mapped[str | None] = mapped_column(String(16))
+    study_description: Mapped[str | None] = mapped_column(String(200))
+    referring_physician: Mapped[str | None] = mapped_column(String(320))
+    modalities: Mapped[str] = mapped_column(String(64), default="")  # backslash-joined, sorted
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    num_series: Mapped[int] = mapped_column(Integer, default=0)
+    num_instances: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[str] = mapped_column(String(16), default=StudyState.RECEIVING, index=True)
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+    __table_args__ = (Index("ix_study_state_last", "state", "last_received_at"),)
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    modality: Mapped[str | None] = mapped_column(String(16), index=True)
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(String(200))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    num_instances: Mapped[int] = mapped_column(Integer, default=0)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    """One stored version of a SOP instance. Only one version per UID is current."""
+
+    __tablename__ = "instance"
+    __table_args__ = (
+        UniqueConstraint("sop_instance_uid", "version"),
+        Index("ix_instance_current", "sop_instance_uid", "is_current"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    is_current: Mapped[bool] = mapped_column(default=True)
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    object_key: Mapped[str] = mapped_column(String(200), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    dataset_offset: Mapped[int] = mapped_column(Integer)  # where the data set starts after group 0002
+    sha256: Mapped[str] = mapped_column(String(64))  # of the data set after group 0002
+    header_sha256: Mapped[str] = mapped_column(String(64))  # data set before Pixel Data
+    pixel_sha256: Mapped[str] = mapped_column(String(64))  # Pixel Data element to the end
+    header: Mapped[dict[str, Any]] = mapped_column(JSONDocument)  # DICOM JSON model, no bulk data
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    source_address: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Quarantine(Base):
+    """Bytes kept aside for inspection: malformed data, or a conflicting re-send."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reason_code: Mapped[str] = mapped_column(String(32), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    calling_ae: Mapped[str | None] = mapped_column(String(16))
+    source_address: Mapped[str | None] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(128))
+    study_uid: Mapped[str | None] = mapped_column(String(128))
+    object_key: Mapped[str] = mapped_column(String(200), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Alert(Base):
+    """Something a site's staff and the administrator should look at."""
+
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), index=True)
+    study_uid: Mapped[str | None] = mapped_column(String(128))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Change(Base):
+    """The append-only event log; ``seq`` is monotonic and never reused."""
+
+    __tablename__ = "changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    study_uid: Mapped[str | None] = mapped_column(String(128), index=True)
+    site_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
+class Job(Base):
+    """A unit of background work, inserted in the transaction of the change that causes it."""
+
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_take", "kind", "state", "next_run_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,294 @@
+"""Ingest: one received file in, one outcome out — the same path for C-STORE, STOW and import.
+
+Order (after Orthanc's ServerContext): inspect → put the bytes in the object store (durable on
+return) → index in one transaction. Only then may the caller answer Success. When indexing
+fails, the ingest deletes the object it wrote (its key is its own: ``object_key``); if even
+that fails, the orphan sweep removes it later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs import events
+from pacs.index.db import IndexUnavailable, append_change, transaction
+from pacs.index.models import Alert, Instance, Patient, Quarantine, Series, Study, StudyState
+from pacs.index.types import utcnow
+from pacs.part10 import Inspected, Malformed, file_sha256, inspect_part10
+from pacs.storage import BlobStore, StoreUnavailable, object_key
+
+log = structlog.get_logger(__name__)
+
+
+class OutcomeKind(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # same UID, same data set: already stored, nothing written
+    NEW_VERSION = "new_version"  # same UID and pixels, corrected header: old version kept
+    CONFLICT = "conflict"  # same UID, other pixels: first kept, this one quarantined
+    MALFORMED = "malformed"  # cannot be understood: quarantined
+    FOREIGN_STUDY = "foreign_study"  # the study belongs to another site: quarantined
+    UNAVAILABLE = "unavailable"  # store or index down: nothing kept, the sender may retry
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    kind: OutcomeKind
+    reason: str = ""
+    code: str = ""  # a stable short code for malformed data
+    study_uid: str | None = None
+    sop_instance_uid: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """The sender may consider the instance delivered."""
+        return self.kind in {OutcomeKind.STORED, OutcomeKind.DUPLICATE, OutcomeKind.NEW_VERSION, OutcomeKind.CONFLICT}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who sent an instance. ``expected_*`` come from the DIMSE command, when there is one."""
+
+    site_id: int
+    calling_ae: str | None
+    source_address: str | None
+    assumed_charset: str | None = None
+    expected_sop_instance_uid: str | None = None
+    expected_sop_class_uid: str | None = None
+
+
+class Ingest:
+    """Receives files into the store and the index. Thread-safe; one per process."""
+
+    def __init__(
+        self, store: BlobStore, sessions: sessionmaker[Session], *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.clock = clock
+
+    def receive(self, path: Path, origin: Origin) -> IngestOutcome:
+        """Ingest the Part-10 file at ``path``; never raises for bad data or a down dependency."""
+        inspected = inspect_part10(path, assumed_charset=origin.assumed_charset)
+        if isinstance(inspected, Malformed):
+            return self._quarantine(path, origin, inspected.code, inspected.reason, OutcomeKind.MALFORMED,
+                                    inspected.study_uid, inspected.sop_instance_uid)
+        mismatch = self._command_mismatch(inspected, origin)
+        if mismatch:
+            return self._quarantine(path, origin, "command-mismatch", mismatch, OutcomeKind.MALFORMED,
+                                    inspected.study_uid, inspected.sop_instance_uid)
+        try:
+            return self._store_and_index(path, inspected, origin)
+        except (StoreUnavailable, IndexUnavailable) as exc:
+            log.warning("ingest.unavailable", study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid,
+                        calling_ae=origin.calling_ae, source=origin.source_address, error=str(exc))
+            return IngestOutcome(OutcomeKind.UNAVAILABLE, str(exc), study_uid=inspected.study_uid,
+                                 sop_instance_uid=inspected.sop_instance_uid)
+
+    @staticmethod
+    def _command_mismatch(inspected: Inspected, origin: Origin) -> str | None:
+        # PS3.4 B.2.3: the data set's UIDs must be those of the C-STORE request.
+        if origin.expected_sop_instance_uid and origin.expected_sop_instance_uid != inspected.sop_instance_uid:
+            return (f"data set SOP Instance UID {inspected.sop_instance_uid} differs from the C-STORE "
+                    f"request's {origin.expected_sop_instance_uid}")
+        if origin.expected_sop_class_uid and origin.expected_sop_class_uid != inspected.sop_class_uid:
+            return (f"data set SOP Class UID {inspected.sop_class_uid} differs from the C-STORE "
+                    f"request's {origin.expected_sop_class_uid}")
+        return None
+
+    def _store_and_index(self, path: Path, inspected: Inspected, origin: Origin) -> IngestOutcome:
+        with transaction(self.sessions) as session:
+            decision = self._classify(session, inspected, origin)
+        if decision is not None:
+            return decision(path)
+        key = object_key("instances", inspected.sha256)
+        self.store.put_file(key, path)
+        outcome: IngestOutcome | None = None
+        try:
+            for attempt in range(3):
+                try:
+                    with transaction(self.sessions) as session:
+                        outcome = self._index(session, key, inspected, origin)
+                    break
+                except IntegrityError:
+                    # Another association created the same study/series/instance meanwhile;
+                    # the next attempt sees its rows.
+                    if attempt == 2:
+                        raise IndexUnavailable("index kept conflicting on concurrent inserts") from None
+                    time.sleep(0.05 * (attempt + 1))
+        finally:
+            if outcome is None or outcome.kind is OutcomeKind.DUPLICATE:
+                self._discard(key)
+        assert outcome is not None
+        return outcome
+
+    def _discard(self, key: str) -> None:
+        """Remove an object no row references; the orphan sweep retries what fails here."""
+        try:
+            self.store.delete(key)
+        except StoreUnavailable as exc:
+            log.warning("ingest.discard_failed", object_key=key, error=str(exc))
+
+    def _classify(
+        self, session: Session, inspected: Inspected, origin: Origin
+    ) -> Callable[[Path], IngestOutcome] | None:
+        """``None`` when the instance should be stored and indexed; else what to do instead."""
+        study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
+        if study is not None and study.site_id != origin.site_id:
+            reason = f"study {inspected.study_uid} belongs to another site; not merged"
+            return lambda path: self._quarantine(path, origin, "foreign-study", reason, OutcomeKind.FOREIGN_STUDY,
+                                                 inspected.study_uid, inspected.sop_instance_uid)
+        current = _current_instance(session, inspected.sop_instance_uid)
+        if current is None:
+            return None
+        if current.sha256 == inspected.sha256:
+            return lambda _path: self._duplicate(inspected, origin)
+        if current.pixel_sha256 == inspected.pixel_sha256:
+            return None  # header corrected: stored as a new version by _index
+        reason = (f"SOP Instance UID {inspected.sop_instance_uid} was received before with other pixel data; "
+                  f"the first copy is kept, this one quarantined")
+        return lambda path: self._quarantine(path, origin, "pixel-conflict", reason, OutcomeKind.CONFLICT,
+                                             inspected.study_uid, inspected.sop_instance_uid, alert=True)
+
+    def _duplicate(self, inspected: Inspected, origin: Origin) -> IngestOutcome:
+        log.info("instance.duplicate", study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid,
+                 calling_ae=origin.calling_ae, source=origin.source_address)
+        return IngestOutcome(OutcomeKind.DUPLICATE, "already stored with identical content",
+                             study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid)
+
+    def _index(self, session: Session, key: str, inspected: Inspected, origin: Origin) -> IngestOutcome:
+        now = self.clock()
+        tags = inspected.tags
+        current = _current_instance(session, inspected.sop_instance_uid)
+        if current is not None and current.sha256 == inspected.sha256:
+            return self._duplicate(inspected, origin)  # a concurrent sender won the race
+
+        study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
+        if study is None:
+            patient = _get_or_create_patient(session, origin.site_id, tags)
+            study = Study(
+                study_uid=inspected.study_uid, site_id=origin.site_id, patient_pk=patient.id,
+                patient_id=tags["patient_id"], patient_name=tags["patient_name"], study_date=tags["study_date"],
+                study_time=tags["study_time"], accession_number=tags["accession_number"], study_id=tags["study_id"],
+                study_description=tags["study_description"], referring_physician=tags["referring_physician"],
+                modalities="", body_part=tags["body_part"], num_series=0, num_instances=0, bytes=0,
+                state=StudyState.RECEIVING, first_received_at=now, last_received_at=now,
+            )
+            session.add(study)
+            session.flush()
+            append_change(session, events.STUDY_RECEIVED, study_uid=study.study_uid, site_id=origin.site_id,
+                          calling_ae=origin.calling_ae, source=origin.source_address)
+        elif study.state == StudyState.STABLE:
+            study.state = StudyState.RECEIVING
+            study.stable_at = None
+            append_change(session, events.STUDY_REOPENED, study_uid=study.study_uid, site_id=origin.site_id,
+                          sop_instance_uid=inspected.sop_instance_uid)
+            log.info("study.reopened", study_uid=study.study_uid, calling_ae=origin.calling_ae)
+
+        series = session.scalar(select(Series).where(Series.series_uid == inspected.series_uid))
+        if series is None:
+            series = Series(study_pk=study.id, series_uid=inspected.series_uid, modality=tags["modality"],
+                            series_number=tags["series_number"], series_description=tags["series_description"],
+                            body_part=tags["body_part"], num_instances=0)
+            session.add(series)
+            session.flush()
+            study.num_series += 1
+            if tags["modality"]:
+                study.modalities = "\\".join(sorted(set(filter(None, study.modalities.split("\\"))) | {tags["modality"]}))
+            study.body_part = study.body_part or tags["body_part"]
+        elif series.study_pk != study.id:
+            raise IndexUnavailable(f"series {inspected.series_uid} is indexed under another study")
+
+        version = 1
+        if current is not None:
+            version = current.version + 1
+            session.execute(update(Instance).where(Instance.id == current.id).values(is_current=False))
+        else:
+            series.num_instances += 1
+            study.num_instances += 1
+        study.bytes += inspected.size
+        study.last_received_at = now
+
+        session.add(Instance(
+            series_pk=series.id, sop_instance_uid=inspected.sop_instance_uid, sop_class_uid=inspected.sop_class_uid,
+            instance_number=tags["instance_number"], version=version, is_current=True,
+            transfer_syntax_uid=inspected.transfer_syntax_uid, rows=tags["rows"], columns=tags["columns"],
+            number_of_frames=tags["number_of_frames"], object_key=key, size=inspected.size,
+            dataset_offset=inspected.dataset_offset, sha256=inspected.sha256,
+            header_sha256=inspected.header_sha256, pixel_sha256=inspected.pixel_sha256, header=inspected.header,
+            calling_ae=origin.calling_ae, source_address=origin.source_address, received_at=now,
+        ))
+        if current is None:
+            append_change(session, events.INSTANCE_STORED, study_uid=study.study_uid, site_id=origin.site_id,
+                          sop_instance_uid=inspected.sop_instance_uid, series_uid=inspected.series_uid,
+                          size=inspected.size, calling_ae=origin.calling_ae)
+            log.info("instance.stored", study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid,
+                     calling_ae=origin.calling_ae, source=origin.source_address, charset_assumed=inspected.charset_assumed)
+            return IngestOutcome(OutcomeKind.STORED, study_uid=study.study_uid,
+                                 sop_instance_uid=inspected.sop_instance_uid)
+
+        message = (f"instance {inspected.sop_instance_uid} was re-sent with a changed header and identical pixel "
+                   f"data; stored as version {version}, version {current.version} kept")
+        session.add(Alert(kind=events.INSTANCE_NEW_VERSION, site_id=origin.site_id, study_uid=study.study_uid,
+                          sop_instance_uid=inspected.sop_instance_uid, message=message, created_at=now))
+        append_change(session, events.INSTANCE_NEW_VERSION, study_uid=study.study_uid, site_id=origin.site_id,
+                      sop_instance_uid=inspected.sop_instance_uid, version=version, calling_ae=origin.calling_ae)
+        log.warning("instance.new_version", study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid,
+                    version=version, calling_ae=origin.calling_ae, source=origin.source_address)
+        return IngestOutcome(OutcomeKind.NEW_VERSION, message, study_uid=study.study_uid,
+                             sop_instance_uid=inspected.sop_instance_uid)
+
+    def _quarantine(
+        self, path: Path, origin: Origin, code: str, reason: str, kind: OutcomeKind,
+        study_uid: str | None, sop_instance_uid: str | None, *, alert: bool = False,
+    ) -> IngestOutcome:
+        """Keep the bytes aside with why; the change and (optionally) an alert in one transaction."""
+        log.warning("instance.quarantined", code=code, reason=reason, study_uid=study_uid,
+                    sop_instance_uid=sop_instance_uid, calling_ae=origin.calling_ae, source=origin.source_address)
+        try:
+            digest = file_sha256(path)
+            key = object_key("quarantine", digest)
+            self.store.put_file(key, path)
+            with transaction(self.sessions) as session:
+                now = self.clock()
+                session.add(Quarantine(
+                    reason_code=code, reason=reason, site_id=origin.site_id, calling_ae=origin.calling_ae,
+                    source_address=origin.source_address, sop_instance_uid=sop_instance_uid, study_uid=study_uid,
+                    object_key=key, size=path.stat().st_size, sha256=digest, received_at=now,
+                ))
+                if alert:
+                    session.add(Alert(kind=events.INSTANCE_QUARANTINED, site_id=origin.site_id, study_uid=study_uid,
+                                      sop_instance_uid=sop_instance_uid, message=reason, created_at=now))
+                append_change(session, events.INSTANCE_QUARANTINED, study_uid=study_uid, site_id=origin.site_id,
+                              sop_instance_uid=sop_instance_uid, code=code, reason=reason,
+                              calling_ae=origin.calling_ae)
+        except (StoreUnavailable, IndexUnavailable) as exc:
+            return IngestOutcome(OutcomeKind.UNAVAILABLE, f"could not quarantine: {exc}", code,
+                                 study_uid, sop_instance_uid)
+        return IngestOutcome(kind, reason, code, study_uid, sop_instance_uid)
+
+
+def _current_instance(session: Session, sop_instance_uid: str) -> Instance | None:
+    return session.scalar(
+        select(Instance).where(Instance.sop_instance_uid == sop_instance_uid, Instance.is_current.is_(True))
+    )
+
+
+def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, object]) -> Patient:
+    patient_id = str(tags["patient_id"] or "")
+    patient = session.scalar(select(Patient).where(Patient.site_id == site_id, Patient.patient_id == patient_id))
+    if patient is None:
+        patient = Patient(site_id=site_id, patient_id=patient_id, patient_name=tags["patient_name"],
+                          birth_date=tags["birth_date"], sex=tags["sex"])
+        session.add(patient)
+        session.flush()
+    return patient

@@ -1,0 +1,277 @@
+"""Looking inside a received DICOM Part-10 file without loading its pixel data.
+
+Gives what ingest needs: validity, the UIDs, the tags the index keeps, the DICOM JSON header,
+and three hashes taken in one streaming pass — of the data set after the group 0002 file meta
+(a receiver rebuilds the meta, so only the data set can be compared with what a sender sent),
+of the header part before Pixel Data, and of Pixel Data onwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom.charset import convert_encodings
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+# A modality's odd VR or value must not stop us from indexing its data: we store bytes as
+# received and only read the tags we index. Validation is ours (below), not pydicom's.
+pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")  # PS3.5 9.1
+PIXEL_DATA_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+_LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_HASH_CHUNK = 1 << 20
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+NATIVE_SYNTAXES = {IMPLICIT_LE, "1.2.840.10008.1.2.1", BIG_ENDIAN}
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Why a file cannot be accepted; ``code`` is stable, ``reason`` is for people."""
+
+    code: str
+    reason: str
+    study_uid: str | None = None
+    sop_instance_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Inspected:
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    transfer_syntax_uid: str
+    dataset_offset: int
+    size: int
+    sha256: str
+    header_sha256: str
+    pixel_sha256: str
+    tags: dict[str, Any]
+    header: dict[str, Any]
+    charset_assumed: bool
+
+
+def valid_uid(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
+
+
+def file_meta_end(path: Path) -> int | None:
+    """Offset where the data set starts, after the preamble and group 0002; ``None`` when the
+    file is not Part 10 (no ``DICM`` at 128). Group 0002 is always Explicit VR Little Endian
+    (PS3.10 7.1)."""
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+        if len(head) < 132 or head[128:132] != b"DICM":
+            return None
+        offset = 132
+        while True:
+            element = handle.read(8)
+            if len(element) < 8:
+                return offset
+            group = struct.unpack("<H", element[:2])[0]
+            if group != 0x0002:
+                return offset
+            vr = element[4:6]
+            if vr in _LONG_LENGTH_VRS:
+                length = struct.unpack("<L", handle.read(4))[0]
+                offset += 12 + length
+            else:
+                length = struct.unpack("<H", element[6:8])[0]
+                offset += 8 + length
+            handle.seek(offset)
+
+
+def _element_header(raw: bytes, transfer_syntax: str) -> tuple[int, int]:
+    """(header length, value length) of the element starting ``raw``."""
+    little = transfer_syntax != BIG_ENDIAN
+    if transfer_syntax == IMPLICIT_LE:
+        return 8, struct.unpack("<L", raw[4:8])[0]
+    if raw[4:6] in _LONG_LENGTH_VRS:
+        return 12, struct.unpack("<L" if little else ">L", raw[8:12])[0]
+    return 8, struct.unpack("<H" if little else ">H", raw[6:8])[0]
+
+
+def _expected_pixel_bytes(ds: Dataset) -> int | None:
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if bits == 1:
+        return (rows * cols * samples * frames + 7) // 8
+    return rows * cols * samples * frames * (bits // 8)
+
+
+def _text(ds: Dataset, keyword: str, limit: int) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = "\\".join(str(v) for v in value)
+    return str(value)[:limit] or None
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _first_cut_element(ds: Dataset) -> str | None:
+    """pydicom reads an element whose declared length runs past the end of the data without
+    complaint; such a data set was cut off or is not DICOM at all."""
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if isinstance(value, bytes) and length is not None and length != 0xFFFFFFFF and len(value) < length:
+            return f"element {tag} declares {length} bytes but the data set ends after {len(value)}"
+    return None
+
+
+def _bulk_reference(element: Any) -> str:
+    return f"bulk:{element.tag:08X}"
+
+
+def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspected | Malformed:
+    """Validate and describe the Part-10 file at ``path``; never raises for bad content."""
+    offset = file_meta_end(path)
+    if offset is None:
+        return Malformed("not-part10", "not a DICOM Part-10 file (no 'DICM' prefix after the preamble)")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            ds = pydicom.dcmread(handle, stop_before_pixels=True)
+            pixel_offset = handle.tell()
+    except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError, TypeError) as exc:
+        return Malformed("unparsable", f"cannot parse the data set: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # pydicom raises many types for broken input; none may escape
+        return Malformed("unparsable", f"cannot parse the data set: {type(exc).__name__}: {exc}")
+
+    cut = _first_cut_element(ds)
+    if cut:
+        return Malformed("unparsable", cut)
+
+    uids = {
+        "SOPClassUID": ds.get("SOPClassUID"),
+        "SOPInstanceUID": ds.get("SOPInstanceUID"),
+        "StudyInstanceUID": ds.get("StudyInstanceUID"),
+        "SeriesInstanceUID": ds.get("SeriesInstanceUID"),
+    }
+    study_uid = str(uids["StudyInstanceUID"])[:128] if uids["StudyInstanceUID"] else None
+    sop_uid = str(uids["SOPInstanceUID"])[:128] if uids["SOPInstanceUID"] else None
+    missing = [name for name, value in uids.items() if not value]
+    if missing:
+        return Malformed("missing-uid", f"required attribute(s) missing or empty: {', '.join(missing)}", study_uid, sop_uid)
+    invalid = [f"{name}={str(value)[:80]!r}" for name, value in uids.items() if not valid_uid(str(value))]
+    if invalid:
+        return Malformed("invalid-uid", f"not a valid DICOM UID (PS3.5 9.1, max 64 chars): {'; '.join(invalid)}", study_uid, sop_uid)
+
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if pixel_offset < size:
+        with open(path, "rb") as handle:
+            handle.seek(pixel_offset)
+            raw = handle.read(12)
+        if len(raw) < 8:
+            return Malformed("truncated", "Pixel Data element header is cut off", study_uid, sop_uid)
+        header_len, value_len = _element_header(raw, transfer_syntax)
+        available = size - pixel_offset - header_len
+        if value_len == 0xFFFFFFFF:
+            if available < 8:
+                return Malformed("truncated", "encapsulated Pixel Data has no items", study_uid, sop_uid)
+        else:
+            if value_len > available:
+                return Malformed("truncated", f"Pixel Data declares {value_len} bytes but only {available} arrived", study_uid, sop_uid)
+            expected = _expected_pixel_bytes(ds) if transfer_syntax in NATIVE_SYNTAXES else None
+            if expected is not None and value_len < expected:
+                return Malformed(
+                    "pixel-data-short",
+                    f"Pixel Data holds {value_len} bytes; Rows×Columns×Samples×Bits×Frames needs {expected}",
+                    study_uid,
+                    sop_uid,
+                )
+
+    charset_assumed = False
+    if "SpecificCharacterSet" not in ds and assumed_charset:
+        # Decode as the site AE says its modality encodes, without adding (0008,0005) to
+        # what we keep: the stored bytes stay as received.
+        implicit, little = ds.original_encoding
+        ds.set_original_encoding(implicit, little, convert_encodings(assumed_charset))
+        charset_assumed = True
+
+    tags = {
+        "patient_id": _text(ds, "PatientID", 64) or "",
+        "patient_name": _text(ds, "PatientName", 320),
+        "birth_date": _text(ds, "PatientBirthDate", 8),
+        "sex": _text(ds, "PatientSex", 16),
+        "study_date": _text(ds, "StudyDate", 8),
+        "study_time": _text(ds, "StudyTime", 32),
+        "accession_number": _text(ds, "AccessionNumber", 64),
+        "study_id": _text(ds, "StudyID", 16),
+        "study_description": _text(ds, "StudyDescription", 200),
+        "referring_physician": _text(ds, "ReferringPhysicianName", 320),
+        "modality": _text(ds, "Modality", 16),
+        "body_part": _text(ds, "BodyPartExamined", 64),
+        "series_number": _int(ds, "SeriesNumber"),
+        "series_description": _text(ds, "SeriesDescription", 200),
+        "instance_number": _int(ds, "InstanceNumber"),
+        "rows": _int(ds, "Rows"),
+        "columns": _int(ds, "Columns"),
+        "number_of_frames": _int(ds, "NumberOfFrames"),
+    }
+    try:
+        header = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=_bulk_reference)
+    except Exception:  # an element pydicom cannot express in JSON must not refuse the instance
+        header = ds.to_json_dict(
+            bulk_data_threshold=4096, bulk_data_element_handler=_bulk_reference, suppress_invalid_tags=True
+        )
+
+    sha_all, sha_header, sha_pixel = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        position = offset
+        while chunk := handle.read(_HASH_CHUNK):
+            sha_all.update(chunk)
+            split = max(0, min(len(chunk), pixel_offset - position))
+            sha_header.update(chunk[:split])
+            sha_pixel.update(chunk[split:])
+            position += len(chunk)
+
+    return Inspected(
+        sop_class_uid=str(UID(str(uids["SOPClassUID"]))),
+        sop_instance_uid=str(uids["SOPInstanceUID"]),
+        study_uid=str(uids["StudyInstanceUID"]),
+        series_uid=str(uids["SeriesInstanceUID"]),
+        transfer_syntax_uid=transfer_syntax,
+        dataset_offset=offset,
+        size=size,
+        sha256=sha_all.hexdigest(),
+        header_sha256=sha_header.hexdigest(),
+        pixel_sha256=sha_pixel.hexdigest(),
+        tags=tags,
+        header=header,
+        charset_assumed=charset_assumed,
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,37 @@
+"""Wiring of one process's parts from its ``Settings``: index, store, ingest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs.index.db import make_engine, make_sessionmaker
+from pacs.ingest import Ingest
+from pacs.settings import Settings
+from pacs.storage import BlobStore, open_store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: BlobStore
+    ingest: Ingest
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    """Raises ``StoreUnavailable`` when the object store cannot be reached at start-up."""
+    engine = make_engine(
+        settings.resolved_database_url,
+        connect_timeout_s=settings.database_connect_timeout_s,
+        pool_size=max(5, settings.max_associations + 2),
+    )
+    sessions = make_sessionmaker(engine)
+    store = open_store(settings)
+    return Services(settings, engine, sessions, store, Ingest(store, sessions))

@@ -1,0 +1,119 @@
+"""The one place Yunying's settings are read: ``YUNYING_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INSECURE_SECRET = "changeme"
+
+
+class Mode(StrEnum):
+    LOCAL = "local"
+    DEMO = "demo"
+    PRODUCTION = "production"
+
+
+class StorageBackend(StrEnum):
+    FOLDER = "folder"
+    S3 = "s3"
+
+
+class Settings(BaseSettings):
+    """Everything a Yunying process needs to know, read once at start-up and passed down.
+
+    Raises ``ValueError`` (pydantic ``ValidationError``) when a production configuration keeps
+    an insecure default.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="YUNYING_", env_file=".env", extra="ignore")
+
+    mode: Mode = Mode.LOCAL
+    home: Path = Field(default=Path("var"), description="Everything of the embedded default lives here.")
+    secret_key: str = INSECURE_SECRET
+
+    # Index. Empty means the embedded SQLite file under ``home``.
+    database_url: str = ""
+    database_connect_timeout_s: float = 2.0
+
+    # Object storage.
+    storage_backend: StorageBackend = StorageBackend.FOLDER
+    storage_path: Path | None = None  # folder backend; default ``home/objects``
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: str = "minioadmin"
+    s3_bucket: str = "yunying"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+    # FIELD-NOTES: the minio SDK waits 300 s to connect and to read by default, holding a
+    # C-STORE for minutes when the store stalls.
+    s3_connect_timeout_s: float = 2.0
+    s3_read_timeout_s: float = 15.0
+    s3_retries: int = 1
+
+    # DICOM receiver.
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = 11112
+    ae_title: str = "YUNYING"
+    max_pdu: int = 1_048_576  # FIELD-NOTES: 16 KB costs about a fifth of the throughput
+    acse_timeout_s: float = 10.0
+    dimse_timeout_s: float = 30.0
+    network_timeout_s: float = 30.0
+    socket_idle_timeout_s: float = 30.0  # no byte for this long on an accepted socket: close it
+    pdu_deadline_s: float = 60.0  # a whole PDU must arrive within this
+    max_associations: int = 32
+    max_associations_per_address: int = 8
+    max_instances_per_association: int = 20_000
+    max_bytes_per_association: int = 20 * 1024**3
+    partial_file_max_age_s: float = 3600.0  # temp files of aborted associations older than this are swept
+
+    # An object in the store that no index row references (a crash between store and index)
+    # is removed once it is this old; younger ones may belong to an ingest still in flight.
+    orphan_grace_s: float = 600.0
+
+    # Study stability: no new instance for this long → stable, AI job queued.
+    stability_seconds: float = 60.0
+    stability_poll_s: float = 1.0
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Web.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Self:
+        if self.mode is Mode.PRODUCTION:
+            problems = []
+            if self.secret_key == INSECURE_SECRET or len(self.secret_key) < 32:
+                problems.append("set YUNYING_SECRET_KEY to a random string of 32+ characters")
+            if not self.database_url or self.database_url.startswith("sqlite"):
+                problems.append("set YUNYING_DATABASE_URL to a PostgreSQL URL")
+            if self.storage_backend is StorageBackend.S3 and self.s3_secret_key == "minioadmin":
+                problems.append("set YUNYING_S3_ACCESS_KEY / YUNYING_S3_SECRET_KEY (not minioadmin)")
+            if problems:
+                raise ValueError("refusing to start in production mode: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'yunying.db').resolve()}"
+
+    @property
+    def objects_path(self) -> Path:
+        return (self.storage_path or self.home / "objects").resolve()
+
+    @property
+    def incoming_path(self) -> Path:
+        """Where DICOM data is written while it arrives: beside the folder store, so a finished
+        file is hard-linked into place rather than copied."""
+        if self.storage_backend is StorageBackend.FOLDER:
+            return self.objects_path / ".incoming"
+        return (self.home / "incoming").resolve()

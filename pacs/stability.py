@@ -1,0 +1,86 @@
+"""Study stability: a study that received no new instance for the stability delay is *stable*;
+the same transaction appends ``study.stable`` and queues the AI pre-screen job (DESIGN.md:
+jobs are rows created with the change that causes them). A late instance re-opens the study
+(ingest), and its next stability queues a new job."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs import events
+from pacs.index.db import IndexUnavailable, append_change, transaction
+from pacs.index.models import Job, Study, StudyState
+from pacs.index.types import utcnow
+
+log = structlog.get_logger(__name__)
+
+
+def mark_stable_studies(
+    sessions: sessionmaker[Session], stability: timedelta, *, now: datetime | None = None, batch: int = 100
+) -> list[str]:
+    """Mark every study quiet for ``stability`` as stable; returns their UIDs.
+
+    Safe with several processes: each study is taken by a guarded UPDATE, so one process wins.
+    """
+    now = now or utcnow()
+    cutoff = now - stability
+    with transaction(sessions) as session:
+        candidates = session.execute(
+            select(Study.id, Study.study_uid, Study.site_id)
+            .where(Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)
+            .order_by(Study.last_received_at)
+            .limit(batch)
+        ).all()
+    marked = []
+    for study_pk, study_uid, site_id in candidates:
+        with transaction(sessions) as session:
+            taken = session.execute(
+                update(Study)
+                .where(Study.id == study_pk, Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)
+                .values(state=StudyState.STABLE, stable_at=now)
+            ).rowcount
+            if not taken:
+                continue
+            study = session.get_one(Study, study_pk)
+            append_change(session, events.STUDY_STABLE, study_uid=study_uid, site_id=site_id,
+                          num_instances=study.num_instances, num_series=study.num_series)
+            session.add(Job(kind=events.JOB_AI_PRESCREEN, payload={"study_uid": study_uid}, next_run_at=now,
+                            created_at=now, updated_at=now))
+        log.info("study.stable", study_uid=study_uid, site=site_id)
+        marked.append(study_uid)
+    return marked
+
+
+class StabilityWatcher:
+    """A background thread that runs ``mark_stable_studies`` every ``poll_s`` seconds."""
+
+    def __init__(self, sessions: sessionmaker[Session], stability_s: float, poll_s: float,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.sessions = sessions
+        self.stability = timedelta(seconds=stability_s)
+        self.poll_s = poll_s
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stability-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                mark_stable_studies(self.sessions, self.stability, now=self.clock())
+            except IndexUnavailable as exc:
+                log.warning("stability.index_unavailable", error=str(exc))
+            except Exception:  # the watcher must outlive any one bad pass
+                log.exception("stability.pass_failed")

@@ -1,0 +1,42 @@
+"""The ASGI application. Issue A serves only health endpoints; the DICOMweb and reading
+routers are mounted here as they land (DESIGN.md: the JSON routers live beside their domain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from pacs.service import Services
+from pacs.storage import StoreUnavailable
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> Any:
+        """The index and the object store answer; no patient data is returned."""
+        checks: dict[str, str] = {}
+        try:
+            with services.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["index"] = "ok"
+        except Exception as exc:  # noqa: BLE001 — any failure means not ready
+            checks["index"] = f"unavailable: {type(exc).__name__}"
+        try:
+            services.store.exists("readyz-probe")
+            checks["store"] = "ok"
+        except StoreUnavailable as exc:
+            checks["store"] = f"unavailable: {exc}"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
+
+    return app

@@ -1,0 +1,109 @@
+"""The ``yunying`` command: the pacs commands plus the ones that assemble the whole service."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pacs import cli as pacs_cli
+from pacs.index.db import transaction
+from pacs.index.migrate import upgrade
+from pacs.logs import configure_logging
+from pacs.settings import Mode
+
+app = typer.Typer(
+    help="Yunying (云影): the regional imaging cloud-diagnosis centre. Settings come from YUNYING_* "
+    "environment variables or .env (see README).",
+    no_args_is_help=True,
+)
+pacs_cli.register(app)
+console = Console()
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def serve() -> None:
+    """Run the embedded shape in one process: DICOM receiver, web and workers, until Ctrl-C."""
+    from viewer.serve import EmbeddedService, run_until_interrupted
+
+    settings = pacs_cli.load_settings()
+    configure_logging(settings)
+    services = pacs_cli.open_services(settings)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def announce() -> None:
+        console.print(f"Yunying is running: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
+                      f"web http://{settings.http_host}:{settings.http_port}/readyz — Ctrl-C stops it.")
+
+    try:
+        run_until_interrupted(EmbeddedService(services), announce)
+    except RuntimeError as exc:
+        raise pacs_cli.fail(str(exc)) from None
+    finally:
+        services.close()
+
+
+@app.command()
+def demo(
+    ct_slices: Annotated[int, typer.Option(help="Slices per demo CT series.")] = 40,
+    exit_after_push: Annotated[bool, typer.Option(help="Stop once the demo studies are stable (for scripts).")] = False,
+) -> None:
+    """Create the demo consortium, start the service and push demo studies into it by C-STORE."""
+    from viewer.demo import generate_demo_studies, push_demo_studies, seed_consortium
+    from viewer.serve import EmbeddedService
+
+    settings = pacs_cli.load_settings()
+    update: dict[str, object] = {"mode": Mode.DEMO} if settings.mode is Mode.LOCAL else {}
+    if "stability_seconds" not in settings.model_fields_set:
+        update["stability_seconds"] = 5.0  # the demo shows stability within seconds, not a minute
+    settings = settings.model_copy(update=update)
+    configure_logging(settings)
+    upgrade(settings.resolved_database_url)
+    services = pacs_cli.open_services(settings)
+    with transaction(services.sessions) as session:
+        created = seed_consortium(session)
+    if created:
+        console.print(f"Demo consortium: created {', '.join(created)}")
+    data_root = Path(settings.home) / "demo-data"
+    with console.status("Generating demo studies (first run only)…"):
+        studies = generate_demo_studies(data_root, ct_slices=ct_slices)
+    service = EmbeddedService(services)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        service.start()
+        failures = push_demo_studies(settings, data_root, studies, console)
+        console.print(
+            f"\n[bold]Demo studies pushed[/bold] ({failures} failed). Where to look:\n"
+            f"  yunying study list            studies, sites, instance counts, state (stable after "
+            f"{settings.stability_seconds:g} s quiet)\n"
+            f"  yunying changes               the change feed (study.received, study.stable, …)\n"
+            f"  yunying site list / ae list   the demo consortium\n"
+            f"  curl http://{settings.http_host}:{settings.http_port}/readyz\n"
+            f"  storescu -aet FUDONG_CT -aec {settings.ae_title} 127.0.0.1 {settings.dicom_port} FILE.dcm\n"
+            f"(run them with .venv/bin/ in front, or after `. .venv/bin/activate`; data under {settings.home})"
+        )
+        if exit_after_push:
+            import time
+
+            time.sleep(settings.stability_seconds + 2 * settings.stability_poll_s + 1)
+            if failures:
+                raise typer.Exit(1)
+            return
+        console.print("Ctrl-C stops the service.")
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        services.close()
+
+
+def main() -> None:
+    app()

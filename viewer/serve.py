@@ -1,0 +1,67 @@
+"""The embedded shape in one process: DICOM receiver, web, and background workers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+import uvicorn
+
+from pacs.dimse.receiver import Receiver
+from pacs.index.db import IndexUnavailable
+from pacs.service import Services
+from pacs.stability import StabilityWatcher
+from pacs.storage import StoreUnavailable
+from pacs.sweep import sweep_orphans
+from viewer.app import create_app
+
+log = structlog.get_logger(__name__)
+
+
+class EmbeddedService:
+    """Everything ``yunying serve`` runs; ``start()`` returns when all of it is listening."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        settings = services.settings
+        self.receiver = Receiver(settings, services.ingest, services.sessions)
+        self.watcher = StabilityWatcher(services.sessions, settings.stability_seconds, settings.stability_poll_s)
+        config = uvicorn.Config(create_app(services), host=settings.http_host, port=settings.http_port,
+                                log_level="warning", lifespan="off")
+        self.web = uvicorn.Server(config)
+        self._web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
+
+    def start(self) -> None:
+        try:
+            sweep_orphans(self.services.store, self.services.sessions,
+                          timedelta(seconds=self.services.settings.orphan_grace_s))
+        except (StoreUnavailable, IndexUnavailable) as exc:
+            log.warning("sweep.skipped", error=str(exc))
+        self.receiver.start()
+        self.watcher.start()
+        self._web_thread.start()
+        while not self.web.started and self._web_thread.is_alive():
+            threading.Event().wait(0.05)
+        if not self.web.started:
+            raise RuntimeError(f"the web server could not start on {self.services.settings.http_host}:"
+                               f"{self.services.settings.http_port} (port in use? set YUNYING_HTTP_PORT)")
+
+    def stop(self) -> None:
+        self.web.should_exit = True
+        self._web_thread.join(timeout=5)
+        self.watcher.stop()
+        self.receiver.stop()
+
+
+def run_until_interrupted(service: EmbeddedService, on_started: Callable[[], None] | None = None) -> None:
+    service.start()
+    try:
+        if on_started:
+            on_started()
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()

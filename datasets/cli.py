@@ -129,8 +129,13 @@ class _FirstHeader:
         """Yield ``items`` unchanged."""
         for ds in items:
             if not self.rows:
+                name = str(ds.PatientName)
+                raw = getattr(ds.PatientName, "original_string", None)
+                if "SpecificCharacterSet" not in ds and isinstance(raw, bytes):
+                    # Undeclared charset: show what the GBK bytes mean, not mojibake.
+                    name = f"{raw.decode('gbk', 'replace')} (GBK, undeclared)"
                 self.rows = {
-                    "patient": f"{ds.PatientID} {ds.PatientName}",
+                    "patient": f"{ds.PatientID} {name}",
                     "study": str(ds.StudyInstanceUID),
                     "series": str(ds.SeriesInstanceUID),
                     "transfer syntax": ds.file_meta.TransferSyntaxUID.name,
@@ -141,9 +146,12 @@ class _FirstHeader:
 def _summary(paths: list[Path], first: _FirstHeader) -> None:
     """Print the number and size of files written and key identifiers."""
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # UIDs are long; wrap rather than truncate
     table.add_row("folder", str(paths[0].parent) if paths else "-")
     table.add_row("files", str(len(paths)))
-    table.add_row("size", f"{sum(p.stat().st_size for p in paths) / 1e6:.1f} MB")
+    size = sum(p.stat().st_size for p in paths)
+    table.add_row("size", f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB")
     for key, value in first.rows.items():
         table.add_row(key, value)
     console.print(table)

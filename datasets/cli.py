@@ -42,21 +42,21 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """CT phantom anatomy."""
 
     abdomen = "abdomen"
     head = "head"
 
 
-class Modality(str, enum.Enum):
+class Modality(enum.StrEnum):
     """Radiograph modality, which selects the SOP class."""
 
     DX = "DX"
     CR = "CR"
 
 
-class Compression(str, enum.Enum):
+class Compression(enum.StrEnum):
     """Lossless transfer syntaxes the generator can write."""
 
     none = "none"
@@ -65,7 +65,7 @@ class Compression(str, enum.Enum):
     rle = "rle"
 
 
-class CharsetChoice(str, enum.Enum):
+class CharsetChoice(enum.StrEnum):
     """How Chinese text is encoded in the files."""
 
     utf8 = "ISO_IR 192"
@@ -81,9 +81,7 @@ OutOpt = Annotated[
         help="Output folder; created if missing, same-named files are overwritten.",
     ),
 ]
-SeedOpt = Annotated[
-    int, typer.Option("--seed", min=0, help="Seed: the same seed writes identical files.")
-]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed writes identical files.")]
 CompressOpt = Annotated[
     Compression,
     typer.Option("--compress", help="Lossless compression of the pixel data."),
@@ -184,7 +182,7 @@ def ct(
     """
     study = default_study(seed, f"ct-{kind.value}", charset.value)  # type: ignore[arg-type]
     series = iter_ct_series(
-        kind.value,  # type: ignore[arg-type]
+        kind.value,
         slices,
         seed=seed,
         study=study,
@@ -210,9 +208,7 @@ def radiograph_cmd(
         Modality,
         typer.Option("--modality", help="DX (Digital X-Ray For Presentation) or CR."),
     ] = Modality.DX,
-    size: Annotated[
-        int, typer.Option("--size", min=16, help="Rows and columns (square detector).")
-    ] = 2048,
+    size: Annotated[int, typer.Option("--size", min=16, help="Rows and columns (square detector).")] = 2048,
     seed: SeedOpt = 0,
     monochrome1: Annotated[
         bool,
@@ -228,7 +224,7 @@ def radiograph_cmd(
     with _progress() as progress:
         task = progress.add_task(f"{modality.value} chest {size}x{size}", total=None)
         image = radiograph(
-            modality.value,  # type: ignore[arg-type]
+            modality.value,
             seed=seed,
             study=study,
             size=size,

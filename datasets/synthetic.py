@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, get_args
+from typing import Final, Literal, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.charset import convert_encodings
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import get_encoder
+from pydicom.pixels.encoders.base import get_encoder
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     UID,
@@ -41,11 +41,12 @@ from pydicom.uid import (
 )
 
 __all__ = [
+    "IMPLEMENTATION_CLASS_UID",
     "STRUCTURES",
     "STRUCTURE_HU",
+    "CTKind",
     "Charset",
     "Exam",
-    "CTKind",
     "PatientSpec",
     "PhantomSlice",
     "RadiographModality",
@@ -178,6 +179,7 @@ class StudySpec:
     ``charset`` is ``"ISO_IR 192"`` (UTF-8), ``"GB18030"``, or
     ``"GBK-undeclared"``: text written as GBK bytes with *no* (0008,0005),
     as many Chinese modalities do; only a per-site assumption can decode it.
+    A ``study_date``/``study_time`` left as None is drawn from the seed.
     """
 
     institution_name: str
@@ -185,8 +187,8 @@ class StudySpec:
     accession_number: str
     referring_physician: str
     study_description: str
-    study_date: str  # YYYYMMDD
-    study_time: str  # HHMMSS
+    study_date: str | None = None  # YYYYMMDD
+    study_time: str | None = None  # HHMMSS
     charset: Charset = "ISO_IR 192"
 
 
@@ -277,7 +279,7 @@ def _ds_number(value: float) -> float:
     return round(float(value), 6)
 
 
-def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+def _file_meta(sop_class: UID, sop_instance: UID) -> FileMetaDataset:
     """Build the Part-10 file meta group (PS3.10 §7.1) for native little endian."""
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
@@ -289,23 +291,23 @@ def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
     return meta
 
 
-def _set_patient_study(
-    ds: Dataset, patient: PatientSpec, study: StudySpec, study_uid: str, modality: str
-) -> None:
+def _set_patient_study(ds: Dataset, patient: PatientSpec, resolved: _Study, study_uid: str, modality: str) -> None:
     """Fill the Patient, General Study and SOP Common text (PS3.3 C.7.1.1, C.7.2.1)."""
+    study = resolved.spec
     cs = study.charset
-    # PS3.3 C.12.1.1.2: (0008,0005) must come first in spirit: pydicom uses it
-    # to encode every str value written after it, including PN components.
+    # (0008,0005), PS3.3 C.12.1.1.2: pydicom encodes every str value (PN
+    # components included) with it when writing. GBK-undeclared leaves it out
+    # on purpose: that is the defect being simulated.
     if cs != "GBK-undeclared":
         ds.SpecificCharacterSet = cs
     ds.PatientName = _text(patient.name, cs)
     ds.PatientID = patient.patient_id
     ds.PatientBirthDate = patient.birth_date
     ds.PatientSex = patient.sex
-    ds.PatientAge = _age(patient.birth_date, study.study_date)
+    ds.PatientAge = _age(patient.birth_date, resolved.date)
     ds.StudyInstanceUID = study_uid
-    ds.StudyDate = study.study_date
-    ds.StudyTime = study.study_time
+    ds.StudyDate = resolved.date
+    ds.StudyTime = resolved.time
     ds.StudyID = study.accession_number[-4:]
     ds.AccessionNumber = study.accession_number
     ds.ReferringPhysicianName = _text(study.referring_physician, cs)
@@ -332,11 +334,25 @@ def default_study(seed: int, exam: Exam, charset: Charset = "ISO_IR 192") -> Stu
     return random_study(_rng(seed, _STREAM_STUDY), study_description=desc, charset=charset)
 
 
+@dataclass(frozen=True)
+class _Study:
+    """A StudySpec with its date and time resolved."""
+
+    spec: StudySpec
+    date: str
+    time: str
+
+
 def _defaults(
     seed: int, patient: PatientSpec | None, study: StudySpec | None, exam: Exam
-) -> tuple[PatientSpec, StudySpec]:
-    """Fill a missing patient/study from the seed's own streams."""
-    return patient or default_patient(seed), study or default_study(seed, exam)
+) -> tuple[PatientSpec, _Study]:
+    """Fill a missing patient/study (or study date/time) from the seed's own streams."""
+    seeded = default_study(seed, exam)
+    study = study or seeded
+    date = study.study_date or seeded.study_date
+    time = study.study_time or seeded.study_time
+    assert date is not None and time is not None  # random_study always sets both
+    return patient or default_patient(seed), _Study(study, date, time)
 
 
 # ---------------------------------------------------------------------------
@@ -482,10 +498,7 @@ def _abdomen_shapes(t: float, lay: _Layout) -> list[_Ellipse]:
         _Ellipse("soft_tissue", 0.0, -5.0, ca, cb),
     ]
     if (f := 1.0 - t / 0.14) > 0.05:  # lung bases behind the liver dome
-        sh += [
-            _Ellipse("lung", s * 0.5 * ca, 0.3 * cb, 0.38 * ca * f, 0.55 * cb * f, within=cav)
-            for s in (-1, 1)
-        ]
+        sh += [_Ellipse("lung", s * 0.5 * ca, 0.3 * cb, 0.38 * ca * f, 0.55 * cb * f, within=cav) for s in (-1, 1)]
     if (f := _bump(t, -0.15, 0.5)) > 0.05:  # liver: patient right = image left = -x
         sh.append(_Ellipse("liver", -0.4 * ca, -0.05 * cb, 0.55 * ca * f, 0.7 * cb * f, within=cav))
     if (f := _bump(t, 0.0, 0.36)) > 0.05:
@@ -561,10 +574,7 @@ def _head_shapes(t: float, lay: _Layout) -> list[_Ellipse]:
     ]
     wm = ("white_matter", "gray_matter")
     if (f := _bump(t, 0.3, 0.66)) > 0.05:  # lateral ventricles, frontal horns splayed
-        sh += [
-            _Ellipse("ventricle", s_ * 10.0, cy - 4.0, 6.5 * f, 24.0 * f, -s_ * 12.0, wm)
-            for s_ in (-1, 1)
-        ]
+        sh += [_Ellipse("ventricle", s_ * 10.0, cy - 4.0, 6.5 * f, 24.0 * f, -s_ * 12.0, wm) for s_ in (-1, 1)]
     if (f := _bump(t, 0.55, 0.72)) > 0.05:
         sh.append(_Ellipse("ventricle", 0.0, cy + 6.0, 2.5, 9.0 * f, within=wm))
     if 0.6 < t < 0.66:
@@ -582,11 +592,11 @@ def _head_shapes(t: float, lay: _Layout) -> list[_Ellipse]:
     return sh
 
 
-def _pixel_axes(rows: int, cols: int, spacing: float) -> tuple[npt.NDArray[np.float64], ...]:
+def _pixel_axes(rows: int, cols: int, spacing: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Return the pixel-centre x (per column) and y (per row) in mm, isocentre at 0."""
-    x = (np.arange(cols) - (cols - 1) / 2.0) * spacing
-    y = (np.arange(rows) - (rows - 1) / 2.0) * spacing
-    return x, y
+    x = (np.arange(cols, dtype=np.float64) - (cols - 1) / 2.0) * spacing
+    y = (np.arange(rows, dtype=np.float64) - (rows - 1) / 2.0) * spacing
+    return x.astype(np.float64), y.astype(np.float64)
 
 
 def _paint(
@@ -637,9 +647,7 @@ def _check_ct_args(kind: str, slices: int, rows: int, cols: int) -> None:
         raise ValueError(f"rows and cols must be >= 16, got {rows}x{cols}")
 
 
-def ct_phantom_slice(
-    kind: CTKind, t: float, *, seed: int, rows: int = 512, cols: int = 512
-) -> PhantomSlice:
+def ct_phantom_slice(kind: CTKind, t: float, *, seed: int, rows: int = 512, cols: int = 512) -> PhantomSlice:
     """Render the noise-free phantom at series fraction ``t`` (see slice_fraction).
 
     Tests use the labels to find structures in a generated series. Raises
@@ -660,99 +668,86 @@ def _blur121(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Separable [1,2,1]/4 blur: partial-volume edges and a CT-like noise texture."""
     p = np.pad(a, 1, mode="edge")
     h = (p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]) * 0.25
-    return (h[:-2] + 2.0 * h[1:-1] + h[2:]) * np.float32(0.25)
+    return cast(npt.NDArray[np.float32], (h[:-2] + 2.0 * h[1:-1] + h[2:]) * np.float32(0.25))
 
 
-def iter_ct_series(
-    kind: CTKind,
-    slices: int,
-    *,
-    seed: int,
-    patient: PatientSpec | None = None,
-    study: StudySpec | None = None,
-    rows: int = 512,
-    cols: int = 512,
-    study_uid: str | None = None,
-    slice_thickness: float | None = None,
-    series_number: int = 2,
-) -> Iterator[Dataset]:
-    """Yield the slices of ct_series one at a time (constant memory); same arguments.
+@dataclass(frozen=True)
+class _CTSeries:
+    """Everything shared by the slices of one CT series, resolved once."""
 
-    Raises ValueError on bad arguments, UnicodeEncodeError if GBK-undeclared
-    text has characters outside GBK.
-    """
-    _check_ct_args(kind, slices, rows, cols)
-    patient, study = _defaults(seed, patient, study, "ct-abdomen" if kind == "abdomen" else "ct-head")
-    thickness = (
-        default_slice_thickness(kind, slices) if slice_thickness is None else slice_thickness
-    )
-    if thickness <= 0:
-        raise ValueError(f"slice_thickness must be > 0, got {thickness}")
-    lay = _layout(kind, seed)
-    eq = _rng(seed, _STREAM_EQUIPMENT, 0)
-    vendor = _CT_VENDORS[int(eq.integers(len(_CT_VENDORS)))]
-    serial = str(int(eq.integers(10**5, 10**6)))
-    ma = int(eq.integers(180, 320)) if kind == "abdomen" else int(eq.integers(250, 350))
+    kind: CTKind
+    slices: int
+    seed: int
+    rows: int
+    cols: int
+    patient: PatientSpec
+    study: _Study
+    study_uid: str
+    series_uid: UID
+    for_uid: UID
+    series_number: int
+    thickness: float
+    z0: float
+    vendor: tuple[str, str, str, str, str]
+    serial: str
+    tube_ma: int
+    operator: str
 
-    study_uid = study_uid or _uid("study", kind, seed)
-    series_uid = _uid("series", study_uid, kind, seed, series_number)
-    for_uid = _uid("frame-of-reference", study_uid, kind, seed)
-    spacing = _FOV_MM[kind] / max(rows, cols)
-    x, y = _pixel_axes(rows, cols, spacing)
-    wc, ww = (40, 400) if kind == "abdomen" else (40, 80)
-    sigma = _NOISE_HU[kind] / _BLUR_NOISE_GAIN
-
-    for i in range(slices):
-        ph = ct_phantom_slice(kind, slice_fraction(i, slices), seed=seed, rows=rows, cols=cols)
+    def slice(self, i: int) -> Dataset:
+        """Build slice ``i`` (0-based, most superior first)."""
+        kind, rows, cols = self.kind, self.rows, self.cols
+        ph = ct_phantom_slice(kind, slice_fraction(i, self.slices), seed=self.seed, rows=rows, cols=cols)
         # Per-slice stream: slice i has the same noise whatever the series length.
-        noise = _rng(seed, _STREAM_NOISE, i).standard_normal((rows, cols), dtype=np.float32)
-        img = _blur121(ph.hu + noise * np.float32(sigma))
-        # CT numbers span -1024..3071 with intercept -1024 (PS3.3 C.8.2.1.1.3);
-        # stored values are then 0..4095, kept signed as many scanners do.
+        noise = _rng(self.seed, _STREAM_NOISE, i).standard_normal((rows, cols), dtype=np.float32)
+        img = _blur121(ph.hu + noise * np.float32(_NOISE_HU[kind] / _BLUR_NOISE_GAIN))
+        # Clip to -1024..3071 HU, the 12-bit range most scanners reconstruct;
+        # with intercept -1024 (PS3.3 C.8.2.1) stored values are 0..4095,
+        # written as signed 16-bit as many scanners do.
         stored = (np.clip(np.rint(img), -1024, 3071) + 1024).astype("<i2")
+        spacing = _FOV_MM[kind] / max(rows, cols)
+        x, y = _pixel_axes(rows, cols, spacing)
+        date, time, charset = self.study.date, self.study.time, self.study.spec.charset
 
-        sop_uid = _uid("sop", series_uid, i)
+        sop_uid = _uid("sop", self.series_uid, i)
         ds = Dataset()
         ds.file_meta = _file_meta(CTImageStorage, sop_uid)
-        _set_patient_study(ds, patient, study, study_uid, "CT")
+        _set_patient_study(ds, self.patient, self.study, self.study_uid, "CT")
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = sop_uid
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.InstanceCreationDate = study.study_date
-        ds.InstanceCreationTime = study.study_time
-        ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = study.study_date
-        ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = study.study_time
+        ds.InstanceCreationDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = date
+        ds.InstanceCreationTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
         # General Series / Equipment (PS3.3 C.7.3.1, C.7.5.1)
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = f"{kind.capitalize()} {thickness:g}mm"
+        ds.SeriesInstanceUID = self.series_uid
+        ds.SeriesNumber = self.series_number
+        ds.SeriesDescription = f"{kind.capitalize()} {self.thickness:g}mm"
         ds.BodyPartExamined = kind.upper()
         ds.PatientPosition = "HFS"
-        ds.OperatorsName = _text(_chinese_name(_rng(seed, _STREAM_STUDY, 1), "F"), study.charset)
-        ds.Manufacturer, ds.ManufacturerModelName = vendor[0], vendor[1]
-        ds.DeviceSerialNumber = serial
-        ds.SoftwareVersions = vendor[4]
+        ds.OperatorsName = _text(self.operator, charset)
+        ds.Manufacturer, ds.ManufacturerModelName = self.vendor[0], self.vendor[1]
+        ds.DeviceSerialNumber = self.serial
+        ds.SoftwareVersions = self.vendor[4]
         # Frame of Reference (PS3.3 C.7.4.1): one per acquisition, shared by slices.
-        ds.FrameOfReferenceUID = for_uid
+        ds.FrameOfReferenceUID = self.for_uid
         ds.PositionReferenceIndicator = ""
         # CT Image (PS3.3 C.8.2.1)
         ds.ScanOptions = "HELICAL"
         ds.KVP = 120
-        ds.XRayTubeCurrent = ma
+        ds.XRayTubeCurrent = self.tube_ma
         ds.ExposureTime = 1000
-        ds.Exposure = ma
-        ds.ConvolutionKernel = vendor[2] if kind == "abdomen" else vendor[3]
+        ds.Exposure = self.tube_ma
+        ds.ConvolutionKernel = self.vendor[2] if kind == "abdomen" else self.vendor[3]
         ds.DataCollectionDiameter = 500
         ds.ReconstructionDiameter = _ds_number(_FOV_MM[kind])
         ds.GantryDetectorTilt = 0
         ds.TableHeight = 160
-        ds.SliceThickness = _ds_number(thickness)
+        ds.SliceThickness = _ds_number(self.thickness)
         ds.AcquisitionNumber = 1
         ds.InstanceNumber = i + 1
         # Image Plane (PS3.3 C.7.6.2): axial, rows along +x (patient left),
         # columns along +y (posterior); HFS so the first slice is most superior
         # and z decreases by one thickness per slice (contiguous slices).
-        z = _ds_number(lay.z0 - i * thickness)
+        z = _ds_number(self.z0 - i * self.thickness)
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [_ds_number(x[0]), _ds_number(y[0]), z]
         ds.SliceLocation = z
@@ -768,14 +763,62 @@ def iter_ct_series(
         ds.RescaleIntercept = -1024
         ds.RescaleSlope = 1
         ds.RescaleType = "HU"
-        # VOI LUT (PS3.3 C.11.2): the usual soft-tissue / brain windows.
-        ds.WindowCenter = wc
-        ds.WindowWidth = ww
+        # VOI LUT (PS3.3 C.11.2): the usual soft-tissue and brain windows.
+        ds.WindowCenter, ds.WindowWidth = (40, 400) if kind == "abdomen" else (40, 80)
         ds.WindowCenterWidthExplanation = "ABDOMEN" if kind == "abdomen" else "BRAIN"
         ds.BurnedInAnnotation = "NO"
         ds.LossyImageCompression = "00"
         ds.PixelData = stored.tobytes()
-        yield ds
+        return ds
+
+
+def iter_ct_series(
+    kind: CTKind,
+    slices: int,
+    *,
+    seed: int,
+    patient: PatientSpec | None = None,
+    study: StudySpec | None = None,
+    rows: int = 512,
+    cols: int = 512,
+    study_uid: str | None = None,
+    slice_thickness: float | None = None,
+    series_number: int = 2,
+) -> Iterator[Dataset]:
+    """Yield the slices of ct_series one at a time (flat memory); same arguments.
+
+    Arguments are checked at the call, not at the first ``next()``: raises
+    ValueError on bad arguments. Iterating raises UnicodeEncodeError if
+    GBK-undeclared text has characters outside GBK.
+    """
+    _check_ct_args(kind, slices, rows, cols)
+    thickness = default_slice_thickness(kind, slices) if slice_thickness is None else slice_thickness
+    if thickness <= 0:
+        raise ValueError(f"slice_thickness must be > 0, got {thickness}")
+    patient, resolved = _defaults(seed, patient, study, "ct-abdomen" if kind == "abdomen" else "ct-head")
+    eq = _rng(seed, _STREAM_EQUIPMENT, 0)
+    vendor = _CT_VENDORS[int(eq.integers(len(_CT_VENDORS)))]
+    study_uid = study_uid or _uid("study", kind, seed)
+    ctx = _CTSeries(
+        kind=kind,
+        slices=slices,
+        seed=seed,
+        rows=rows,
+        cols=cols,
+        patient=patient,
+        study=resolved,
+        study_uid=study_uid,
+        series_uid=_uid("series", study_uid, kind, seed, series_number),
+        for_uid=_uid("frame-of-reference", study_uid, kind, seed),
+        series_number=series_number,
+        thickness=thickness,
+        z0=_layout(kind, seed).z0,
+        vendor=vendor,
+        serial=str(int(eq.integers(10**5, 10**6))),
+        tube_ma=int(eq.integers(180, 320)) if kind == "abdomen" else int(eq.integers(250, 350)),
+        operator=_chinese_name(_rng(seed, _STREAM_STUDY, 1), "F"),
+    )
+    return map(ctx.slice, range(slices))
 
 
 def ct_series(
@@ -854,7 +897,7 @@ def _add_band(
 
     ``tube`` subtracts a hollow core so cortical edges show brighter, as on film.
     """
-    lo, hi = (x_range if side > 0 else (-x_range[1], -x_range[0]))
+    lo, hi = x_range if side > 0 else (-x_range[1], -x_range[0])
     c0, c1 = np.searchsorted(u, [lo, hi])
     if c0 >= c1:
         return
@@ -958,13 +1001,14 @@ def _chest_attenuation(size: int, seed: int, sex: str) -> npt.NDArray[np.float32
     for side in (-1, 1):
         _add_band(acc, u, v, side, (0.03, 0.5), clavicle, 0.013, 0.25, tube=True)
         _add_ellipsoid(acc, u, v, side * 0.86 * wscale, 0.17, 0.07, 0.07, 0.3)  # humeral heads
-    return np.clip(acc, 0.0, None)
+    return cast(npt.NDArray[np.float32], np.clip(acc, 0.0, None))
 
 
 def _gauss(img: npt.NDArray[np.float32], sigma_px: float) -> npt.NDArray[np.float32]:
     """Gaussian blur via SimpleITK's recursive filter (cost independent of sigma)."""
-    out = sitk.SmoothingRecursiveGaussian(sitk.GetImageFromArray(img), float(sigma_px))
-    return sitk.GetArrayFromImage(out).astype(np.float32, copy=False)
+    smooth: Callable[[sitk.Image, float], sitk.Image] = sitk.SmoothingRecursiveGaussian
+    out = smooth(sitk.GetImageFromArray(img), float(sigma_px))
+    return cast(npt.NDArray[np.float32], sitk.GetArrayFromImage(out).astype(np.float32, copy=False))
 
 
 def radiograph(
@@ -994,7 +1038,7 @@ def radiograph(
     bits = bits_stored or (14 if modality == "DX" else 12)
     if not 10 <= bits <= 16 or size < 16:
         raise ValueError(f"need 10 <= bits_stored <= 16 and size >= 16, got {bits}, {size}")
-    patient, study = _defaults(seed, patient, study, "dx-chest" if modality == "DX" else "cr-chest")
+    patient, resolved = _defaults(seed, patient, study, "dx-chest" if modality == "DX" else "cr-chest")
     study_uid = study_uid or _uid("study", modality, seed)
     series_uid = _uid("series", study_uid, modality, seed, series_number)
     sop_uid = _uid("sop", series_uid, 0)
@@ -1021,19 +1065,17 @@ def radiograph(
         pixels = (np.uint16(maxv) - pixels).astype(np.uint16)
         wc = maxv - wc
 
-    sop_class = (
-        DigitalXRayImageStorageForPresentation if modality == "DX" else ComputedRadiographyImageStorage
-    )
+    sop_class = DigitalXRayImageStorageForPresentation if modality == "DX" else ComputedRadiographyImageStorage
     spacing = _ds_number(min(0.2, max(0.139, 430.0 / size)))
     ds = Dataset()
     ds.file_meta = _file_meta(sop_class, sop_uid)
-    _set_patient_study(ds, patient, study, study_uid, modality)
+    _set_patient_study(ds, patient, resolved, study_uid, modality)
     ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop_uid
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.InstanceCreationDate = ds.SeriesDate = ds.ContentDate = study.study_date
-    ds.InstanceCreationTime = ds.SeriesTime = ds.ContentTime = study.study_time
-    ds.AcquisitionDate, ds.AcquisitionTime = study.study_date, study.study_time
+    ds.InstanceCreationDate = ds.SeriesDate = ds.ContentDate = resolved.date
+    ds.InstanceCreationTime = ds.SeriesTime = ds.ContentTime = resolved.time
+    ds.AcquisitionDate, ds.AcquisitionTime = resolved.date, resolved.time
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
     ds.SeriesDescription = "Chest PA"
@@ -1052,7 +1094,7 @@ def radiograph(
     ds.ImagerPixelSpacing = [spacing, spacing]
     ds.PixelSpacing = [spacing, spacing]
     if modality == "DX":
-        # DX Series / Image / Detector / Anatomy (PS3.3 C.8.11.1, .3, .4, .5).
+        # DX Series, Anatomy Imaged, Image and Detector modules (PS3.3 C.8.11.1-4).
         ds.PresentationIntentType = "FOR PRESENTATION"
         ds.DetectorType = "SCINTILLATOR"
         ds.DetectorConfiguration = "AREA"
@@ -1127,7 +1169,8 @@ def dcmread_assuming_charset(path: Path | str, charset: str = "GB18030") -> Data
     if "SpecificCharacterSet" not in ds:
         # pydicom 3 decodes raw elements with the *original* character set, so
         # that is what must change (setting SpecificCharacterSet would not).
-        ds.set_original_encoding(*ds.original_encoding, convert_encodings([charset]))
+        implicit, little = ds.original_encoding
+        ds.set_original_encoding(implicit, little, convert_encodings([charset]))
     return ds
 
 
@@ -1183,9 +1226,7 @@ def write_study(
     items: Iterable[Dataset]
     if modality == "ct":
         kind: CTKind = "abdomen" if part == "abdomen" else "head"
-        items = iter_ct_series(
-            kind, slices, seed=seed, patient=patient, study=study, rows=rows, cols=cols
-        )
+        items = iter_ct_series(kind, slices, seed=seed, patient=patient, study=study, rows=rows, cols=cols)
     else:
         xr: RadiographModality = "DX" if modality == "dx" else "CR"
         items = [radiograph(xr, seed=seed, patient=patient, study=study, size=size)]

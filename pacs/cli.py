@@ -55,6 +55,9 @@ def open_services(settings: Settings) -> Services:
     except StoreUnavailable as exc:
         err.print(f"[red]Object store unavailable:[/red] {exc}\nCheck YUNYING_S3_* settings or that the store runs.")
         raise typer.Exit(3) from None
+    except ValueError as exc:  # e.g. an invalid bucket name, from the S3 SDK
+        err.print(f"[red]Object store misconfigured:[/red] {exc}\nCheck YUNYING_S3_* settings.")
+        raise typer.Exit(2) from None
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_associations_per_address: int = 8
     max_instances_per_association: int = 20_000
     max_bytes_per_association: int = 20 * 1024**3
+    # The AE allow-list is re-read at most this often; during a database outage the last copy
+    # keeps known modalities connected (they then get 0xA700 per instance, and retry).
+    ae_cache_s: float = 5.0
     partial_file_max_age_s: float = 3600.0  # temp files of aborted associations older than this are swept
 
     # An object in the store that no index row references (a crash between store and index)

@@ -146,6 +146,7 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..
             "s3_read_timeout_s": 2,
             "s3_retries": 0,
             "orphan_grace_s": 0,
+            "ae_cache_s": 0,
         }
         if backend == "postgres-s3":
             pg_url = request.getfixturevalue("pg_database")
@@ -263,3 +264,63 @@ def storescu(port: int, files: list[Path] | Path, *, calling: str = "FUDONG_CT",
 def require(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} is not installed: apt-get install dcmtk (README lists system packages)")
+
+
+# ---------------------------------------------------------------- the receiver as a process
+
+
+@dataclass
+class ReceiverProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+    log: Path
+    log_handle: Any
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+        self.log_handle.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.log_handle.close()
+
+
+def yunying(*args: str, env: dict[str, str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the ``yunying`` command as a user would."""
+    done = subprocess.run([str(VENV_BIN / "yunying"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"yunying {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def receiver_env(home: Path, **settings: Any) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("YUNYING_")}
+    env.update({"YUNYING_HOME": str(home), "YUNYING_DICOM_HOST": "127.0.0.1", "YUNYING_LOG_LEVEL": "INFO",
+                "YUNYING_ACSE_TIMEOUT_S": "2", "YUNYING_NETWORK_TIMEOUT_S": "5", "YUNYING_DIMSE_TIMEOUT_S": "5"})
+    env.update({f"YUNYING_{key.upper()}": str(value) for key, value in settings.items()})
+    return env
+
+
+def spawn_receiver(env: dict[str, str], log: Path, *args: str) -> ReceiverProcess:
+    """Start ``yunying receiver`` on a free port and wait until it accepts connections."""
+    port = free_port()
+    env = {**env, "YUNYING_DICOM_PORT": str(port)}
+    handle = open(log, "ab")  # noqa: SIM115 — the child writes to it for its whole life
+    process = subprocess.Popen([str(VENV_BIN / "yunying"), "receiver", *args], env=env, stdout=handle, stderr=handle)
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"receiver exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, timeout=30)
+    return ReceiverProcess(process, port, env, log, handle)

@@ -7,6 +7,7 @@ ingest outcome to a status through ``statuses.c_store_status``.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
 from pacs.dimse.statuses import OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
-from pacs.identity.sites import CallingSite, resolve_calling_site
+from pacs.identity.sites import CallingSite, SiteAEEntry, load_site_aes, match_calling_site
 from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.ingest import Ingest, OutcomeKind, Origin
 from pacs.settings import Settings
@@ -49,6 +50,7 @@ class StoreSCP:
         self._states: dict[int, AssociationState] = {}
         self._per_address: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._ae_cache: tuple[list[SiteAEEntry] | None, float] = (None, 0.0)
 
     def handlers(self) -> list[tuple[Any, Any]]:
         return [
@@ -68,12 +70,11 @@ class StoreSCP:
         if called != self.settings.ae_title:
             self._reject(assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not {self.settings.ae_title!r}")
             return
-        try:
-            with transaction(self.sessions) as session:
-                site = resolve_calling_site(session, calling, address)
-        except IndexUnavailable as exc:
-            self._reject(assoc, REJECT_CONGESTION, calling, address, f"index unavailable: {exc}", record=False)
+        entries = self._site_aes()
+        if entries is None:
+            self._reject(assoc, REJECT_CONGESTION, calling, address, "index unavailable", record=False)
             return
+        site = match_calling_site(entries, calling, address)
         if site is None:
             self._reject(assoc, REJECT_CALLING_AE, calling, address,
                          "calling AE title and source address match no site AE (see `yunying ae list`)")
@@ -92,6 +93,24 @@ class StoreSCP:
                          f"(limit {self.settings.max_associations_per_address})", record=False)
             return
         log.info("association.accepted", calling_ae=calling, source=address, site=site.site_name)
+
+    def _site_aes(self) -> list[SiteAEEntry] | None:
+        """The AE allow-list, re-read when older than ``ae_cache_s``; the stale copy while the
+        index is down; ``None`` when it never could be read."""
+        now = time.monotonic()
+        with self._lock:
+            cached, loaded_at = self._ae_cache
+        if cached is not None and now - loaded_at < self.settings.ae_cache_s:
+            return cached
+        try:
+            with transaction(self.sessions) as session:
+                fresh = load_site_aes(session)
+        except IndexUnavailable as exc:
+            log.warning("association.allow_list_stale", error=str(exc), cached=cached is not None)
+            return cached
+        with self._lock:
+            self._ae_cache = (fresh, now)
+        return fresh
 
     def _reject(self, assoc: Any, reason: tuple[int, int, int], calling: str, address: str, why: str,
                 *, record: bool = True) -> None:

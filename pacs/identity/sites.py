@@ -3,7 +3,6 @@ later by ``reading``'s administration)."""
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -138,27 +137,39 @@ def add_site_ae(
     return entry
 
 
-def resolve_calling_site(session: Session, calling_ae: str, address: str) -> CallingSite | None:
-    """The site AE matching this calling AE title and source address, or ``None``.
+@dataclass(frozen=True)
+class SiteAEEntry:
+    """One row of the AE allow-list, detached from the session (the receiver caches them)."""
 
-    When several entries match (a /24 and a single host), the most specific network wins.
+    site_id: int
+    site_name: str
+    consortium_id: int
+    ae_title: str
+    allowed_address: str
+    assumed_charset: str | None
+
+
+def load_site_aes(session: Session) -> list[SiteAEEntry]:
+    rows = session.execute(select(SiteAE, Site).join(Site, Site.id == SiteAE.site_id)).all()
+    return [
+        SiteAEEntry(site.id, site.name, site.consortium_id, entry.ae_title, entry.allowed_address,
+                    entry.assumed_charset)
+        for entry, site in rows
+    ]
+
+
+def match_calling_site(entries: list[SiteAEEntry], calling_ae: str, address: str) -> CallingSite | None:
+    """The entry matching this calling AE title and source address, or ``None``.
+
+    When several match (a /24 and a single host), the most specific network wins.
     """
     title = calling_ae.strip()
-    candidates = session.execute(
-        select(SiteAE, Site).join(Site, Site.id == SiteAE.site_id).where(SiteAE.ae_title == title)
-    ).all()
-    matches = [(entry, site) for entry, site in candidates if address_allowed(address, entry.allowed_address)]
+    matches = [e for e in entries if e.ae_title == title and address_allowed(address, e.allowed_address)]
     if not matches:
         return None
-    entry, site = max(matches, key=lambda pair: parse_allowed(pair[0].allowed_address).prefixlen)
-    return CallingSite(
-        site_id=site.id,
-        site_name=site.name,
-        consortium_id=site.consortium_id,
-        ae_title=entry.ae_title,
-        assumed_charset=entry.assumed_charset,
-    )
+    best = max(matches, key=lambda e: parse_allowed(e.allowed_address).prefixlen)
+    return CallingSite(best.site_id, best.site_name, best.consortium_id, best.ae_title, best.assumed_charset)
 
 
-def python_codec(charset: str) -> str:
-    return codecs.lookup(ASSUMABLE_CHARSETS.get(charset, charset)).name
+def resolve_calling_site(session: Session, calling_ae: str, address: str) -> CallingSite | None:
+    return match_calling_site(load_site_aes(session), calling_ae, address)

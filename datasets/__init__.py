@@ -1,1 +1,1 @@
-"""datasets."""
+"""Seeded synthetic DICOM studies for tests, the demo and benchmarks (see datasets.synthetic)."""

@@ -1161,9 +1161,10 @@ def compress(ds: Dataset, syntax: Syntax) -> Dataset:
 def dcmread_assuming_charset(path: Path | str, charset: str = "GB18030") -> Dataset:
     """Read a file, decoding text with ``charset`` when it declares no (0008,0005).
 
-    This is how a site's assumed charset rescues GBK-undeclared files. Must be
-    applied before any text element is accessed (pydicom decodes lazily);
-    raises LookupError for a charset pydicom does not know.
+    This is how a site's assumed charset rescues GBK-undeclared files. It works
+    only because pydicom decodes lazily, so the returned dataset is untouched.
+    A charset pydicom does not know gives a UserWarning and ASCII/latin-1
+    decoding, i.e. still mojibake.
     """
     ds = pydicom.dcmread(path)
     if "SpecificCharacterSet" not in ds:

@@ -10,7 +10,7 @@ import tempfile
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ from pacs.identity.sites import ASSUMABLE_CHARSETS, IdentityError, add_site, add
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.migrate import upgrade
 from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteAE, Study
-from pacs.ingest import OutcomeKind, Origin
+from pacs.ingest import Origin, OutcomeKind
 from pacs.logs import configure_logging
 from pacs.service import Services, build_services
 from pacs.settings import Settings
@@ -125,8 +125,11 @@ def receiver(
         return
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_run_receiver, args=(settings,),
-                        kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0})
+        context.Process(
+            target=_run_receiver,
+            args=(settings,),
+            kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0},
+        )
         for i in range(processes)
     ]
     for child in children:
@@ -165,8 +168,13 @@ def import_files(
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     counts: dict[str, int] = {}
     problems: list[str] = []
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("Importing", total=len(files))
         for file in files:
             outcome = services.ingest.receive(file, origin)
@@ -200,21 +208,29 @@ def import_files(
 
 @site_app.command("add")
 def site_add(
-    name: Annotated[str, typer.Argument(help="The facility's name, e.g. \"Fudong Health Centre\".")],
+    name: Annotated[str, typer.Argument(help='The facility\'s name, e.g. "Fudong Health Centre".')],
     tier: Annotated[str, typer.Option(help="village | township | county | provincial")],
     consortium: Annotated[str, typer.Option(help="The medical consortium (created if new).")],
-    contact: Annotated[Optional[str], typer.Option(help="Contact person and telephone.")] = None,
-    return_ae: Annotated[Optional[str], typer.Option(help="AE title reports are sent back to.")] = None,
-    return_host: Annotated[Optional[str], typer.Option(help="Host of the return destination.")] = None,
-    return_port: Annotated[Optional[int], typer.Option(help="Port of the return destination.")] = None,
+    contact: Annotated[str | None, typer.Option(help="Contact person and telephone.")] = None,
+    return_ae: Annotated[str | None, typer.Option(help="AE title reports are sent back to.")] = None,
+    return_host: Annotated[str | None, typer.Option(help="Host of the return destination.")] = None,
+    return_port: Annotated[int | None, typer.Option(help="Port of the return destination.")] = None,
 ) -> None:
     """Add a site to a consortium."""
     settings = load_settings()
     services = open_services(settings)
     try:
         with transaction(services.sessions) as session:
-            site = add_site(session, consortium=consortium, name=name, tier=tier, contact=contact,
-                            return_ae_title=return_ae, return_host=return_host, return_port=return_port)
+            site = add_site(
+                session,
+                consortium=consortium,
+                name=name,
+                tier=tier,
+                contact=contact,
+                return_ae_title=return_ae,
+                return_host=return_host,
+                return_port=return_port,
+            )
             console.print(f"Site {site.id} {name!r} ({tier}) added to {consortium!r}")
     except IdentityError as exc:
         raise fail(str(exc)) from None
@@ -232,10 +248,19 @@ def site_list(as_json: Annotated[bool, typer.Option("--json", help="JSON lines i
         aes.setdefault(entry.site_id, []).append(entry.ae_title)
     if as_json:
         for site, consortium in rows:
-            console.print_json(json.dumps({"id": site.id, "name": site.name, "tier": site.tier,
-                                           "consortium": consortium.name, "aes": aes.get(site.id, []),
-                                           "return": [site.return_ae_title, site.return_host, site.return_port]},
-                                          ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": site.id,
+                        "name": site.name,
+                        "tier": site.tier,
+                        "consortium": consortium.name,
+                        "aes": aes.get(site.id, []),
+                        "return": [site.return_ae_title, site.return_host, site.return_port],
+                    },
+                    ensure_ascii=False,
+                )
+            )
         return
     table = Table("id", "site", "tier", "consortium", "AEs", "returns to")
     for site, consortium in rows:
@@ -250,18 +275,24 @@ def ae_add(
     site: Annotated[str, typer.Option(help="The site it belongs to.")],
     address: Annotated[str, typer.Option(help="Source IP address or CIDR network it may call from.")],
     charset: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help=f"Character set to assume when the modality sends none: {', '.join(ASSUMABLE_CHARSETS)}."),
     ] = None,
-    description: Annotated[Optional[str], typer.Option(help="E.g. \"CT room 1\".")] = None,
+    description: Annotated[str | None, typer.Option(help='E.g. "CT room 1".')] = None,
 ) -> None:
     """Allow a modality's AE title, from an address, to send studies for a site."""
     services = open_services(load_settings())
     try:
         with transaction(services.sessions) as session:
             owner = find_site(session, site)
-            entry = add_site_ae(session, site=owner, ae_title=ae_title, allowed_address=address,
-                                assumed_charset=charset, description=description)
+            entry = add_site_ae(
+                session,
+                site=owner,
+                ae_title=ae_title,
+                allowed_address=address,
+                assumed_charset=charset,
+                description=description,
+            )
             console.print(f"AE {entry.ae_title} from {address} now sends for {owner.name!r}")
     except IdentityError as exc:
         raise fail(str(exc)) from None
@@ -275,8 +306,9 @@ def ae_list() -> None:
         rows = session.execute(select(SiteAE, Site).join(Site).order_by(Site.name, SiteAE.ae_title)).all()
     table = Table("AE title", "allowed from", "site", "assumed charset", "description")
     for entry, owner in rows:
-        table.add_row(entry.ae_title, entry.allowed_address, owner.name, entry.assumed_charset or "—",
-                      entry.description or "")
+        table.add_row(
+            entry.ae_title, entry.allowed_address, owner.name, entry.assumed_charset or "—", entry.description or ""
+        )
     console.print(table)
 
 
@@ -296,23 +328,43 @@ def study_list(
         ).all()
     if as_json:
         for study, site in rows:
-            print(json.dumps({"study_uid": study.study_uid, "site": site.name, "patient_id": study.patient_id,
-                              "patient_name": study.patient_name, "modalities": study.modalities,
-                              "num_series": study.num_series, "num_instances": study.num_instances,
-                              "bytes": study.bytes, "state": study.state,
-                              "last_received_at": study.last_received_at.isoformat()}, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "study_uid": study.study_uid,
+                        "site": site.name,
+                        "patient_id": study.patient_id,
+                        "patient_name": study.patient_name,
+                        "modalities": study.modalities,
+                        "num_series": study.num_series,
+                        "num_instances": study.num_instances,
+                        "bytes": study.bytes,
+                        "state": study.state,
+                        "last_received_at": study.last_received_at.isoformat(),
+                    },
+                    ensure_ascii=False,
+                )
+            )
         return
     table = Table("study UID", "site", "patient", "modality", "series", "instances", "MB", "state", "last received")
     for study, site in rows:
-        table.add_row(study.study_uid, site.name, f"{study.patient_name or ''} ({study.patient_id})", study.modalities,
-                      str(study.num_series), str(study.num_instances), f"{study.bytes / 1e6:.1f}", study.state,
-                      study.last_received_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            study.study_uid,
+            site.name,
+            f"{study.patient_name or ''} ({study.patient_id})",
+            study.modalities,
+            str(study.num_series),
+            str(study.num_instances),
+            f"{study.bytes / 1e6:.1f}",
+            study.state,
+            study.last_received_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
 
 
 def changes(
     since: Annotated[int, typer.Option(help="Only changes with a sequence number above this.")] = 0,
-    kind: Annotated[Optional[str], typer.Option(help="Only this kind, e.g. study.stable.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind, e.g. study.stable.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
 ) -> None:
     """Print the change feed as JSON lines (seq, kind, time, study, payload)."""
@@ -323,9 +375,19 @@ def changes(
             query = query.where(Change.kind == kind)
         rows = session.scalars(query).all()
     for change in rows:
-        print(json.dumps({"seq": change.seq, "kind": change.kind, "at": change.at.isoformat(),
-                          "study_uid": change.study_uid, "site_id": change.site_id, **change.payload},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "seq": change.seq,
+                    "kind": change.kind,
+                    "at": change.at.isoformat(),
+                    "study_uid": change.study_uid,
+                    "site_id": change.site_id,
+                    **change.payload,
+                },
+                ensure_ascii=False,
+            )
+        )
 
 
 @quarantine_app.command("list")
@@ -336,9 +398,15 @@ def quarantine_list(limit: Annotated[int, typer.Option(help="Most recent N.")] =
         rows = session.scalars(select(Quarantine).order_by(Quarantine.id.desc()).limit(limit)).all()
     table = Table("id", "when", "code", "reason", "from", "SOP instance", "object")
     for row in rows:
-        table.add_row(str(row.id), row.received_at.strftime("%Y-%m-%d %H:%M:%S"), row.reason_code, row.reason,
-                      f"{row.calling_ae or '—'}@{row.source_address or '—'}", row.sop_instance_uid or "—",
-                      row.object_key)
+        table.add_row(
+            str(row.id),
+            row.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.reason_code,
+            row.reason,
+            f"{row.calling_ae or '—'}@{row.source_address or '—'}",
+            row.sop_instance_uid or "—",
+            row.object_key,
+        )
     console.print(table)
 
 
@@ -350,8 +418,9 @@ def alerts(limit: Annotated[int, typer.Option(help="Most recent N.")] = 50) -> N
         total = session.scalar(select(func.count()).select_from(Alert).where(Alert.acknowledged_at.is_(None)))
     table = Table("id", "when", "kind", "site", "message")
     for alert, site_name in rows:
-        table.add_row(str(alert.id), alert.created_at.strftime("%Y-%m-%d %H:%M:%S"), alert.kind, site_name or "—",
-                      alert.message)
+        table.add_row(
+            str(alert.id), alert.created_at.strftime("%Y-%m-%d %H:%M:%S"), alert.kind, site_name or "—", alert.message
+        )
     console.print(table)
     console.print(f"{total} unacknowledged")
 
@@ -367,5 +436,3 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_files)
     app.command("changes")(changes)
     app.command("alerts")(alerts)
-
-

@@ -80,29 +80,57 @@ class Ingest:
         """Ingest the Part-10 file at ``path``; never raises for bad data or a down dependency."""
         inspected = inspect_part10(path, assumed_charset=origin.assumed_charset)
         if isinstance(inspected, Malformed):
-            return self._quarantine(path, origin, inspected.code, inspected.reason, OutcomeKind.MALFORMED,
-                                    inspected.study_uid, inspected.sop_instance_uid)
+            return self._quarantine(
+                path,
+                origin,
+                inspected.code,
+                inspected.reason,
+                OutcomeKind.MALFORMED,
+                inspected.study_uid,
+                inspected.sop_instance_uid,
+            )
         mismatch = self._command_mismatch(inspected, origin)
         if mismatch:
-            return self._quarantine(path, origin, "command-mismatch", mismatch, OutcomeKind.MALFORMED,
-                                    inspected.study_uid, inspected.sop_instance_uid)
+            return self._quarantine(
+                path,
+                origin,
+                "command-mismatch",
+                mismatch,
+                OutcomeKind.MALFORMED,
+                inspected.study_uid,
+                inspected.sop_instance_uid,
+            )
         try:
             return self._store_and_index(path, inspected, origin)
         except (StoreUnavailable, IndexUnavailable) as exc:
-            log.warning("ingest.unavailable", study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid,
-                        calling_ae=origin.calling_ae, source=origin.source_address, error=str(exc))
-            return IngestOutcome(OutcomeKind.UNAVAILABLE, str(exc), study_uid=inspected.study_uid,
-                                 sop_instance_uid=inspected.sop_instance_uid)
+            log.warning(
+                "ingest.unavailable",
+                study_uid=inspected.study_uid,
+                sop_instance_uid=inspected.sop_instance_uid,
+                calling_ae=origin.calling_ae,
+                source=origin.source_address,
+                error=str(exc),
+            )
+            return IngestOutcome(
+                OutcomeKind.UNAVAILABLE,
+                str(exc),
+                study_uid=inspected.study_uid,
+                sop_instance_uid=inspected.sop_instance_uid,
+            )
 
     @staticmethod
     def _command_mismatch(inspected: Inspected, origin: Origin) -> str | None:
         # PS3.4 B.2.3: the data set's UIDs must be those of the C-STORE request.
         if origin.expected_sop_instance_uid and origin.expected_sop_instance_uid != inspected.sop_instance_uid:
-            return (f"data set SOP Instance UID {inspected.sop_instance_uid} differs from the C-STORE "
-                    f"request's {origin.expected_sop_instance_uid}")
+            return (
+                f"data set SOP Instance UID {inspected.sop_instance_uid} differs from the C-STORE "
+                f"request's {origin.expected_sop_instance_uid}"
+            )
         if origin.expected_sop_class_uid and origin.expected_sop_class_uid != inspected.sop_class_uid:
-            return (f"data set SOP Class UID {inspected.sop_class_uid} differs from the C-STORE "
-                    f"request's {origin.expected_sop_class_uid}")
+            return (
+                f"data set SOP Class UID {inspected.sop_class_uid} differs from the C-STORE "
+                f"request's {origin.expected_sop_class_uid}"
+            )
         return None
 
     def _store_and_index(self, path: Path, inspected: Inspected, origin: Origin) -> IngestOutcome:
@@ -145,8 +173,15 @@ class Ingest:
         study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
         if study is not None and study.site_id != origin.site_id:
             reason = f"study {inspected.study_uid} belongs to another site; not merged"
-            return lambda path: self._quarantine(path, origin, "foreign-study", reason, OutcomeKind.FOREIGN_STUDY,
-                                                 inspected.study_uid, inspected.sop_instance_uid)
+            return lambda path: self._quarantine(
+                path,
+                origin,
+                "foreign-study",
+                reason,
+                OutcomeKind.FOREIGN_STUDY,
+                inspected.study_uid,
+                inspected.sop_instance_uid,
+            )
         current = _current_instance(session, inspected.sop_instance_uid)
         if current is None:
             return None
@@ -154,16 +189,35 @@ class Ingest:
             return lambda _path: self._duplicate(inspected, origin)
         if current.pixel_sha256 == inspected.pixel_sha256:
             return None  # header corrected: stored as a new version by _index
-        reason = (f"SOP Instance UID {inspected.sop_instance_uid} was received before with other pixel data; "
-                  f"the first copy is kept, this one quarantined")
-        return lambda path: self._quarantine(path, origin, "pixel-conflict", reason, OutcomeKind.CONFLICT,
-                                             inspected.study_uid, inspected.sop_instance_uid, alert=True)
+        reason = (
+            f"SOP Instance UID {inspected.sop_instance_uid} was received before with other pixel data; "
+            f"the first copy is kept, this one quarantined"
+        )
+        return lambda path: self._quarantine(
+            path,
+            origin,
+            "pixel-conflict",
+            reason,
+            OutcomeKind.CONFLICT,
+            inspected.study_uid,
+            inspected.sop_instance_uid,
+            alert=True,
+        )
 
     def _duplicate(self, inspected: Inspected, origin: Origin) -> IngestOutcome:
-        log.info("instance.duplicate", study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid,
-                 calling_ae=origin.calling_ae, source=origin.source_address)
-        return IngestOutcome(OutcomeKind.DUPLICATE, "already stored with identical content",
-                             study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid)
+        log.info(
+            "instance.duplicate",
+            study_uid=inspected.study_uid,
+            sop_instance_uid=inspected.sop_instance_uid,
+            calling_ae=origin.calling_ae,
+            source=origin.source_address,
+        )
+        return IngestOutcome(
+            OutcomeKind.DUPLICATE,
+            "already stored with identical content",
+            study_uid=inspected.study_uid,
+            sop_instance_uid=inspected.sop_instance_uid,
+        )
 
     def _index(self, session: Session, key: str, inspected: Inspected, origin: Origin) -> IngestOutcome:
         now = self.clock()
@@ -176,34 +230,66 @@ class Ingest:
         if study is None:
             patient = _get_or_create_patient(session, origin.site_id, tags)
             study = Study(
-                study_uid=inspected.study_uid, site_id=origin.site_id, patient_pk=patient.id,
-                patient_id=tags["patient_id"], patient_name=tags["patient_name"], study_date=tags["study_date"],
-                study_time=tags["study_time"], accession_number=tags["accession_number"], study_id=tags["study_id"],
-                study_description=tags["study_description"], referring_physician=tags["referring_physician"],
-                modalities="", body_part=tags["body_part"], num_series=0, num_instances=0, bytes=0,
-                state=StudyState.RECEIVING, first_received_at=now, last_received_at=now,
+                study_uid=inspected.study_uid,
+                site_id=origin.site_id,
+                patient_pk=patient.id,
+                patient_id=tags["patient_id"],
+                patient_name=tags["patient_name"],
+                study_date=tags["study_date"],
+                study_time=tags["study_time"],
+                accession_number=tags["accession_number"],
+                study_id=tags["study_id"],
+                study_description=tags["study_description"],
+                referring_physician=tags["referring_physician"],
+                modalities="",
+                body_part=tags["body_part"],
+                num_series=0,
+                num_instances=0,
+                bytes=0,
+                state=StudyState.RECEIVING,
+                first_received_at=now,
+                last_received_at=now,
             )
             session.add(study)
             session.flush()
-            append_change(session, events.STUDY_RECEIVED, study_uid=study.study_uid, site_id=origin.site_id,
-                          calling_ae=origin.calling_ae, source=origin.source_address)
+            append_change(
+                session,
+                events.STUDY_RECEIVED,
+                study_uid=study.study_uid,
+                site_id=origin.site_id,
+                calling_ae=origin.calling_ae,
+                source=origin.source_address,
+            )
         elif study.state == StudyState.STABLE:
             study.state = StudyState.RECEIVING
             study.stable_at = None
-            append_change(session, events.STUDY_REOPENED, study_uid=study.study_uid, site_id=origin.site_id,
-                          sop_instance_uid=inspected.sop_instance_uid)
+            append_change(
+                session,
+                events.STUDY_REOPENED,
+                study_uid=study.study_uid,
+                site_id=origin.site_id,
+                sop_instance_uid=inspected.sop_instance_uid,
+            )
             log.info("study.reopened", study_uid=study.study_uid, calling_ae=origin.calling_ae)
 
         series = session.scalar(select(Series).where(Series.series_uid == inspected.series_uid))
         if series is None:
-            series = Series(study_pk=study.id, series_uid=inspected.series_uid, modality=tags["modality"],
-                            series_number=tags["series_number"], series_description=tags["series_description"],
-                            body_part=tags["body_part"], num_instances=0)
+            series = Series(
+                study_pk=study.id,
+                series_uid=inspected.series_uid,
+                modality=tags["modality"],
+                series_number=tags["series_number"],
+                series_description=tags["series_description"],
+                body_part=tags["body_part"],
+                num_instances=0,
+            )
             session.add(series)
             session.flush()
             study.num_series += 1
             if tags["modality"]:
-                study.modalities = "\\".join(sorted(set(filter(None, study.modalities.split("\\"))) | {tags["modality"]}))
+                study.modalities = "\\".join(
+                    sorted(set(filter(None, study.modalities.split("\\"))) | {tags["modality"]})
+                )
             study.body_part = study.body_part or tags["body_part"]
         elif series.study_pk != study.id:
             raise IndexUnavailable(f"series {inspected.series_uid} is indexed under another study")
@@ -218,62 +304,156 @@ class Ingest:
         study.bytes += inspected.size
         study.last_received_at = now
 
-        session.add(Instance(
-            series_pk=series.id, sop_instance_uid=inspected.sop_instance_uid, sop_class_uid=inspected.sop_class_uid,
-            instance_number=tags["instance_number"], version=version, is_current=True,
-            transfer_syntax_uid=inspected.transfer_syntax_uid, rows=tags["rows"], columns=tags["columns"],
-            number_of_frames=tags["number_of_frames"], object_key=key, size=inspected.size,
-            dataset_offset=inspected.dataset_offset, sha256=inspected.sha256,
-            header_sha256=inspected.header_sha256, pixel_sha256=inspected.pixel_sha256, header=inspected.header,
-            calling_ae=origin.calling_ae, source_address=origin.source_address, received_at=now,
-        ))
+        session.add(
+            Instance(
+                series_pk=series.id,
+                sop_instance_uid=inspected.sop_instance_uid,
+                sop_class_uid=inspected.sop_class_uid,
+                instance_number=tags["instance_number"],
+                version=version,
+                is_current=True,
+                transfer_syntax_uid=inspected.transfer_syntax_uid,
+                rows=tags["rows"],
+                columns=tags["columns"],
+                number_of_frames=tags["number_of_frames"],
+                object_key=key,
+                size=inspected.size,
+                dataset_offset=inspected.dataset_offset,
+                sha256=inspected.sha256,
+                header_sha256=inspected.header_sha256,
+                pixel_sha256=inspected.pixel_sha256,
+                header=inspected.header,
+                calling_ae=origin.calling_ae,
+                source_address=origin.source_address,
+                received_at=now,
+            )
+        )
         if current is None:
-            append_change(session, events.INSTANCE_STORED, study_uid=study.study_uid, site_id=origin.site_id,
-                          sop_instance_uid=inspected.sop_instance_uid, series_uid=inspected.series_uid,
-                          size=inspected.size, calling_ae=origin.calling_ae)
-            log.info("instance.stored", study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid,
-                     calling_ae=origin.calling_ae, source=origin.source_address, charset_assumed=inspected.charset_assumed)
-            return IngestOutcome(OutcomeKind.STORED, study_uid=study.study_uid,
-                                 sop_instance_uid=inspected.sop_instance_uid)
+            append_change(
+                session,
+                events.INSTANCE_STORED,
+                study_uid=study.study_uid,
+                site_id=origin.site_id,
+                sop_instance_uid=inspected.sop_instance_uid,
+                series_uid=inspected.series_uid,
+                size=inspected.size,
+                calling_ae=origin.calling_ae,
+            )
+            log.info(
+                "instance.stored",
+                study_uid=study.study_uid,
+                sop_instance_uid=inspected.sop_instance_uid,
+                calling_ae=origin.calling_ae,
+                source=origin.source_address,
+                charset_assumed=inspected.charset_assumed,
+            )
+            return IngestOutcome(
+                OutcomeKind.STORED, study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid
+            )
 
-        message = (f"instance {inspected.sop_instance_uid} was re-sent with a changed header and identical pixel "
-                   f"data; stored as version {version}, version {current.version} kept")
-        session.add(Alert(kind=events.INSTANCE_NEW_VERSION, site_id=origin.site_id, study_uid=study.study_uid,
-                          sop_instance_uid=inspected.sop_instance_uid, message=message, created_at=now))
-        append_change(session, events.INSTANCE_NEW_VERSION, study_uid=study.study_uid, site_id=origin.site_id,
-                      sop_instance_uid=inspected.sop_instance_uid, version=version, calling_ae=origin.calling_ae)
-        log.warning("instance.new_version", study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid,
-                    version=version, calling_ae=origin.calling_ae, source=origin.source_address)
-        return IngestOutcome(OutcomeKind.NEW_VERSION, message, study_uid=study.study_uid,
-                             sop_instance_uid=inspected.sop_instance_uid)
+        message = (
+            f"instance {inspected.sop_instance_uid} was re-sent with a changed header and identical pixel "
+            f"data; stored as version {version}, version {current.version} kept"
+        )
+        session.add(
+            Alert(
+                kind=events.INSTANCE_NEW_VERSION,
+                site_id=origin.site_id,
+                study_uid=study.study_uid,
+                sop_instance_uid=inspected.sop_instance_uid,
+                message=message,
+                created_at=now,
+            )
+        )
+        append_change(
+            session,
+            events.INSTANCE_NEW_VERSION,
+            study_uid=study.study_uid,
+            site_id=origin.site_id,
+            sop_instance_uid=inspected.sop_instance_uid,
+            version=version,
+            calling_ae=origin.calling_ae,
+        )
+        log.warning(
+            "instance.new_version",
+            study_uid=study.study_uid,
+            sop_instance_uid=inspected.sop_instance_uid,
+            version=version,
+            calling_ae=origin.calling_ae,
+            source=origin.source_address,
+        )
+        return IngestOutcome(
+            OutcomeKind.NEW_VERSION, message, study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid
+        )
 
     def _quarantine(
-        self, path: Path, origin: Origin, code: str, reason: str, kind: OutcomeKind,
-        study_uid: str | None, sop_instance_uid: str | None, *, alert: bool = False,
+        self,
+        path: Path,
+        origin: Origin,
+        code: str,
+        reason: str,
+        kind: OutcomeKind,
+        study_uid: str | None,
+        sop_instance_uid: str | None,
+        *,
+        alert: bool = False,
     ) -> IngestOutcome:
         """Keep the bytes aside with why; the change and (optionally) an alert in one transaction."""
-        log.warning("instance.quarantined", code=code, reason=reason, study_uid=study_uid,
-                    sop_instance_uid=sop_instance_uid, calling_ae=origin.calling_ae, source=origin.source_address)
+        log.warning(
+            "instance.quarantined",
+            code=code,
+            reason=reason,
+            study_uid=study_uid,
+            sop_instance_uid=sop_instance_uid,
+            calling_ae=origin.calling_ae,
+            source=origin.source_address,
+        )
         try:
             digest = file_sha256(path)
             key = object_key("quarantine", digest)
             self.store.put_file(key, path)
             with transaction(self.sessions) as session:
                 now = self.clock()
-                session.add(Quarantine(
-                    reason_code=code, reason=reason, site_id=origin.site_id, calling_ae=origin.calling_ae,
-                    source_address=origin.source_address, sop_instance_uid=sop_instance_uid, study_uid=study_uid,
-                    object_key=key, size=path.stat().st_size, sha256=digest, received_at=now,
-                ))
+                session.add(
+                    Quarantine(
+                        reason_code=code,
+                        reason=reason,
+                        site_id=origin.site_id,
+                        calling_ae=origin.calling_ae,
+                        source_address=origin.source_address,
+                        sop_instance_uid=sop_instance_uid,
+                        study_uid=study_uid,
+                        object_key=key,
+                        size=path.stat().st_size,
+                        sha256=digest,
+                        received_at=now,
+                    )
+                )
                 if alert:
-                    session.add(Alert(kind=events.INSTANCE_QUARANTINED, site_id=origin.site_id, study_uid=study_uid,
-                                      sop_instance_uid=sop_instance_uid, message=reason, created_at=now))
-                append_change(session, events.INSTANCE_QUARANTINED, study_uid=study_uid, site_id=origin.site_id,
-                              sop_instance_uid=sop_instance_uid, code=code, reason=reason,
-                              calling_ae=origin.calling_ae)
+                    session.add(
+                        Alert(
+                            kind=events.INSTANCE_QUARANTINED,
+                            site_id=origin.site_id,
+                            study_uid=study_uid,
+                            sop_instance_uid=sop_instance_uid,
+                            message=reason,
+                            created_at=now,
+                        )
+                    )
+                append_change(
+                    session,
+                    events.INSTANCE_QUARANTINED,
+                    study_uid=study_uid,
+                    site_id=origin.site_id,
+                    sop_instance_uid=sop_instance_uid,
+                    code=code,
+                    reason=reason,
+                    calling_ae=origin.calling_ae,
+                )
         except (StoreUnavailable, IndexUnavailable) as exc:
-            return IngestOutcome(OutcomeKind.UNAVAILABLE, f"could not quarantine: {exc}", code,
-                                 study_uid, sop_instance_uid)
+            return IngestOutcome(
+                OutcomeKind.UNAVAILABLE, f"could not quarantine: {exc}", code, study_uid, sop_instance_uid
+            )
         return IngestOutcome(kind, reason, code, study_uid, sop_instance_uid)
 
 
@@ -287,8 +467,13 @@ def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, objec
     patient_id = str(tags["patient_id"] or "")
     patient = session.scalar(select(Patient).where(Patient.site_id == site_id, Patient.patient_id == patient_id))
     if patient is None:
-        patient = Patient(site_id=site_id, patient_id=patient_id, patient_name=tags["patient_name"],
-                          birth_date=tags["birth_date"], sex=tags["sex"])
+        patient = Patient(
+            site_id=site_id,
+            patient_id=patient_id,
+            patient_name=tags["patient_name"],
+            birth_date=tags["birth_date"],
+            sex=tags["sex"],
+        )
         session.add(patient)
         session.flush()
     return patient

@@ -160,7 +160,7 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
             pixel_offset = handle.tell()
     except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError, TypeError) as exc:
         return Malformed("unparsable", f"cannot parse the data set: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # pydicom raises many types for broken input; none may escape
+    except Exception as exc:  # noqa: BLE001 — pydicom raises many types for broken input; none may escape
         return Malformed("unparsable", f"cannot parse the data set: {type(exc).__name__}: {exc}")
 
     cut = _first_cut_element(ds)
@@ -177,10 +177,14 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
     sop_uid = str(uids["SOPInstanceUID"])[:128] if uids["SOPInstanceUID"] else None
     missing = [name for name, value in uids.items() if not value]
     if missing:
-        return Malformed("missing-uid", f"required attribute(s) missing or empty: {', '.join(missing)}", study_uid, sop_uid)
+        return Malformed(
+            "missing-uid", f"required attribute(s) missing or empty: {', '.join(missing)}", study_uid, sop_uid
+        )
     invalid = [f"{name}={str(value)[:80]!r}" for name, value in uids.items() if not valid_uid(str(value))]
     if invalid:
-        return Malformed("invalid-uid", f"not a valid DICOM UID (PS3.5 9.1, max 64 chars): {'; '.join(invalid)}", study_uid, sop_uid)
+        return Malformed(
+            "invalid-uid", f"not a valid DICOM UID (PS3.5 9.1, max 64 chars): {'; '.join(invalid)}", study_uid, sop_uid
+        )
 
     transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if pixel_offset < size:
@@ -196,7 +200,12 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
                 return Malformed("truncated", "encapsulated Pixel Data has no items", study_uid, sop_uid)
         else:
             if value_len > available:
-                return Malformed("truncated", f"Pixel Data declares {value_len} bytes but only {available} arrived", study_uid, sop_uid)
+                return Malformed(
+                    "truncated",
+                    f"Pixel Data declares {value_len} bytes but only {available} arrived",
+                    study_uid,
+                    sop_uid,
+                )
             expected = _expected_pixel_bytes(ds) if transfer_syntax in NATIVE_SYNTAXES else None
             if expected is not None and value_len < expected:
                 return Malformed(
@@ -236,7 +245,7 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
     }
     try:
         header = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=_bulk_reference)
-    except Exception:  # an element pydicom cannot express in JSON must not refuse the instance
+    except Exception:  # noqa: BLE001 — an element pydicom cannot express in JSON must not refuse the instance
         header = ds.to_json_dict(
             bulk_data_threshold=4096, bulk_data_element_handler=_bulk_reference, suppress_invalid_tags=True
         )

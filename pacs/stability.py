@@ -8,9 +8,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
@@ -40,18 +41,34 @@ def mark_stable_studies(
     marked = []
     for study_pk, study_uid, site_id in candidates:
         with transaction(sessions) as session:
-            taken = session.execute(
-                update(Study)
-                .where(Study.id == study_pk, Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)
-                .values(state=StudyState.STABLE, stable_at=now)
+            taken = cast(
+                CursorResult[Any],
+                session.execute(
+                    update(Study)
+                    .where(Study.id == study_pk, Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)
+                    .values(state=StudyState.STABLE, stable_at=now)
+                ),
             ).rowcount
             if not taken:
                 continue
             study = session.get_one(Study, study_pk)
-            append_change(session, events.STUDY_STABLE, study_uid=study_uid, site_id=site_id,
-                          num_instances=study.num_instances, num_series=study.num_series)
-            session.add(Job(kind=events.JOB_AI_PRESCREEN, payload={"study_uid": study_uid}, next_run_at=now,
-                            created_at=now, updated_at=now))
+            append_change(
+                session,
+                events.STUDY_STABLE,
+                study_uid=study_uid,
+                site_id=site_id,
+                num_instances=study.num_instances,
+                num_series=study.num_series,
+            )
+            session.add(
+                Job(
+                    kind=events.JOB_AI_PRESCREEN,
+                    payload={"study_uid": study_uid},
+                    next_run_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         log.info("study.stable", study_uid=study_uid, site=site_id)
         marked.append(study_uid)
     return marked
@@ -60,8 +77,9 @@ def mark_stable_studies(
 class StabilityWatcher:
     """A background thread that runs ``mark_stable_studies`` every ``poll_s`` seconds."""
 
-    def __init__(self, sessions: sessionmaker[Session], stability_s: float, poll_s: float,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], stability_s: float, poll_s: float, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.sessions = sessions
         self.stability = timedelta(seconds=stability_s)
         self.poll_s = poll_s

@@ -66,7 +66,7 @@ def pg_database() -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (start it: see README): {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     upgrade(url)
@@ -104,7 +104,8 @@ def moto_server() -> Iterator[MotoServer]:
     port = free_port()
     process = subprocess.Popen(
         [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"127.0.0.1:{port}"
 
@@ -152,8 +153,14 @@ def make_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..
             pg_url = request.getfixturevalue("pg_database")
             empty_pg(pg_url)
             moto = request.getfixturevalue("moto_server")
-            values.update(database_url=pg_url, storage_backend=StorageBackend.S3, s3_endpoint=moto.endpoint,
-                          s3_bucket=f"t-{uuid.uuid4().hex[:12]}", s3_access_key="test", s3_secret_key="test")
+            values.update(
+                database_url=pg_url,
+                storage_backend=StorageBackend.S3,
+                s3_endpoint=moto.endpoint,
+                s3_bucket=f"t-{uuid.uuid4().hex[:12]}",
+                s3_access_key="test",
+                s3_secret_key="test",
+            )
         values.update(overrides)
         settings = Settings(**values)
         if not settings.database_url:
@@ -204,12 +211,25 @@ class Fixture:
             return list(session.scalars(query))
 
 
-def add_demo_site(services: Services, *, name: str = "Fudong Health Centre",
-                  aes: tuple[tuple[str, str, str | None], ...] = (("FUDONG_CT", "127.0.0.1", "GB18030"),
-                                                                   ("FUDONG_DR", "127.0.0.1", None))) -> int:
+def add_demo_site(
+    services: Services,
+    *,
+    name: str = "Fudong Health Centre",
+    aes: tuple[tuple[str, str, str | None], ...] = (
+        ("FUDONG_CT", "127.0.0.1", "GB18030"),
+        ("FUDONG_DR", "127.0.0.1", None),
+    ),
+) -> int:
     with transaction(services.sessions) as session:
-        site = add_site(session, consortium="Dongtai", name=name, tier="township", return_ae_title="FUDONG_PACS",
-                        return_host="127.0.0.1", return_port=11121)
+        site = add_site(
+            session,
+            consortium="Dongtai",
+            name=name,
+            tier="township",
+            return_ae_title="FUDONG_PACS",
+            return_host="127.0.0.1",
+            return_port=11121,
+        )
         for title, address, charset in aes:
             add_site_ae(session, site=site, ae_title=title, allowed_address=address, assumed_charset=charset)
         return site.id
@@ -247,8 +267,16 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-def storescu(port: int, files: list[Path] | Path, *, calling: str = "FUDONG_CT", called: str = "YUNYING",
-             nodelay: bool = True, extra: list[str] | None = None, timeout: float = 120) -> tuple[int, int, str]:
+def storescu(
+    port: int,
+    files: list[Path] | Path,
+    *,
+    calling: str = "FUDONG_CT",
+    called: str = "YUNYING",
+    nodelay: bool = True,
+    extra: list[str] | None = None,
+    timeout: float = 120,
+) -> tuple[int, int, str]:
     """Run dcmtk's storescu; returns (successes, failures, output). Its exit code is 0 even when
     instances fail, so the per-instance responses are counted from ``-v`` output."""
     args = ["storescu", "-v", "-aet", calling, "-aec", called, *(extra or []), "127.0.0.1", str(port)]
@@ -293,7 +321,9 @@ class ReceiverProcess:
         self.log_handle.close()
 
 
-def yunying(*args: str, env: dict[str, str], check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def yunying(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the ``yunying`` command as a user would."""
     done = subprocess.run([str(VENV_BIN / "yunying"), *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
@@ -303,8 +333,16 @@ def yunying(*args: str, env: dict[str, str], check: bool = True, timeout: float 
 
 def receiver_env(home: Path, **settings: Any) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("YUNYING_")}
-    env.update({"YUNYING_HOME": str(home), "YUNYING_DICOM_HOST": "127.0.0.1", "YUNYING_LOG_LEVEL": "INFO",
-                "YUNYING_ACSE_TIMEOUT_S": "2", "YUNYING_NETWORK_TIMEOUT_S": "5", "YUNYING_DIMSE_TIMEOUT_S": "5"})
+    env.update(
+        {
+            "YUNYING_HOME": str(home),
+            "YUNYING_DICOM_HOST": "127.0.0.1",
+            "YUNYING_LOG_LEVEL": "INFO",
+            "YUNYING_ACSE_TIMEOUT_S": "2",
+            "YUNYING_NETWORK_TIMEOUT_S": "5",
+            "YUNYING_DIMSE_TIMEOUT_S": "5",
+        }
+    )
     env.update({f"YUNYING_{key.upper()}": str(value) for key, value in settings.items()})
     return env
 
@@ -313,7 +351,7 @@ def spawn_receiver(env: dict[str, str], log: Path, *args: str) -> ReceiverProces
     """Start ``yunying receiver`` on a free port and wait until it accepts connections."""
     port = free_port()
     env = {**env, "YUNYING_DICOM_PORT": str(port)}
-    handle = open(log, "ab")  # noqa: SIM115 — the child writes to it for its whole life
+    handle = open(log, "ab")
     process = subprocess.Popen([str(VENV_BIN / "yunying"), "receiver", *args], env=env, stdout=handle, stderr=handle)
 
     def listening() -> bool:

@@ -13,6 +13,7 @@ from pacs import cli as pacs_cli
 from pacs.index.db import transaction
 from pacs.index.migrate import upgrade
 from pacs.logs import configure_logging
+from pacs.service import Services
 from pacs.settings import Mode
 
 app = typer.Typer(
@@ -39,8 +40,10 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
     def announce() -> None:
-        console.print(f"Yunying is running: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
-                      f"web http://{settings.http_host}:{settings.http_port}/readyz — Ctrl-C stops it.")
+        console.print(
+            f"Yunying is running: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
+            f"web http://{settings.http_host}:{settings.http_port}/readyz — Ctrl-C stops it."
+        )
 
     try:
         run_until_interrupted(EmbeddedService(services), announce)
@@ -63,6 +66,8 @@ def demo(
     update: dict[str, object] = {"mode": Mode.DEMO} if settings.mode is Mode.LOCAL else {}
     if "stability_seconds" not in settings.model_fields_set:
         update["stability_seconds"] = 5.0  # the demo shows stability within seconds, not a minute
+    if "log_level" not in settings.model_fields_set:
+        update["log_level"] = "WARNING"  # the demo prints the change feed instead of every instance
     settings = settings.model_copy(update=update)
     configure_logging(settings)
     upgrade(settings.resolved_database_url)
@@ -89,20 +94,62 @@ def demo(
             f"  storescu -aet FUDONG_CT -aec {settings.ae_title} 127.0.0.1 {settings.dicom_port} FILE.dcm\n"
             f"(run them with .venv/bin/ in front, or after `. .venv/bin/activate`; data under {settings.home})"
         )
-        if exit_after_push:
-            import time
-
-            time.sleep(settings.stability_seconds + 2 * settings.stability_poll_s + 1)
-            if failures:
-                raise typer.Exit(1)
-            return
-        console.print("Ctrl-C stops the service.")
-        signal.pause()
+        console.print("Following the change feed; Ctrl-C stops the service.\n")
+        follow_changes(
+            services,
+            console,
+            stop_when_stable=len(studies) if exit_after_push else None,
+            timeout_s=settings.stability_seconds * 4 + 30,
+        )
+        if exit_after_push and failures:
+            raise typer.Exit(1)
     except KeyboardInterrupt:
         pass
     finally:
         service.stop()
         services.close()
+
+
+FOLLOWED_KINDS = (
+    "study.received",
+    "study.stable",
+    "study.reopened",
+    "instance.quarantined",
+    "instance.new_version",
+    "association.rejected",
+)
+
+
+def follow_changes(services: Services, console: Console, *, stop_when_stable: int | None, timeout_s: float) -> None:
+    """Print study-level changes as they happen; with ``stop_when_stable`` return once that many
+    studies are stable (or raise ``typer.Exit`` after ``timeout_s``)."""
+    import time
+
+    from sqlalchemy import select
+
+    from pacs.index.models import Change
+
+    last_seq, stable = 0, 0
+    started = time.monotonic()
+    while True:
+        with transaction(services.sessions) as session:
+            rows = session.scalars(select(Change).where(Change.seq > last_seq).order_by(Change.seq)).all()
+        for change in rows:
+            last_seq = change.seq
+            if change.kind in FOLLOWED_KINDS:
+                detail = {k: v for k, v in change.payload.items() if k in ("num_instances", "calling_ae", "reason")}
+                console.print(
+                    f"  #{change.seq} {change.at:%H:%M:%S} {change.kind:<22} {change.study_uid or ''} {detail or ''}"
+                )
+            stable += change.kind == "study.stable"
+        if stop_when_stable is not None:
+            if stable >= stop_when_stable:
+                return
+            if time.monotonic() - started > timeout_s:
+                raise pacs_cli.fail(
+                    f"only {stable} of {stop_when_stable} demo studies became stable in {timeout_s:g} s"
+                )
+        time.sleep(0.5)
 
 
 def main() -> None:

@@ -29,16 +29,29 @@ class DemoSite:
 
 
 DEMO_SITES = (
-    DemoSite("Dongtai People's Hospital", "county", (("DONGTAI_PACS", None),), "DONGTAI_PACS", 11120,
-             "Radiology office, 0515-8521xxxx"),
-    DemoSite("Fudong Health Centre", "township", (("FUDONG_CT", "GB18030"), ("FUDONG_DR", "GB18030")), "FUDONG_PACS",
-             11121, "Imaging room, Dr. Zhou"),
+    DemoSite(
+        "Dongtai People's Hospital",
+        "county",
+        (("DONGTAI_PACS", None),),
+        "DONGTAI_PACS",
+        11120,
+        "Radiology office, 0515-8521xxxx",
+    ),
+    DemoSite(
+        "Fudong Health Centre",
+        "township",
+        (("FUDONG_CT", "GB18030"), ("FUDONG_DR", "GB18030")),
+        "FUDONG_PACS",
+        11121,
+        "Imaging room, Dr. Zhou",
+    ),
     DemoSite("Anfeng Health Centre", "township", (("ANFENG_CT", None),), "ANFENG_PACS", 11122, "Imaging room"),
     DemoSite("Touzao Health Centre", "township", (("TOUZAO_DR", None),), "TOUZAO_WS", 11123, "Imaging room"),
     DemoSite("Xinjie Village Clinic", "village", (("XINJIE_DR", None),), "XINJIE_WS", 11124, "Village doctor"),
     # Private hospitals sit at the tier that matches their capability.
-    DemoSite("Dongtai Renji Hospital (private)", "township", (("RENJI_CT", "GB18030"),), "RENJI_PACS", 11125,
-             "Radiology"),
+    DemoSite(
+        "Dongtai Renji Hospital (private)", "township", (("RENJI_CT", "GB18030"),), "RENJI_PACS", 11125, "Radiology"
+    ),
 )
 
 
@@ -48,12 +61,26 @@ def seed_consortium(session: Session) -> list[str]:
     for demo in DEMO_SITES:
         site = session.scalar(select(Site).where(Site.name == demo.name))
         if site is None:
-            site = add_site(session, consortium=CONSORTIUM, name=demo.name, tier=demo.tier, contact=demo.contact,
-                            return_ae_title=demo.return_ae, return_host="127.0.0.1", return_port=demo.return_port,
-                            actor="demo")
+            site = add_site(
+                session,
+                consortium=CONSORTIUM,
+                name=demo.name,
+                tier=demo.tier,
+                contact=demo.contact,
+                return_ae_title=demo.return_ae,
+                return_host="127.0.0.1",
+                return_port=demo.return_port,
+                actor="demo",
+            )
             for title, charset in demo.aes:
-                add_site_ae(session, site=site, ae_title=title, allowed_address="127.0.0.1", assumed_charset=charset,
-                            actor="demo")
+                add_site_ae(
+                    session,
+                    site=site,
+                    ae_title=title,
+                    allowed_address="127.0.0.1",
+                    assumed_charset=charset,
+                    actor="demo",
+                )
             created.append(demo.name)
     return created
 
@@ -70,21 +97,56 @@ def generate_demo_studies(root: Path, *, ct_slices: int = 40) -> list[DemoStudy]
     from datasets import synthetic
 
     plans = [
-        ("FUDONG_CT", "CT abdomen, 71-year-old, Fudong", "fudong-ct-abdomen",
-         lambda: synthetic.ct_series("abdomen", ct_slices, seed=71, study=synthetic.StudySpec(
-             institution_name="Fudong Health Centre", station_name="FUDONG_CT", accession_number="FD20261123001",
-             referring_physician="周^建国", study_description="CT ABDOMEN PLAIN", charset="GB18030"),
-             patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"))),
-        ("FUDONG_DR", "DX chest PA, Fudong", "fudong-dx-chest",
-         lambda: [synthetic.radiograph("DX", seed=12, size=1024)]),
-        ("ANFENG_CT", "CT head, Anfeng", "anfeng-ct-head",
-         lambda: synthetic.ct_series("head", ct_slices, seed=23)),
-        ("XINJIE_DR", "CR chest, Xinjie village clinic", "xinjie-cr-chest",
-         lambda: [synthetic.radiograph("CR", seed=34, size=1024)]),
-        ("RENJI_CT", "CT abdomen, GBK name without a character set, Renji", "renji-ct-gbk",
-         lambda: synthetic.ct_series("abdomen", max(10, ct_slices // 2), seed=45, study=synthetic.StudySpec(
-             institution_name="Dongtai Renji Hospital", station_name="RENJI_CT", accession_number="RJ20261123007",
-             referring_physician="李^明", study_description="CT ABDOMEN", charset="GBK-undeclared"))),
+        (
+            "FUDONG_CT",
+            "CT abdomen, 71-year-old, Fudong",
+            "fudong-ct-abdomen",
+            lambda: synthetic.ct_series(
+                "abdomen",
+                ct_slices,
+                seed=71,
+                study=synthetic.StudySpec(
+                    institution_name="Fudong Health Centre",
+                    station_name="FUDONG_CT",
+                    accession_number="FD20261123001",
+                    referring_physician="周^建国",
+                    study_description="CT ABDOMEN PLAIN",
+                    charset="GB18030",
+                ),
+                patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"),
+            ),
+        ),
+        (
+            "FUDONG_DR",
+            "DX chest PA, Fudong",
+            "fudong-dx-chest",
+            lambda: [synthetic.radiograph("DX", seed=12, size=1024)],
+        ),
+        ("ANFENG_CT", "CT head, Anfeng", "anfeng-ct-head", lambda: synthetic.ct_series("head", ct_slices, seed=23)),
+        (
+            "XINJIE_DR",
+            "CR chest, Xinjie village clinic",
+            "xinjie-cr-chest",
+            lambda: [synthetic.radiograph("CR", seed=34, size=1024)],
+        ),
+        (
+            "RENJI_CT",
+            "CT abdomen, GBK name without a character set, Renji",
+            "renji-ct-gbk",
+            lambda: synthetic.ct_series(
+                "abdomen",
+                max(10, ct_slices // 2),
+                seed=45,
+                study=synthetic.StudySpec(
+                    institution_name="Dongtai Renji Hospital",
+                    station_name="RENJI_CT",
+                    accession_number="RJ20261123007",
+                    referring_physician="李^明",
+                    study_description="CT ABDOMEN",
+                    charset="GBK-undeclared",
+                ),
+            ),
+        ),
     ]
     studies = []
     for calling_ae, label, folder, build in plans:
@@ -105,8 +167,9 @@ def push_demo_studies(settings: Settings, root: Path, studies: list[DemoStudy], 
     for study in studies:
         files = sorted((root / study.folder).glob("*.dcm"))
         try:
-            results = send_files(files, host="127.0.0.1", port=port, called_ae=settings.ae_title,
-                                 calling_ae=study.calling_ae)
+            results = send_files(
+                files, host="127.0.0.1", port=port, called_ae=settings.ae_title, calling_ae=study.calling_ae
+            )
         except AssociationRefused as exc:
             console.print(f"[red]{study.label}: {exc}[/red]")
             failures += len(files)
@@ -114,6 +177,8 @@ def push_demo_studies(settings: Settings, root: Path, studies: list[DemoStudy], 
         ok = sum(result.ok for result in results)
         failures += len(results) - ok
         colour = "green" if ok == len(results) else "red"
-        console.print(f"[{colour}]{study.calling_ae:>10} → {settings.ae_title}: {study.label}: "
-                      f"{ok}/{len(results)} instances Success[/{colour}]")
+        console.print(
+            f"[{colour}]{study.calling_ae:>10} → {settings.ae_title}: {study.label}: "
+            f"{ok}/{len(results)} instances Success[/{colour}]"
+        )
     return failures

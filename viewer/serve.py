@@ -28,15 +28,17 @@ class EmbeddedService:
         settings = services.settings
         self.receiver = Receiver(settings, services.ingest, services.sessions)
         self.watcher = StabilityWatcher(services.sessions, settings.stability_seconds, settings.stability_poll_s)
-        config = uvicorn.Config(create_app(services), host=settings.http_host, port=settings.http_port,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            create_app(services), host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="off"
+        )
         self.web = uvicorn.Server(config)
         self._web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
 
     def start(self) -> None:
         try:
-            sweep_orphans(self.services.store, self.services.sessions,
-                          timedelta(seconds=self.services.settings.orphan_grace_s))
+            sweep_orphans(
+                self.services.store, self.services.sessions, timedelta(seconds=self.services.settings.orphan_grace_s)
+            )
         except (StoreUnavailable, IndexUnavailable) as exc:
             log.warning("sweep.skipped", error=str(exc))
         self.receiver.start()
@@ -45,8 +47,10 @@ class EmbeddedService:
         while not self.web.started and self._web_thread.is_alive():
             threading.Event().wait(0.05)
         if not self.web.started:
-            raise RuntimeError(f"the web server could not start on {self.services.settings.http_host}:"
-                               f"{self.services.settings.http_port} (port in use? set YUNYING_HTTP_PORT)")
+            raise RuntimeError(
+                f"the web server could not start on {self.services.settings.http_host}:"
+                f"{self.services.settings.http_port} (port in use? set YUNYING_HTTP_PORT)"
+            )
 
     def stop(self) -> None:
         self.web.should_exit = True

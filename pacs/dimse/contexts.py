@@ -4,14 +4,15 @@ out on purpose (FIELD-NOTES: ~1 MB deflated inflated to ~900 MB in pynetdicom)."
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 from pydicom.uid import (
+    JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -42,7 +43,8 @@ REFUSED_TRANSFER_SYNTAXES: Final = [DeflatedExplicitVRLittleEndian]
 
 
 def receiver_contexts() -> list[PresentationContext]:
+    syntaxes: list[str | UID] = list(ACCEPTED_TRANSFER_SYNTAXES)
     contexts = [build_context(Verification)]
     for storage in AllStoragePresentationContexts:
-        contexts.append(build_context(storage.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES))
+        contexts.append(build_context(cast(str, storage.abstract_syntax), syntaxes))
     return contexts

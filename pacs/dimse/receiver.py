@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import structlog
-from pynetdicom import AE, _config
-from pynetdicom import dimse_messages
+from pynetdicom import AE, _config, dimse_messages
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs.dimse.contexts import receiver_contexts
@@ -30,7 +29,7 @@ def receive_into(incoming: Path) -> None:
     holding it in memory. A process-wide pynetdicom setting, hence a function of its own."""
     incoming.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[attr-defined]
+    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment,attr-defined]
         tempfile.NamedTemporaryFile, dir=str(incoming), prefix=INCOMING_PREFIX
     )
 
@@ -80,9 +79,9 @@ class Receiver:
     def start(self, *, reuse_port: bool = False) -> None:
         receive_into(self.settings.incoming_path)
         sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
-        server = self.ae.make_server(
+        server: HardenedServer = self.ae.make_server(  # type: ignore[assignment]
             (self.settings.dicom_host, self.settings.dicom_port),
-            evt_handlers=self.scp.handlers(),
+            evt_handlers=self.scp.handlers(),  # type: ignore[arg-type]
             server_class=HardenedServer,
             max_pdu_bytes=self.settings.max_pdu,
             pdu_deadline_s=self.settings.pdu_deadline_s,
@@ -91,12 +90,18 @@ class Receiver:
         )
         self.server = server
         self.ae._servers.append(server)  # so server.shutdown() and ae.shutdown() find it
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="dicom-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="dicom-receiver", daemon=True
+        )
         self._thread.start()
         threading.Thread(target=self._sweep_periodically, name="partial-sweeper", daemon=True).start()
-        log.info("receiver.listening", ae_title=self.settings.ae_title, host=self.settings.dicom_host,
-                 port=self.port, pid=os.getpid())
+        log.info(
+            "receiver.listening",
+            ae_title=self.settings.ae_title,
+            host=self.settings.dicom_host,
+            port=self.port,
+            pid=os.getpid(),
+        )
 
     def _sweep_periodically(self) -> None:
         interval = max(1.0, min(300.0, self.settings.partial_file_max_age_s / 2))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
@@ -58,7 +58,7 @@ class HardenedAssociationSocket(AssociationSocket):
 class HardenedRequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
-        sock = assoc.dul.socket
+        sock = cast(HardenedAssociationSocket, assoc.dul.socket)
         sock.__class__ = HardenedAssociationSocket
         server = self.server
         assert isinstance(server, HardenedServer)

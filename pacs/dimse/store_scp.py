@@ -10,17 +10,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
 from pacs.dimse.statuses import OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
 from pacs.identity.sites import CallingSite, SiteAEEntry, load_site_aes, match_calling_site
 from pacs.index.db import IndexUnavailable, append_change, transaction
-from pacs.ingest import Ingest, OutcomeKind, Origin
+from pacs.ingest import Ingest, Origin, OutcomeKind
 from pacs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -64,11 +65,14 @@ class StoreSCP:
         """Admit an association only from a configured site AE at its allowed address."""
         assoc = event.assoc
         primitive = assoc.requestor.primitive
+        assert primitive is not None  # EVT_REQUESTED fires once the A-ASSOCIATE-RQ is decoded
         calling = primitive.calling_ae_title.strip()
         called = primitive.called_ae_title.strip()
         address = assoc.requestor.address
         if called != self.settings.ae_title:
-            self._reject(assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not {self.settings.ae_title!r}")
+            self._reject(
+                assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not {self.settings.ae_title!r}"
+            )
             return
         entries = self._site_aes()
         if entries is None:
@@ -76,8 +80,13 @@ class StoreSCP:
             return
         site = match_calling_site(entries, calling, address)
         if site is None:
-            self._reject(assoc, REJECT_CALLING_AE, calling, address,
-                         "calling AE title and source address match no site AE (see `yunying ae list`)")
+            self._reject(
+                assoc,
+                REJECT_CALLING_AE,
+                calling,
+                address,
+                "calling AE title and source address match no site AE (see `yunying ae list`)",
+            )
             return
         with self._lock:
             active = self._per_address.get(address, 0)
@@ -88,9 +97,15 @@ class StoreSCP:
                 self._per_address[address] = active + 1
                 self._states[id(assoc)] = AssociationState(site=site, address=address)
         if over:
-            self._reject(assoc, REJECT_LOCAL_LIMIT, calling, address,
-                         f"{active} associations already open from this address "
-                         f"(limit {self.settings.max_associations_per_address})", record=False)
+            self._reject(
+                assoc,
+                REJECT_LOCAL_LIMIT,
+                calling,
+                address,
+                f"{active} associations already open from this address "
+                f"(limit {self.settings.max_associations_per_address})",
+                record=False,
+            )
             return
         log.info("association.accepted", calling_ae=calling, source=address, site=site.site_name)
 
@@ -112,14 +127,22 @@ class StoreSCP:
             self._ae_cache = (fresh, now)
         return fresh
 
-    def _reject(self, assoc: Any, reason: tuple[int, int, int], calling: str, address: str, why: str,
-                *, record: bool = True) -> None:
+    def _reject(
+        self, assoc: Any, reason: tuple[int, int, int], calling: str, address: str, why: str, *, record: bool = True
+    ) -> None:
         log.warning("association.rejected", calling_ae=calling, source=address, reason=why, code=reason)
         if record:  # before the reject leaves, so whoever sees the reject can also see the change
             try:
                 with transaction(self.sessions) as session:
-                    append_change(session, events.ASSOCIATION_REJECTED, calling_ae=calling, source=address,
-                                  reason=why, result=reason[0], diagnostic=reason[2])
+                    append_change(
+                        session,
+                        events.ASSOCIATION_REJECTED,
+                        calling_ae=calling,
+                        source=address,
+                        reason=why,
+                        result=reason[0],
+                        diagnostic=reason[2],
+                    )
             except IndexUnavailable:
                 pass
         assoc.acse.send_reject(*reason)
@@ -150,7 +173,7 @@ class StoreSCP:
             return status_dataset(OUT_OF_RESOURCES, "instance limit of this association reached; open a new one")
         if state.bytes > self.settings.max_bytes_per_association:
             return status_dataset(OUT_OF_RESOURCES, "byte limit of this association reached; open a new one")
-        request = event.request
+        request = cast(C_STORE, event.request)
         outcome = self.ingest.receive(
             path,
             Origin(

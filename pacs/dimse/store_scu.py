@@ -72,5 +72,5 @@ def send_files(
     finally:
         if assoc.is_established:
             assoc.release()
-    results.extend(SendResult(path, None, "association lost") for path, _ in metas[len(results):])
+    results.extend(SendResult(path, None, "association lost") for path, _ in metas[len(results) :])
     return results

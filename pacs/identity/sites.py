@@ -152,8 +152,9 @@ class SiteAEEntry:
 def load_site_aes(session: Session) -> list[SiteAEEntry]:
     rows = session.execute(select(SiteAE, Site).join(Site, Site.id == SiteAE.site_id)).all()
     return [
-        SiteAEEntry(site.id, site.name, site.consortium_id, entry.ae_title, entry.allowed_address,
-                    entry.assumed_charset)
+        SiteAEEntry(
+            site.id, site.name, site.consortium_id, entry.ae_title, entry.allowed_address, entry.assumed_charset
+        )
         for entry, site in rows
     ]
 

@@ -216,7 +216,7 @@ class Change(Base):
     """The append-only event log; ``seq`` is monotonic and never reused."""
 
     __tablename__ = "changes"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(64), index=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-import uuid
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 

@@ -34,7 +34,10 @@ def test_sigkill_mid_association_then_resend(tmp_path: Path, data_cache: Path) -
     receiver = spawn_receiver(env, tmp_path / "receiver-1.log")
     sender = subprocess.Popen(
         ["storescu", "-v", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(receiver.port), *map(str, ct)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TCP_NODELAY": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TCP_NODELAY": "1"},
     )
     acknowledged: list[Path] = []
     sending: Path | None = None
@@ -76,7 +79,10 @@ def test_sigkill_mid_association_then_resend(tmp_path: Path, data_cache: Path) -
 
         done = subprocess.run(
             ["storescu", "-v", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(receiver.port), *map(str, ct)],
-            capture_output=True, text=True, env={**os.environ, "TCP_NODELAY": "1"}, timeout=240,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TCP_NODELAY": "1"},
+            timeout=240,
         )
         assert (done.stdout + done.stderr).count("Received Store Response (Success)") == 300
         with transaction(sessions) as session:

@@ -42,7 +42,9 @@ def test_database_cut_answers_out_of_resources_then_recovers(start_receiver, pg_
     url = make_url(pg_database)
     proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432)).start()
     try:
-        fixture: Fixture = start_receiver("postgres-s3", database_url=str(url.set(port=proxy.port).render_as_string(hide_password=False)))
+        fixture: Fixture = start_receiver(
+            "postgres-s3", database_url=str(url.set(port=proxy.port).render_as_string(hide_password=False))
+        )
         assert pynetdicom_send(fixture.port, [small_ct(seed=73)]) == [0]
         during = small_ct(seed=74)
         proxy.cut()

@@ -147,7 +147,9 @@ def test_gbk_name_without_charset_uses_site_ae_charset(start_receiver) -> None:
     # Without an assumed charset the bytes are read as the default repertoire: not the name.
     assert sum(1 for name in names.values() if name != "王^小明") == 1
     # The stored bytes are those received: no (0008,0005) was added to the object.
-    instance = next(i for i in current_instances(fixture.services) if i.header["00100010"]["Value"][0]["Alphabetic"] == "王^小明")
+    instance = next(
+        i for i in current_instances(fixture.services) if i.header["00100010"]["Value"][0]["Alphabetic"] == "王^小明"
+    )
     stored = pydicom.dcmread(pydicom.filebase.DicomBytesIO(fixture.services.store.get(instance.object_key)))
     assert "SpecificCharacterSet" not in stored
     assert stored["PatientName"].value.original_string == "王^小明".encode("gbk") or bytes(
@@ -159,7 +161,7 @@ def test_unknown_calling_ae_is_rejected_with_reason(start_receiver, data_cache: 
     require("storescu")
     fixture: Fixture = start_receiver()
     ct = write_ct(data_cache / "ct3", slices=3, seed=3, size=64)
-    ok, failed, output = storescu(fixture.port, ct, calling="STRANGER")
+    ok, _failed, output = storescu(fixture.port, ct, calling="STRANGER")
     assert ok == 0
     assert "Association Rejected" in output
     assert "Calling AE Title Not Recognized" in output
@@ -168,7 +170,9 @@ def test_unknown_calling_ae_is_rejected_with_reason(start_receiver, data_cache: 
     assert rejected and rejected[-1].payload["calling_ae"] == "STRANGER"
 
 
-def _part10(path: Path, dataset_bytes: bytes, sop_instance_uid: str, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
+def _part10(
+    path: Path, dataset_bytes: bytes, sop_instance_uid: str, transfer_syntax: str = ExplicitVRLittleEndian
+) -> Path:
     """A file with valid file meta and the given raw data set bytes (sent as they are)."""
     meta = pydicom.dataset.FileMetaDataset()
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
@@ -262,7 +266,10 @@ def test_malformed_instances_fail_at_once_and_are_quarantined(start_receiver, tm
         assert row.calling_ae == "FUDONG_CT" and row.source_address == "127.0.0.1"
         # The exact received bytes are kept for inspection (file meta rebuilt by the receiver).
         offset = pydicom_meta_end(fixture.services.store.get(row.object_key))
-        assert fixture.services.store.get(row.object_key)[offset:] == path.read_bytes()[pydicom_meta_end(path.read_bytes()):]
+        assert (
+            fixture.services.store.get(row.object_key)[offset:]
+            == path.read_bytes()[pydicom_meta_end(path.read_bytes()) :]
+        )
     assert len(fixture.changes(events.INSTANCE_QUARANTINED)) == len(cases)
 
 

@@ -67,5 +67,7 @@ def test_growing_study_is_not_stable(start_receiver) -> None:
     assert mark_stable_studies(fixture.services.sessions, timedelta(seconds=60), now=last + timedelta(seconds=59)) == []
     marked = mark_stable_studies(fixture.services.sessions, timedelta(seconds=60), now=last + timedelta(seconds=61))
     assert marked == [ds.StudyInstanceUID]
-    assert mark_stable_studies(fixture.services.sessions, timedelta(seconds=60), now=last + timedelta(seconds=120)) == []
+    assert (
+        mark_stable_studies(fixture.services.sessions, timedelta(seconds=60), now=last + timedelta(seconds=120)) == []
+    )
     assert len(_jobs(fixture)) == 1

@@ -19,8 +19,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
         return FolderStore(tmp_path / "objects")
     request.applymarker(pytest.mark.postgres)
     moto = request.getfixturevalue("moto_server")
-    s3 = S3Store(moto.endpoint, "test", "test", f"b-{uuid.uuid4().hex[:10]}", connect_timeout_s=1,
-                 read_timeout_s=2, retries=0)
+    s3 = S3Store(
+        moto.endpoint, "test", "test", f"b-{uuid.uuid4().hex[:10]}", connect_timeout_s=1, read_timeout_s=2, retries=0
+    )
     s3.ensure_bucket()
     return s3
 
@@ -67,8 +68,15 @@ def test_folder_hides_temp_and_incoming_files(tmp_path: Path) -> None:
 @pytest.mark.postgres
 @pytest.mark.timeout(30)
 def test_s3_frozen_fails_fast(moto_server, tmp_path: Path) -> None:
-    s3 = S3Store(moto_server.endpoint, "test", "test", f"b-{uuid.uuid4().hex[:10]}", connect_timeout_s=1,
-                 read_timeout_s=2, retries=0)
+    s3 = S3Store(
+        moto_server.endpoint,
+        "test",
+        "test",
+        f"b-{uuid.uuid4().hex[:10]}",
+        connect_timeout_s=1,
+        read_timeout_s=2,
+        retries=0,
+    )
     s3.ensure_bucket()
     source = tmp_path / "x"
     source.write_bytes(b"x" * 1000)

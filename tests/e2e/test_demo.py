@@ -1,0 +1,52 @@
+"""``yunying demo`` from an empty home: the demo consortium, studies pushed by real C-STORE,
+all of them stable, with names decoded (including a GBK name sent without a character set)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, receiver_env, yunying
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
+    env = receiver_env(tmp_path / "var", dicom_port=free_port(), http_port=free_port(), stability_seconds=1)
+    done = yunying("demo", "--exit-after-push", "--ct-slices", "6", env=env, timeout=280)
+    assert "(0 failed)" in done.stdout, done.stdout + done.stderr
+    studies = [json.loads(line) for line in yunying("study", "list", "--json", env=env).stdout.splitlines()]
+    assert len(studies) == 5
+    assert {s["state"] for s in studies} == {"stable"}
+    by_site = {s["site"]: s for s in studies}
+    fudong_ct = next(s for s in studies if s["site"] == "Fudong Health Centre" and s["modalities"] == "CT")
+    assert fudong_ct["patient_name"] == "王^桂英" and fudong_ct["num_instances"] == 6
+    renji = by_site["Dongtai Renji Hospital (private)"]
+    # Sent as GBK bytes with no (0008,0005); RENJI_CT's site AE assumes GB18030.
+    assert all("\u4e00" <= ch <= "\u9fff" or ch == "^" for ch in renji["patient_name"]), renji["patient_name"]
+    stable = [json.loads(line) for line in yunying("changes", "--kind", "study.stable", env=env).stdout.splitlines()]
+    assert len(stable) == 5
+
+
+def test_readyz_reports_dependencies(tmp_path: Path) -> None:
+    from pacs.index.migrate import upgrade
+    from pacs.service import build_services
+    from pacs.settings import Settings
+    from viewer.serve import EmbeddedService
+
+    settings = Settings(home=tmp_path / "var", dicom_host="127.0.0.1", dicom_port=0, http_port=free_port())
+    upgrade(settings.resolved_database_url)
+    services = build_services(settings)
+    service = EmbeddedService(services)
+    service.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.http_port}/readyz", timeout=5) as response:
+            assert json.loads(response.read()) == {"status": "ok", "index": "ok", "store": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.http_port}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        service.stop()
+        services.close()

@@ -6,6 +6,7 @@ STUDY_RECEIVED: Final = "study.received"  # first instance of a study arrived
 STUDY_STABLE: Final = "study.stable"  # no new instance for the stability delay
 STUDY_REOPENED: Final = "study.reopened"  # an instance arrived after the study was stable
 INSTANCE_STORED: Final = "instance.stored"
+INSTANCE_DUPLICATE: Final = "instance.duplicate"  # same UID, same data set: nothing written
 INSTANCE_NEW_VERSION: Final = "instance.new_version"  # same UIDs, same pixels, corrected header
 INSTANCE_QUARANTINED: Final = "instance.quarantined"  # malformed, or same UID with other pixels
 ASSOCIATION_REJECTED: Final = "association.rejected"

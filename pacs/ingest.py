@@ -186,7 +186,8 @@ class Ingest:
         if current is None:
             return None
         if current.sha256 == inspected.sha256:
-            return lambda _path: self._duplicate(inspected, origin)
+            duplicate = self._duplicate(session, inspected, origin)
+            return lambda _path: duplicate
         if current.pixel_sha256 == inspected.pixel_sha256:
             return None  # header corrected: stored as a new version by _index
         reason = (
@@ -204,7 +205,15 @@ class Ingest:
             alert=True,
         )
 
-    def _duplicate(self, inspected: Inspected, origin: Origin) -> IngestOutcome:
+    def _duplicate(self, session: Session, inspected: Inspected, origin: Origin) -> IngestOutcome:
+        append_change(
+            session,
+            events.INSTANCE_DUPLICATE,
+            study_uid=inspected.study_uid,
+            site_id=origin.site_id,
+            sop_instance_uid=inspected.sop_instance_uid,
+            calling_ae=origin.calling_ae,
+        )
         log.info(
             "instance.duplicate",
             study_uid=inspected.study_uid,
@@ -224,7 +233,7 @@ class Ingest:
         tags = inspected.tags
         current = _current_instance(session, inspected.sop_instance_uid)
         if current is not None and current.sha256 == inspected.sha256:
-            return self._duplicate(inspected, origin)  # a concurrent sender won the race
+            return self._duplicate(session, inspected, origin)  # a concurrent sender won the race
 
         study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
         if study is None:

@@ -73,6 +73,8 @@ def test_resend_is_stored_once(start_receiver, backend: str) -> None:
     instances = all_instances(fixture.services, ds.SOPInstanceUID)
     assert len(instances) == 1
     assert len(list(fixture.services.store.list("instances"))) == 1
+    assert len(fixture.changes(events.INSTANCE_STORED)) == 1
+    assert len(fixture.changes(events.INSTANCE_DUPLICATE)) == 2
     with transaction(fixture.services.sessions) as session:
         assert session.scalar(select(Study.num_instances)) == 1
 
@@ -310,3 +312,25 @@ def test_c_echo(start_receiver, calling: str) -> None:
     assert assoc.is_established
     assert int(assoc.send_c_echo().Status) == 0
     assoc.release()
+
+
+@pytest.mark.parametrize(
+    ("syntax", "flag"), [("jpeg-ls-lossless", "-xt"), ("jpeg2000-lossless", "-xv"), ("rle", "-xr")]
+)
+def test_compressed_series_stored_as_received(start_receiver, tmp_path: Path, syntax: str, flag: str) -> None:
+    """No transcoding: the stored data set is the compressed one the modality sent."""
+    require("storescu")
+    from datasets import synthetic
+
+    fixture: Fixture = start_receiver()
+    series = [synthetic.compress(ds, syntax) for ds in synthetic.ct_series("head", 3, seed=90, rows=128, cols=128)]
+    files = synthetic.write_series(series, tmp_path / syntax)
+    # As a modality configured for lossless compression: propose that syntax (dcmtk would
+    # otherwise decompress on the way).
+    ok, failed, output = storescu(fixture.port, files, extra=[flag, "-R"])
+    assert (ok, failed) == (3, 0), output[-2000:]
+    stored = {i.sop_instance_uid: i for i in current_instances(fixture.services)}
+    for path, ds in zip(files, series, strict=True):
+        instance = stored[str(ds.SOPInstanceUID)]
+        assert instance.transfer_syntax_uid == str(ds.file_meta.TransferSyntaxUID)
+        assert stored_dataset_sha256(fixture.services, instance) == file_dataset_sha256(path)

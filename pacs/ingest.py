@@ -36,7 +36,8 @@ class OutcomeKind(StrEnum):
     NEW_VERSION = "new_version"  # same UID and pixels, corrected header: old version kept
     CONFLICT = "conflict"  # same UID, other pixels: first kept, this one quarantined
     MALFORMED = "malformed"  # cannot be understood: quarantined
-    FOREIGN_STUDY = "foreign_study"  # the study belongs to another site: quarantined
+    INCONSISTENT = "inconsistent"  # contradicts the index (another site's study, a series or
+    # instance under another parent): quarantined, never merged
     UNAVAILABLE = "unavailable"  # store or index down: nothing kept, the sender may retry
 
 
@@ -170,17 +171,11 @@ class Ingest:
         self, session: Session, inspected: Inspected, origin: Origin
     ) -> Callable[[Path], IngestOutcome] | None:
         """``None`` when the instance should be stored and indexed; else what to do instead."""
-        study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
-        if study is not None and study.site_id != origin.site_id:
-            reason = f"study {inspected.study_uid} belongs to another site; not merged"
+        inconsistency = _contradiction(session, inspected, origin)
+        if inconsistency is not None:
+            code, reason = inconsistency
             return lambda path: self._quarantine(
-                path,
-                origin,
-                "foreign-study",
-                reason,
-                OutcomeKind.FOREIGN_STUDY,
-                inspected.study_uid,
-                inspected.sop_instance_uid,
+                path, origin, code, reason, OutcomeKind.INCONSISTENT, inspected.study_uid, inspected.sop_instance_uid
             )
         current = _current_instance(session, inspected.sop_instance_uid)
         if current is None:
@@ -301,7 +296,9 @@ class Ingest:
                 )
             study.body_part = study.body_part or tags["body_part"]
         elif series.study_pk != study.id:
-            raise IndexUnavailable(f"series {inspected.series_uid} is indexed under another study")
+            # Only a concurrent ingest can get here (_contradiction checked before storing): the
+            # sender's retry meets that check and is quarantined as series-conflict.
+            raise IndexUnavailable(f"series {inspected.series_uid} was just indexed under another study")
 
         version = 1
         if current is not None:
@@ -464,6 +461,34 @@ class Ingest:
                 OutcomeKind.UNAVAILABLE, f"could not quarantine: {exc}", code, study_uid, sop_instance_uid
             )
         return IngestOutcome(kind, reason, code, study_uid, sop_instance_uid)
+
+
+def _contradiction(session: Session, inspected: Inspected, origin: Origin) -> tuple[str, str] | None:
+    """(code, reason) when the instance's place in the hierarchy contradicts the index.
+
+    These are permanent: answering 0xA700 would make the sender retry for ever.
+    """
+    study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
+    if study is not None and study.site_id != origin.site_id:
+        return "foreign-study", f"study {inspected.study_uid} belongs to another site; not merged"
+    series_study = session.scalar(
+        select(Study.study_uid)
+        .join(Series, Series.study_pk == Study.id)
+        .where(Series.series_uid == inspected.series_uid)
+    )
+    if series_study is not None and series_study != inspected.study_uid:
+        return "series-conflict", (
+            f"series {inspected.series_uid} is already indexed under study {series_study}, not {inspected.study_uid}"
+        )
+    current = _current_instance(session, inspected.sop_instance_uid)
+    if current is not None:
+        current_series = session.scalar(select(Series.series_uid).where(Series.id == current.series_pk))
+        if current_series != inspected.series_uid:
+            return "instance-moved", (
+                f"SOP instance {inspected.sop_instance_uid} is already indexed in series {current_series}, "
+                f"not {inspected.series_uid}"
+            )
+    return None
 
 
 def _current_instance(session: Session, sop_instance_uid: str) -> Instance | None:

@@ -112,7 +112,34 @@ def _expected_pixel_bytes(ds: Dataset) -> int | None:
         return None
     if bits == 1:
         return (rows * cols * samples * frames + 7) // 8
+    if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        # PS3.3 C.7.6.3.1.2: two chroma samples shared by two pixels — 2 values per pixel, not 3.
+        return rows * cols * 2 * frames * (bits // 8)
     return rows * cols * samples * frames * (bits // 8)
+
+
+ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian: encapsulated data is always LE
+SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD)
+
+
+def _encapsulated_complete(path: Path, start: int, size: int) -> str | None:
+    """Walk the items of encapsulated Pixel Data (PS3.5 A.4); why it is incomplete, or ``None``.
+
+    Reads 8 bytes per item, never the fragments themselves."""
+    position = start
+    with open(path, "rb") as handle:
+        while position + 8 <= size:
+            handle.seek(position)
+            header = handle.read(8)
+            tag, length = header[:4], struct.unpack("<L", header[4:8])[0]
+            if tag == SEQUENCE_DELIMITER:
+                return None
+            if tag != ITEM_TAG:
+                return f"encapsulated Pixel Data has an unexpected element at byte {position}"
+            position += 8 + length
+            if position > size:
+                return f"an encapsulated Pixel Data fragment runs {position - size} bytes past the end"
+    return "encapsulated Pixel Data ends without its Sequence Delimitation Item"
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str | None:
@@ -144,6 +171,17 @@ def _first_cut_element(ds: Dataset) -> str | None:
     return None
 
 
+def _read_as_implicit(ds: Dataset) -> bool | None:
+    """How pydicom actually read the data set (it switches VR mode when the data disagree with
+    the transfer syntax, warning only); ``None`` for an empty data set."""
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        implicit = getattr(raw, "is_implicit_VR", None)
+        if isinstance(implicit, bool):
+            return implicit
+    return None
+
+
 def _bulk_reference(element: Any) -> str:
     return f"bulk:{element.tag:08X}"
 
@@ -166,6 +204,15 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
     cut = _first_cut_element(ds)
     if cut:
         return Malformed("unparsable", cut)
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    # pydicom quietly reads an Implicit VR data set sent under an Explicit VR syntax (and the
+    # reverse); stored so, the object would be unreadable by anything that trusts its syntax.
+    implicit = _read_as_implicit(ds)
+    if transfer_syntax and implicit is not None and implicit != (transfer_syntax == IMPLICIT_LE):
+        encoded, declared = ("Implicit", "Explicit") if implicit else ("Explicit", "Implicit")
+        return Malformed(
+            "unparsable", f"data set is encoded as {encoded} VR but transfer syntax {transfer_syntax} is {declared} VR"
+        )
 
     uids = {
         "SOPClassUID": ds.get("SOPClassUID"),
@@ -186,7 +233,6 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
             "invalid-uid", f"not a valid DICOM UID (PS3.5 9.1, max 64 chars): {'; '.join(invalid)}", study_uid, sop_uid
         )
 
-    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if pixel_offset < size:
         with open(path, "rb") as handle:
             handle.seek(pixel_offset)
@@ -196,8 +242,9 @@ def inspect_part10(path: Path, *, assumed_charset: str | None = None) -> Inspect
         header_len, value_len = _element_header(raw, transfer_syntax)
         available = size - pixel_offset - header_len
         if value_len == 0xFFFFFFFF:
-            if available < 8:
-                return Malformed("truncated", "encapsulated Pixel Data has no items", study_uid, sop_uid)
+            incomplete = _encapsulated_complete(path, pixel_offset + header_len, size)
+            if incomplete:
+                return Malformed("truncated", incomplete, study_uid, sop_uid)
         else:
             if value_len > available:
                 return Malformed(

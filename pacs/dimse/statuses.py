@@ -20,6 +20,8 @@ CANNOT_UNDERSTAND: Final = {
     "truncated": 0xC003,
     "pixel-data-short": 0xC004,
     "foreign-study": 0xC005,
+    "series-conflict": 0xC006,
+    "instance-moved": 0xC007,
 }
 
 OUTCOME_STATUS: Final = {
@@ -36,8 +38,6 @@ def c_store_status(outcome: IngestOutcome) -> int:
         return OUTCOME_STATUS[outcome.kind]
     if outcome.code == "command-mismatch":
         return DATASET_DOES_NOT_MATCH
-    if outcome.kind is OutcomeKind.FOREIGN_STUDY:
-        return CANNOT_UNDERSTAND["foreign-study"]
     return CANNOT_UNDERSTAND.get(outcome.code, 0xC000)
 
 

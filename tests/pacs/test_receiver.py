@@ -334,3 +334,20 @@ def test_compressed_series_stored_as_received(start_receiver, tmp_path: Path, sy
         instance = stored[str(ds.SOPInstanceUID)]
         assert instance.transfer_syntax_uid == str(ds.file_meta.TransferSyntaxUID)
         assert stored_dataset_sha256(fixture.services, instance) == file_dataset_sha256(path)
+
+
+def test_hierarchy_contradictions_are_quarantined_not_retried(start_receiver) -> None:
+    """A series or instance UID already indexed under another parent is a permanent error:
+    a failure status (not 0xA700, which would make the modality retry for ever), quarantined."""
+    fixture: Fixture = start_receiver()
+    first = small_ct(seed=95)
+    other_study = copy.deepcopy(first)
+    other_study.StudyInstanceUID = pydicom.uid.generate_uid()
+    other_study.SOPInstanceUID = pydicom.uid.generate_uid()  # same series UID, another study
+    moved = copy.deepcopy(first)
+    moved.SeriesInstanceUID = pydicom.uid.generate_uid()  # same SOP instance, another series
+    assert pynetdicom_send(fixture.port, [first, other_study, moved]) == [0, 0xC006, 0xC007]
+    with transaction(fixture.services.sessions) as session:
+        codes = [q.reason_code for q in session.scalars(select(Quarantine).order_by(Quarantine.id))]
+    assert codes == ["series-conflict", "instance-moved"]
+    assert [i.sop_instance_uid for i in current_instances(fixture.services)] == [first.SOPInstanceUID]

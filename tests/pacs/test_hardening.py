@@ -8,6 +8,7 @@ process's memory and its accepted sockets can be inspected directly.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.timeout(60)
 
 CALLED = "YUNYING"
 SITE_AE = "FUDONG_CT"
-CT_SMALL = get_testdata_file("CT_small.dcm")
+CT_SMALL = str(get_testdata_file("CT_small.dcm"))
 STORED = "instance.stored"
 REJECTED = "association.rejected"
 
@@ -92,6 +93,14 @@ def establish(fixture: Any, timeout: float = 10.0) -> Association:
         return None
 
     return wait_for(attempt, timeout=timeout, interval=0.1)  # type: ignore[no-any-return]
+
+
+def rejection(assoc: Association) -> tuple[int, int, int]:
+    """(result, source, reason) of the A-ASSOCIATE-RJ the receiver answered."""
+    assert assoc.is_rejected
+    rj = assoc.acceptor.primitive
+    assert rj is not None
+    return int(rj.result or 0), int(rj.result_source or 0), int(rj.diagnostic or 0)
 
 
 def status_of(response: Any) -> int | None:
@@ -188,7 +197,9 @@ def raw_socket_of(assoc: Association) -> socket.socket:
 
 
 def test_silent_sockets_free_their_slots(start_receiver: Callable[..., Any]) -> None:
-    fixture = start_receiver(max_associations=3)
+    # One association per address as well: the legitimate association refused below for the
+    # global cap was first admitted per address, and must give that slot back.
+    fixture = start_receiver(max_associations=3, max_associations_per_address=1)
     idle = fixture.settings.socket_idle_timeout_s
     silent = [raw_connect(fixture) for _ in range(5)]
     try:
@@ -200,10 +211,9 @@ def test_silent_sockets_free_their_slots(start_receiver: Callable[..., Any]) -> 
         wait_for(lambda: len(fixture.receiver.ae.active_associations) >= 3, timeout=5)
         refused = associate(fixture)
         assert refused.is_rejected
-        started = time.monotonic()
+        assert rejection(refused) == (0x02, 0x03, 0x02)
         # ... but only until the idle timeout (and the ACSE timeout) frees them.
         assert_still_serves(fixture, timeout=idle + 6)
-        assert time.monotonic() - started < idle + 6
         for sock in silent:  # the server, not the peer, closed every one
             seconds_until_closed(sock, timeout=5)
     finally:
@@ -219,7 +229,7 @@ def test_oversized_associate_rq_is_refused_unbuffered(start_receiver: Callable[.
     with peak_rss_growth() as growth:
         with raw_connect(fixture) as sock:
             sock.sendall(pdu_header(A_ASSOCIATE_RQ, 2**31) + b"\x00\x01" + bytes(64 * 1024))
-            # Closed well before the idle timeout plus the ACSE timeout could account for it.
+            # Dropped at the header: the receiver neither waits for nor reserves 2 GiB.
             seconds_until_closed(sock, timeout=fixture.settings.acse_timeout_s + 3)
     assert growth[0] < 50 * 1024**2, f"resident memory grew by {growth[0] / 1024**2:.0f} MB"
     assert_still_serves(fixture)
@@ -230,15 +240,17 @@ def test_oversized_p_data_in_an_association_is_refused_unbuffered(start_receiver
     # association gave its per-address slot back.
     fixture = start_receiver(max_associations_per_address=1)
     assoc = establish(fixture)
+    sock = raw_socket_of(assoc)
     try:
         with peak_rss_growth() as growth:
-            raw_socket_of(assoc).sendall(pdu_header(P_DATA_TF, 200 * 1024**2) + bytes(256 * 1024))
+            sock.sendall(pdu_header(P_DATA_TF, 200 * 1024**2) + bytes(256 * 1024))
             wait_for(lambda: not assoc.is_alive(), timeout=5)
         assert assoc.is_aborted
         assert growth[0] < 50 * 1024**2, f"resident memory grew by {growth[0] / 1024**2:.0f} MB"
     finally:
         if assoc.is_alive():
             assoc.abort()
+        sock.close()  # pynetdicom shuts a socket the peer aborted down, but never closes it
     assert_still_serves(fixture)
 
 
@@ -276,8 +288,8 @@ def test_slowloris_p_data_is_cut_by_the_pdu_deadline(start_receiver: Callable[..
     fixture = start_receiver(max_associations_per_address=1)
     deadline = fixture.settings.pdu_deadline_s
     assoc = establish(fixture)
+    sock = raw_socket_of(assoc)
     try:
-        sock = raw_socket_of(assoc)
         sock.sendall(pdu_header(P_DATA_TF, 1000))
         start = time.monotonic()
         while assoc.is_alive():
@@ -289,6 +301,7 @@ def test_slowloris_p_data_is_cut_by_the_pdu_deadline(start_receiver: Callable[..
     finally:
         if assoc.is_alive():
             assoc.abort()
+        sock.close()
     assert_still_serves(fixture)
 
 
@@ -301,8 +314,7 @@ def test_per_address_cap_rejects_transiently(start_receiver: Callable[..., Any])
     try:
         third = associate(fixture)
         assert third.is_rejected
-        rj = third.acceptor.primitive
-        assert (rj.result, rj.result_source, rj.diagnostic) == (0x02, 0x03, 0x02)
+        assert rejection(third) == (0x02, 0x03, 0x02)
         held.pop().release()
         fresh = establish(fixture)  # the released slot is free again
         assert status_of(fresh.send_c_echo()) == 0x0000
@@ -330,7 +342,7 @@ def test_instance_limit_per_association(start_receiver: Callable[..., Any]) -> N
 
 
 def test_byte_limit_per_association(start_receiver: Callable[..., Any]) -> None:
-    size = len(open(CT_SMALL, "rb").read())  # noqa: SIM115
+    size = os.path.getsize(CT_SMALL)
     fixture = start_receiver(max_bytes_per_association=int(size * 1.5))
     datasets = [ct_dataset() for _ in range(2)]
     assoc = establish(fixture)
@@ -391,8 +403,7 @@ def test_admission_rejects(
     ae = requestor(calling)
     assoc = associate(fixture, ae, called=called, bind_address=(bind, 0))
     assert assoc.is_rejected
-    rj = assoc.acceptor.primitive
-    assert (rj.result, rj.result_source, rj.diagnostic) == expected
+    assert rejection(assoc) == expected
     changes = wait_for(lambda: fixture.changes(REJECTED), timeout=5)
     assert len(changes) == 1
     payload = changes[0].payload
@@ -406,19 +417,22 @@ def test_admission_rejects(
 
 
 def test_accepted_sockets_have_nodelay_and_idle_timeout(start_receiver: Callable[..., Any]) -> None:
+    # Checked on the receiver's side of the connection. (A timing check would not show Nagle
+    # here: each response the receiver sends is a single PDU written in one call.)
     fixture = start_receiver()
     assoc = establish(fixture)
+    raw = raw_connect(fixture)  # accepted too, though it never associates
     try:
-        acceptors = wait_for(lambda: fixture.receiver.ae.active_associations, timeout=5)
-        assert len(acceptors) == 1
-        server_side = acceptors[0].dul.socket.socket
-        assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        assert server_side.gettimeout() == fixture.settings.socket_idle_timeout_s
-        # And, generously, what Nagle would cost: 50 C-ECHOs on one association.
-        start = time.monotonic()
-        for _ in range(50):
-            assert status_of(assoc.send_c_echo()) == 0x0000
-        assert (time.monotonic() - start) / 50 < 0.04
+
+        def server_sockets() -> list[socket.socket] | None:
+            found = [a.dul.socket.socket for a in fixture.receiver.ae.active_associations if a.dul.socket]
+            return found if len(found) == 2 and all(found) else None
+
+        for server_side in wait_for(server_sockets, timeout=5):
+            assert server_side.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert server_side.gettimeout() == fixture.settings.socket_idle_timeout_s
+        assert status_of(assoc.send_c_echo()) == 0x0000
     finally:
+        raw.close()
         assoc.release()
     assert_still_serves(fixture)

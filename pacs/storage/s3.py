@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import urllib3
@@ -44,32 +45,21 @@ class S3Store:
         )
 
     def ensure_bucket(self) -> None:
-        try:
+        with _translated("make bucket", self.bucket):
             if not self.client.bucket_exists(self.bucket):
                 self.client.make_bucket(self.bucket)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"S3 bucket {self.bucket}: {exc}") from exc
 
     def put_file(self, key: str, path: Path) -> None:
         # An S3 PUT is durable when it answers 200; a multipart upload only on completion.
-        try:
+        with _translated("put", key):
             self.client.fput_object(self.bucket, key, str(path), content_type="application/dicom")
-        except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            raise StoreUnavailable(f"S3 put {key}: {exc}") from exc
 
     def _read(self, key: str, offset: int = 0, length: int = 0) -> bytes:
-        response = None
-        try:
+        with _translated("get", key):
             response = self.client.get_object(self.bucket, key, offset=offset, length=length)
-            return response.read()
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                raise KeyError(key) from None
-            raise StoreUnavailable(f"S3 get {key}: {exc}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"S3 get {key}: {exc}") from exc
-        finally:
-            if response is not None:
+            try:
+                return response.read()
+            finally:
                 response.close()
                 response.release_conn()
 
@@ -80,43 +70,45 @@ class S3Store:
         return self._read(key, start, length)
 
     def open_stream(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        try:
+        with _translated("get", key):
             response = self.client.get_object(self.bucket, key)
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                raise KeyError(key) from None
-            raise StoreUnavailable(f"S3 get {key}: {exc}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"S3 get {key}: {exc}") from exc
-        try:
-            yield from response.stream(chunk_size)
-        finally:
-            response.close()
-            response.release_conn()
+            try:
+                yield from response.stream(chunk_size)
+            finally:
+                response.close()
+                response.release_conn()
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.stat_object(self.bucket, key)
-            return True
-        except S3Error as exc:
-            if exc.code in _MISSING:
-                return False
-            raise StoreUnavailable(f"S3 stat {key}: {exc}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"S3 stat {key}: {exc}") from exc
+            with _translated("stat", key):
+                self.client.stat_object(self.bucket, key)
+        except KeyError:
+            return False
+        return True
 
     def delete(self, key: str) -> None:
-        try:
+        with _translated("delete", key):
             self.client.remove_object(self.bucket, key)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"S3 delete {key}: {exc}") from exc
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        try:
-            for obj in self.client.list_objects(self.bucket, prefix=prefix.rstrip("/") + "/", recursive=True):
+        folder = prefix.rstrip("/") + "/" if prefix else None
+        with _translated("list", prefix):
+            for obj in self.client.list_objects(self.bucket, prefix=folder, recursive=True):
                 if obj.object_name is None or obj.is_dir:
                     continue
                 assert obj.last_modified is not None
                 yield ObjectInfo(key=obj.object_name, size=obj.size or 0, modified=obj.last_modified)
-        except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreUnavailable(f"S3 list {prefix}: {exc}") from exc
+
+
+@contextmanager
+def _translated(action: str, key: str) -> Iterator[None]:
+    """The store's two failure kinds: a missing object is ``KeyError``; anything else the SDK,
+    the connection or the server raises is ``StoreUnavailable``."""
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            raise KeyError(key) from None
+        raise StoreUnavailable(f"S3 {action} {key}: {exc}") from exc
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise StoreUnavailable(f"S3 {action} {key}: {exc}") from exc

@@ -27,6 +27,8 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
+from tests.conftest import wait_for
+
 pytestmark = pytest.mark.timeout(60)
 
 CALLED = "YUNYING"
@@ -42,18 +44,6 @@ P_DATA_TF = 0x04
 
 def pdu_header(pdu_type: int, length: int) -> bytes:
     return struct.pack(">BBL", pdu_type, 0, length)
-
-
-# conftest's wait_for, copied: with --import-mode=importlib conftest is not importable by name.
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
 
 
 # ---------------------------------------------------------------- legitimate traffic

@@ -134,6 +134,12 @@ def receiver(
     ]
     for child in children:
         child.start()
+
+    def _stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM to the supervisor must stop its workers too, not orphan them on the port.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         for child in children:
             child.join()

@@ -142,3 +142,33 @@ def test_unreachable_database_names_the_setting(tmp_path: Path) -> None:
     env = receiver_env(tmp_path, database_url="postgresql+psycopg://postgres@127.0.0.1:9/none")
     done = yunying("db", "upgrade", env=env, check=False)
     assert done.returncode != 0 and "YUNYING_DATABASE_URL" in done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_stops_every_receiver_process(env: dict[str, str], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import spawn_receiver
+
+    receiver = spawn_receiver(env, tmp_path / "rx.log", "--processes", "2")
+    children = subprocess.run(["pgrep", "-P", str(receiver.process.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the supervisor started no worker"
+    receiver.process.send_signal(signal.SIGTERM)
+    receiver.process.wait(20)
+    receiver.log_handle.close()
+    deadline = time.monotonic() + 15
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _running(pid)]
+        time.sleep(0.1)
+    assert alive == [], f"workers {alive} outlived the supervisor"
+
+
+def _running(pid: str) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

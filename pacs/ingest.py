@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -207,21 +208,7 @@ class Ingest:
         )
 
     def _duplicate(self, session: Session, inspected: Inspected, origin: Origin) -> IngestOutcome:
-        append_change(
-            session,
-            events.INSTANCE_DUPLICATE,
-            study_uid=inspected.study_uid,
-            site_id=origin.site_id,
-            sop_instance_uid=inspected.sop_instance_uid,
-            calling_ae=origin.calling_ae,
-        )
-        log.info(
-            "instance.duplicate",
-            study_uid=inspected.study_uid,
-            sop_instance_uid=inspected.sop_instance_uid,
-            calling_ae=origin.calling_ae,
-            source=origin.source_address,
-        )
+        _record(session, events.INSTANCE_DUPLICATE, origin, inspected.study_uid, inspected.sop_instance_uid)
         return IngestOutcome(
             OutcomeKind.DUPLICATE,
             "already stored with identical content",
@@ -259,25 +246,11 @@ class Ingest:
             )
             session.add(study)
             session.flush()
-            append_change(
-                session,
-                events.STUDY_RECEIVED,
-                study_uid=study.study_uid,
-                site_id=origin.site_id,
-                calling_ae=origin.calling_ae,
-                source=origin.source_address,
-            )
+            _record(session, events.STUDY_RECEIVED, origin, study.study_uid, inspected.sop_instance_uid)
         elif study.state == StudyState.STABLE:
             study.state = StudyState.RECEIVING
             study.stable_at = None
-            append_change(
-                session,
-                events.STUDY_REOPENED,
-                study_uid=study.study_uid,
-                site_id=origin.site_id,
-                sop_instance_uid=inspected.sop_instance_uid,
-            )
-            log.info("study.reopened", study_uid=study.study_uid, calling_ae=origin.calling_ae)
+            _record(session, events.STUDY_REOPENED, origin, study.study_uid, inspected.sop_instance_uid)
 
         series = session.scalar(select(Series).where(Series.series_uid == inspected.series_uid))
         if series is None:
@@ -338,22 +311,14 @@ class Ingest:
             )
         )
         if current is None:
-            append_change(
+            _record(
                 session,
                 events.INSTANCE_STORED,
-                study_uid=study.study_uid,
-                site_id=origin.site_id,
-                sop_instance_uid=inspected.sop_instance_uid,
+                origin,
+                study.study_uid,
+                inspected.sop_instance_uid,
                 series_uid=inspected.series_uid,
                 size=inspected.size,
-                calling_ae=origin.calling_ae,
-            )
-            log.info(
-                "instance.stored",
-                study_uid=study.study_uid,
-                sop_instance_uid=inspected.sop_instance_uid,
-                calling_ae=origin.calling_ae,
-                source=origin.source_address,
                 charset_assumed=inspected.charset_assumed,
             )
             return IngestOutcome(
@@ -374,22 +339,14 @@ class Ingest:
                 created_at=now,
             )
         )
-        append_change(
+        _record(
             session,
             events.INSTANCE_NEW_VERSION,
-            study_uid=study.study_uid,
-            site_id=origin.site_id,
-            sop_instance_uid=inspected.sop_instance_uid,
+            origin,
+            study.study_uid,
+            inspected.sop_instance_uid,
+            warn=True,
             version=version,
-            calling_ae=origin.calling_ae,
-        )
-        log.warning(
-            "instance.new_version",
-            study_uid=study.study_uid,
-            sop_instance_uid=inspected.sop_instance_uid,
-            version=version,
-            calling_ae=origin.calling_ae,
-            source=origin.source_address,
         )
         return IngestOutcome(
             OutcomeKind.NEW_VERSION, message, study_uid=study.study_uid, sop_instance_uid=inspected.sop_instance_uid
@@ -455,15 +412,46 @@ class Ingest:
                     study_uid=study_uid,
                     site_id=origin.site_id,
                     sop_instance_uid=sop_instance_uid,
+                    calling_ae=origin.calling_ae,
                     code=code,
                     reason=reason,
-                    calling_ae=origin.calling_ae,
                 )
         except (StoreUnavailable, IndexUnavailable) as exc:
             return IngestOutcome(
                 OutcomeKind.UNAVAILABLE, f"could not quarantine: {exc}", code, study_uid, sop_instance_uid
             )
         return IngestOutcome(kind, reason, code, study_uid, sop_instance_uid)
+
+
+def _record(
+    session: Session,
+    kind: str,
+    origin: Origin,
+    study_uid: str,
+    sop_instance_uid: str,
+    *,
+    warn: bool = False,
+    **details: Any,
+) -> None:
+    """One ingest decision: a change in the caller's transaction and a log line, both with the
+    study, the instance, and who sent it."""
+    append_change(
+        session,
+        kind,
+        study_uid=study_uid,
+        site_id=origin.site_id,
+        sop_instance_uid=sop_instance_uid,
+        calling_ae=origin.calling_ae,
+        **details,
+    )
+    (log.warning if warn else log.info)(
+        kind,
+        study_uid=study_uid,
+        sop_instance_uid=sop_instance_uid,
+        calling_ae=origin.calling_ae,
+        source=origin.source_address,
+        **details,
+    )
 
 
 def _contradiction(session: Session, inspected: Inspected, origin: Origin) -> tuple[str, str] | None:

@@ -83,6 +83,7 @@ def demo(
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         service.start()
+        since = latest_change_seq(services)  # a re-run shows this run's changes, not history
         failures = push_demo_studies(settings, data_root, studies, console)
         console.print(
             f"\n[bold]Demo studies pushed[/bold] ({failures} failed). Where to look:\n"
@@ -98,6 +99,7 @@ def demo(
         follow_changes(
             services,
             console,
+            since=since,
             stop_when_stable=len(studies) if exit_after_push else None,
             timeout_s=settings.stability_seconds * 4 + 30,
         )
@@ -120,20 +122,35 @@ FOLLOWED_KINDS = (
 )
 
 
-def follow_changes(services: Services, console: Console, *, stop_when_stable: int | None, timeout_s: float) -> None:
+def latest_change_seq(services: Services) -> int:
+    from sqlalchemy import func, select
+
+    from pacs.index.models import Change
+
+    with transaction(services.sessions) as session:
+        return int(session.scalar(select(func.max(Change.seq))) or 0)
+
+
+def follow_changes(
+    services: Services, console: Console, *, since: int, stop_when_stable: int | None, timeout_s: float
+) -> None:
     """Print study-level changes as they happen; with ``stop_when_stable`` return once that many
     studies are stable (or raise ``typer.Exit`` after ``timeout_s``)."""
     import time
 
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
-    from pacs.index.models import Change
+    from pacs.index.models import Change, Study, StudyState
 
-    last_seq, stable = 0, 0
+    last_seq = since
     started = time.monotonic()
     while True:
         with transaction(services.sessions) as session:
             rows = session.scalars(select(Change).where(Change.seq > last_seq).order_by(Change.seq)).all()
+            # Counted from the studies, not the feed: a re-run re-sends known studies, which
+            # are duplicates and stay stable without a new study.stable change.
+            stable = session.scalar(select(func.count()).where(Study.state == StudyState.STABLE)) or 0
+            receiving = session.scalar(select(func.count()).where(Study.state == StudyState.RECEIVING)) or 0
         for change in rows:
             last_seq = change.seq
             if change.kind in FOLLOWED_KINDS:
@@ -141,9 +158,8 @@ def follow_changes(services: Services, console: Console, *, stop_when_stable: in
                 console.print(
                     f"  #{change.seq} {change.at:%H:%M:%S} {change.kind:<22} {change.study_uid or ''} {detail or ''}"
                 )
-            stable += change.kind == "study.stable"
         if stop_when_stable is not None:
-            if stable >= stop_when_stable:
+            if stable >= stop_when_stable and receiving == 0:
                 return
             if time.monotonic() - started > timeout_s:
                 raise pacs_cli.fail(

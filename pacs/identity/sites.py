@@ -170,7 +170,3 @@ def match_calling_site(entries: list[SiteAEEntry], calling_ae: str, address: str
         return None
     best = max(matches, key=lambda e: parse_allowed(e.allowed_address).prefixlen)
     return CallingSite(best.site_id, best.site_name, best.consortium_id, best.ae_title, best.assumed_charset)
-
-
-def resolve_calling_site(session: Session, calling_ae: str, address: str) -> CallingSite | None:
-    return match_calling_site(load_site_aes(session), calling_ae, address)

@@ -1313,32 +1313,36 @@ def print_profile(path: Path, out: Console, *, images: int, rate: int, idle: boo
         for frame, share in summary[kind][:20]:
             table.add_row(f"{share:.1f}", _short(frame))
         out.print(table)
-    categories = categorise_profile(path)
-    table = Table(
-        title=f"Where the receiver's {unit} time goes (all threads; ms per image = samples / {rate} Hz / "
-        f"{images} images)",
-        title_justify="left",
-    )
-    table.add_column("ms/image", justify="right")
-    table.add_column("%", justify="right")
-    table.add_column("category")
-    for name, count in categories:
-        table.add_row(f"{1000 * count / rate / images:.2f}", f"{100 * count / total:.1f}", name)
-    out.print(table)
-    association = categorise_profile(path, association_threads=True) if idle else []
-    if association:
-        threads = sum(count for _, count in association)
-        table = Table(
-            title=f"Association thread(s), wall time: {threads} samples = {threads / rate:.1f} thread-seconds "
-            f"(py-spy --nonblocking misses some samples: read the shares)",
-            title_justify="left",
-        )
+
+    def category_table(title: str, rows: list[tuple[str, int]], denominator: int) -> Table:
+        table = Table(title=title, title_justify="left")
         table.add_column("ms/image", justify="right")
         table.add_column("%", justify="right")
         table.add_column("category")
-        for name, count in association:
-            table.add_row(f"{1000 * count / rate / images:.2f}", f"{100 * count / threads:.1f}", name)
-        out.print(table)
+        for name, count in rows:
+            table.add_row(f"{1000 * count / rate / images:.2f}", f"{100 * count / denominator:.1f}", name)
+        return table
+
+    categories = categorise_profile(path)
+    out.print(
+        category_table(
+            f"Where the receiver's {unit} time goes (all threads; ms per image = samples / {rate} Hz / "
+            f"{images} images)",
+            categories,
+            total,
+        )
+    )
+    association = categorise_profile(path, association_threads=True) if idle else []
+    if association:
+        threads = sum(count for _, count in association)
+        out.print(
+            category_table(
+                f"Association thread(s), wall time: {threads} samples = {threads / rate:.1f} thread-seconds "
+                f"(py-spy --nonblocking misses some samples: read the shares)",
+                association,
+                threads,
+            )
+        )
     return {
         "file": str(path),
         "samples": total,

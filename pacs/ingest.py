@@ -148,9 +148,10 @@ class Ingest:
             for attempt in range(3):
                 try:
                     with transaction(self.sessions) as session:
-                        instead = self._classify(session, inspected, origin)
+                        known = _Known.load(session, inspected)
+                        instead = self._classify(session, known, inspected, origin)
                         if instead is None:
-                            outcome = self._index(session, key, inspected, origin)
+                            outcome = self._index(session, known, key, inspected, origin)
                     break
                 except IntegrityError:
                     # Another association created the same study/series/instance meanwhile;
@@ -175,16 +176,16 @@ class Ingest:
             log.warning("ingest.discard_failed", object_key=key, error=str(exc))
 
     def _classify(
-        self, session: Session, inspected: Inspected, origin: Origin
+        self, session: Session, known: _Known, inspected: Inspected, origin: Origin
     ) -> Callable[[Path], IngestOutcome] | None:
         """``None`` when the instance should be stored and indexed; else what to do instead."""
-        inconsistency = _contradiction(session, inspected, origin)
+        inconsistency = known.contradiction(inspected, origin)
         if inconsistency is not None:
             code, reason = inconsistency
             return lambda path: self._quarantine(
                 path, origin, code, reason, OutcomeKind.INCONSISTENT, inspected.study_uid, inspected.sop_instance_uid
             )
-        current = _current_instance(session, inspected.sop_instance_uid)
+        current = known.current
         if current is None:
             return None
         if current.sha256 == inspected.sha256:
@@ -216,11 +217,12 @@ class Ingest:
             sop_instance_uid=inspected.sop_instance_uid,
         )
 
-    def _index(self, session: Session, key: str, inspected: Inspected, origin: Origin) -> IngestOutcome:
+    def _index(self, session: Session, known: _Known, key: str, inspected: Inspected, origin: Origin) -> IngestOutcome:
+        """Record a new instance, or a new version of ``known.current`` (same pixels, other header)."""
         now = self.clock()
         tags = inspected.tags
-        current = _current_instance(session, inspected.sop_instance_uid)  # _classify ruled out a duplicate
-        study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
+        current = known.current
+        study = known.study
         if study is None:
             patient = _get_or_create_patient(session, origin.site_id, tags)
             study = Study(
@@ -252,7 +254,7 @@ class Ingest:
             study.stable_at = None
             _record(session, events.STUDY_REOPENED, origin, study.study_uid, inspected.sop_instance_uid)
 
-        series = session.scalar(select(Series).where(Series.series_uid == inspected.series_uid))
+        series = known.series
         if series is None:
             series = Series(
                 study_pk=study.id,
@@ -271,10 +273,6 @@ class Ingest:
                     sorted(set(filter(None, study.modalities.split("\\"))) | {tags["modality"]})
                 )
             study.body_part = study.body_part or tags["body_part"]
-        elif series.study_pk != study.id:
-            # Only a concurrent ingest can get here (_contradiction checked before storing): the
-            # sender's retry meets that check and is quarantined as series-conflict.
-            raise IndexUnavailable(f"series {inspected.series_uid} was just indexed under another study")
 
         version = 1
         if current is not None:
@@ -454,32 +452,56 @@ def _record(
     )
 
 
-def _contradiction(session: Session, inspected: Inspected, origin: Origin) -> tuple[str, str] | None:
-    """(code, reason) when the instance's place in the hierarchy contradicts the index.
+@dataclass
+class _Known:
+    """What the index already holds for an instance's study, series and SOP instance, read once
+    in the transaction that then decides and records it."""
 
-    These are permanent: answering 0xA700 would make the sender retry for ever.
-    """
-    study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
-    if study is not None and study.site_id != origin.site_id:
-        return "foreign-study", f"study {inspected.study_uid} belongs to another site; not merged"
-    series_study = session.scalar(
-        select(Study.study_uid)
-        .join(Series, Series.study_pk == Study.id)
-        .where(Series.series_uid == inspected.series_uid)
-    )
-    if series_study is not None and series_study != inspected.study_uid:
-        return "series-conflict", (
-            f"series {inspected.series_uid} is already indexed under study {series_study}, not {inspected.study_uid}"
-        )
-    current = _current_instance(session, inspected.sop_instance_uid)
-    if current is not None:
-        current_series = session.scalar(select(Series.series_uid).where(Series.id == current.series_pk))
-        if current_series != inspected.series_uid:
-            return "instance-moved", (
-                f"SOP instance {inspected.sop_instance_uid} is already indexed in series {current_series}, "
-                f"not {inspected.series_uid}"
+    study: Study | None
+    series: Series | None
+    series_study_uid: str | None  # the study the known series is filed under
+    current: Instance | None
+    current_series_uid: str | None  # the series the current version is filed in
+
+    @classmethod
+    def load(cls, session: Session, inspected: Inspected) -> _Known:
+        study = session.scalar(select(Study).where(Study.study_uid == inspected.study_uid))
+        series = session.scalar(select(Series).where(Series.series_uid == inspected.series_uid))
+        series_study_uid = None
+        if series is not None:
+            series_study_uid = (
+                study.study_uid
+                if study is not None and series.study_pk == study.id
+                else session.scalar(select(Study.study_uid).where(Study.id == series.study_pk))
             )
-    return None
+        current = _current_instance(session, inspected.sop_instance_uid)
+        current_series_uid = None
+        if current is not None:
+            current_series_uid = (
+                series.series_uid
+                if series is not None and current.series_pk == series.id
+                else session.scalar(select(Series.series_uid).where(Series.id == current.series_pk))
+            )
+        return cls(study, series, series_study_uid, current, current_series_uid)
+
+    def contradiction(self, inspected: Inspected, origin: Origin) -> tuple[str, str] | None:
+        """(code, reason) when the instance's place in the hierarchy contradicts the index.
+
+        These are permanent: answering 0xA700 would make the sender retry for ever.
+        """
+        if self.study is not None and self.study.site_id != origin.site_id:
+            return "foreign-study", f"study {inspected.study_uid} belongs to another site; not merged"
+        if self.series_study_uid is not None and self.series_study_uid != inspected.study_uid:
+            return "series-conflict", (
+                f"series {inspected.series_uid} is already indexed under study {self.series_study_uid}, "
+                f"not {inspected.study_uid}"
+            )
+        if self.current is not None and self.current_series_uid != inspected.series_uid:
+            return "instance-moved", (
+                f"SOP instance {inspected.sop_instance_uid} is already indexed in series "
+                f"{self.current_series_uid}, not {inspected.series_uid}"
+            )
+        return None
 
 
 def _current_instance(session: Session, sop_instance_uid: str) -> Instance | None:

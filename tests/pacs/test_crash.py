@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from pacs.index.db import make_engine, make_sessionmaker, transaction
 from pacs.index.models import Instance
 from pacs.storage.folder import FolderStore
-from tests.conftest import receiver_env, require, spawn_receiver, wait_for, yunying
-from tests.pacs.helpers import file_dataset_sha256, write_ct
+from tests.conftest import receiver_env, require, spawn_receiver, storescu, wait_for, yunying
+from tests.pacs.helpers import dataset_sha256, file_dataset_sha256, write_ct
 
 
 @pytest.mark.slow
@@ -73,18 +73,12 @@ def test_sigkill_mid_association_then_resend(tmp_path: Path, data_cache: Path) -
             uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
             instance = before[uid]
             data = store.get(instance.object_key)
-            assert file_dataset_sha256(path) == _sha(data[instance.dataset_offset :])
+            assert file_dataset_sha256(path) == dataset_sha256(data[instance.dataset_offset :])
         # The start-up sweep left no object without a row.
         assert {info.key for info in store.list("instances")} == referenced
 
-        done = subprocess.run(
-            ["storescu", "-v", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(receiver.port), *map(str, ct)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TCP_NODELAY": "1"},
-            timeout=240,
-        )
-        assert (done.stdout + done.stderr).count("Received Store Response (Success)") == 300
+        ok, failed, output = storescu(receiver.port, ct, timeout=240)
+        assert (ok, failed) == (300, 0), output[-2000:]
         with transaction(sessions) as session:
             rows = session.execute(
                 select(Instance.sop_instance_uid, func.count()).group_by(Instance.sop_instance_uid)
@@ -94,14 +88,10 @@ def test_sigkill_mid_association_then_resend(tmp_path: Path, data_cache: Path) -
         by_uid = {i.sop_instance_uid: i for i in instances}
         for path in ct:
             instance = by_uid[str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)]
-            assert file_dataset_sha256(path) == _sha(store.get(instance.object_key)[instance.dataset_offset :])
+            assert file_dataset_sha256(path) == dataset_sha256(
+                store.get(instance.object_key)[instance.dataset_offset :]
+            )
         assert {info.key for info in store.list("instances")} == {i.object_key for i in instances}
         engine.dispose()
     finally:
         receiver.stop()
-
-
-def _sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

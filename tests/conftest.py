@@ -267,6 +267,15 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+@pytest.fixture
+def chunked_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pynetdicom sends a file's data set bytes unchanged (no pydicom re-encoding on the way)
+    only in its chunked mode: what a test needs to send malformed or odd data as it is."""
+    from pynetdicom import _config
+
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+
+
 def storescu(
     port: int,
     files: list[Path] | Path,

@@ -42,7 +42,7 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
     generate_uid,
 )
-from pynetdicom import AE, _config
+from pynetdicom import AE
 from pynetdicom.presentation import AllStoragePresentationContexts
 from sqlalchemy import select
 
@@ -353,12 +353,6 @@ def _check_stored(fx: Fixture, key: str, planned: Planned, row: Instance | None,
     if row.sop_class_uid != planned.sop_class:
         problems.append(f"{key}: indexed as SOP class {row.sop_class_uid}, sent {planned.sop_class}")
     return problems
-
-
-@pytest.fixture
-def chunked_send(monkeypatch: pytest.MonkeyPatch) -> None:
-    """pynetdicom sends a file's data set bytes unchanged only in its chunked mode."""
-    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
 
 
 # ---------------------------------------------------------------- tests

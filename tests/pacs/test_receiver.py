@@ -228,9 +228,7 @@ def malformed_files(folder: Path) -> dict[str, tuple[Path, int]]:
     return cases
 
 
-def test_malformed_instances_fail_at_once_and_are_quarantined(start_receiver, tmp_path: Path) -> None:
-    from pynetdicom import _config
-
+def test_malformed_instances_fail_at_once_and_are_quarantined(start_receiver, chunked_send, tmp_path: Path) -> None:
     fixture: Fixture = start_receiver()
     cases = malformed_files(tmp_path / "bad")
     good_before, good_after = small_ct(seed=41), small_ct(seed=42)
@@ -241,21 +239,16 @@ def test_malformed_instances_fail_at_once_and_are_quarantined(start_receiver, tm
     ae = AE(ae_title="FUDONG_CT")
     ae.add_requested_context(CT_IMAGE_STORAGE, [ExplicitVRLittleEndian])
     ae.dimse_timeout = 5  # a receiver that never answers would fail the test here
-    # Send the files' bytes as they are, without pydicom re-encoding them on the way.
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        assoc = ae.associate("127.0.0.1", fixture.port, ae_title="YUNYING")
-        assert assoc.is_established
-        statuses = {"good-before": int(assoc.send_c_store(good_files[0]).Status)}
-        for name, (path, _) in cases.items():
-            response = assoc.send_c_store(path)
-            assert "Status" in response, f"{name}: no response"
-            statuses[name] = int(response.Status)
-            assert assoc.is_established, f"{name}: association lost"
-        statuses["good-after"] = int(assoc.send_c_store(good_files[1]).Status)
-        assoc.release()
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = False
+    assoc = ae.associate("127.0.0.1", fixture.port, ae_title="YUNYING")
+    assert assoc.is_established
+    statuses = {"good-before": int(assoc.send_c_store(good_files[0]).Status)}
+    for name, (path, _) in cases.items():
+        response = assoc.send_c_store(path)
+        assert "Status" in response, f"{name}: no response"
+        statuses[name] = int(response.Status)
+        assert assoc.is_established, f"{name}: association lost"
+    statuses["good-after"] = int(assoc.send_c_store(good_files[1]).Status)
+    assoc.release()
 
     expected = {name: status for name, (_, status) in cases.items()} | {"good-before": 0, "good-after": 0}
     assert {k: hex(v) for k, v in statuses.items()} == {k: hex(v) for k, v in expected.items()}

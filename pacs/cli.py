@@ -8,7 +8,6 @@ import multiprocessing
 import signal
 import tempfile
 import threading
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from pacs.identity.sites import ASSUMABLE_CHARSETS, IdentityError, add_site, add_site_ae, find_site
-from pacs.index.db import IndexUnavailable, transaction
+from pacs.index.db import transaction
 from pacs.index.migrate import upgrade
 from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteAE, Study
 from pacs.ingest import Origin, OutcomeKind
@@ -84,23 +83,12 @@ def db_upgrade() -> None:
 
 
 def _run_receiver(settings: Settings, *, stability: bool, reuse_port: bool, sweep: bool) -> None:
-    from pacs.dimse.receiver import Receiver
-    from pacs.stability import StabilityWatcher
-    from pacs.sweep import sweep_orphans
+    from pacs.receiving import Receiving
 
     configure_logging(settings)
     services = open_services(settings)
-    if sweep:
-        try:
-            sweep_orphans(services.store, services.sessions, timedelta(seconds=settings.orphan_grace_s))
-        except (StoreUnavailable, IndexUnavailable) as exc:
-            err.print(f"[yellow]orphan sweep skipped:[/yellow] {exc}")
-    receiver = Receiver(settings, services.ingest, services.sessions)
-    receiver.start(reuse_port=reuse_port)
-    watcher = None
-    if stability:
-        watcher = StabilityWatcher(services.sessions, settings.stability_seconds, settings.stability_poll_s)
-        watcher.start()
+    receiving = Receiving(services, stability=stability, sweep=sweep)
+    receiving.start(reuse_port=reuse_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -108,9 +96,7 @@ def _run_receiver(settings: Settings, *, stability: bool, reuse_port: bool, swee
     except KeyboardInterrupt:
         pass
     finally:
-        if watcher:
-            watcher.stop()
-        receiver.stop()
+        receiving.stop()
         services.close()
 
 

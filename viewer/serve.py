@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
-import structlog
 import uvicorn
 
-from pacs.dimse.receiver import Receiver
-from pacs.index.db import IndexUnavailable
+from pacs.receiving import Receiving
 from pacs.service import Services
-from pacs.stability import StabilityWatcher
-from pacs.storage import StoreUnavailable
-from pacs.sweep import sweep_orphans
 from viewer.app import create_app
-
-log = structlog.get_logger(__name__)
 
 
 class EmbeddedService:
@@ -26,8 +18,7 @@ class EmbeddedService:
     def __init__(self, services: Services) -> None:
         self.services = services
         settings = services.settings
-        self.receiver = Receiver(settings, services.ingest, services.sessions)
-        self.watcher = StabilityWatcher(services.sessions, settings.stability_seconds, settings.stability_poll_s)
+        self.receiving = Receiving(services)
         config = uvicorn.Config(
             create_app(services), host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="off"
         )
@@ -35,14 +26,7 @@ class EmbeddedService:
         self._web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
 
     def start(self) -> None:
-        try:
-            sweep_orphans(
-                self.services.store, self.services.sessions, timedelta(seconds=self.services.settings.orphan_grace_s)
-            )
-        except (StoreUnavailable, IndexUnavailable) as exc:
-            log.warning("sweep.skipped", error=str(exc))
-        self.receiver.start()
-        self.watcher.start()
+        self.receiving.start()
         self._web_thread.start()
         while not self.web.started and self._web_thread.is_alive():
             threading.Event().wait(0.05)
@@ -55,8 +39,7 @@ class EmbeddedService:
     def stop(self) -> None:
         self.web.should_exit = True
         self._web_thread.join(timeout=5)
-        self.watcher.stop()
-        self.receiver.stop()
+        self.receiving.stop()
 
 
 def run_until_interrupted(service: EmbeddedService, on_started: Callable[[], None] | None = None) -> None:

@@ -19,8 +19,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from pacs.headers import build_headers
 from pacs.identity.sites import ASSUMABLE_CHARSETS, IdentityError, add_site, add_site_ae, find_site
-from pacs.index.db import transaction
+from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.migrate import upgrade
 from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteAE, Study
 from pacs.ingest import Origin, OutcomeKind
@@ -77,6 +78,23 @@ def db_upgrade() -> None:
     except OperationalError as exc:
         raise fail(f"cannot reach the database: {str(exc).splitlines()[0]}\nCheck YUNYING_DATABASE_URL.") from None
     console.print(f"Index schema is up to date at {settings.resolved_database_url}")
+
+
+@db_app.command("headers")
+def db_headers() -> None:
+    """Build the DICOM JSON header of every instance that lacks one (the receiver leaves it
+    for later; a study's headers are built when it turns stable). Safe to run at any time."""
+    settings = load_settings()
+    configure_logging(settings)
+    services = open_services(settings)
+    try:
+        with console.status("Building DICOM JSON headers…"):
+            built = build_headers(services.sessions)
+    except IndexUnavailable as exc:
+        raise fail(f"index unavailable: {exc}\nCheck YUNYING_DATABASE_URL.") from None
+    finally:
+        services.close()
+    console.print(f"Built {built} header(s).")
 
 
 # ---------------------------------------------------------------- receiver

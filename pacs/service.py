@@ -22,6 +22,7 @@ class Services:
     ingest: Ingest
 
     def close(self) -> None:
+        self.ingest.close()
         self.engine.dispose()
 
 

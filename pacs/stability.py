@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
+from pacs.headers import build_headers
 from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.index.models import Job, Study, StudyState
 from pacs.index.types import utcnow
@@ -40,6 +41,9 @@ def mark_stable_studies(
         ).all()
     marked = []
     for study_pk, study_uid, site_id in candidates:
+        # Everything downstream of `study.stable` (AI, reading, DICOMweb metadata) may ask for
+        # the DICOM JSON headers: build those ingest left for later, before announcing it.
+        build_headers(sessions, study_pk=study_pk)
         with transaction(sessions) as session:
             taken = cast(
                 CursorResult[Any],

@@ -27,5 +27,8 @@ def current(url: str) -> str | None:
     from sqlalchemy import create_engine
 
     engine = create_engine(url)
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

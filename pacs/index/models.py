@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from pacs.index.types import JSONDocument, UTCDateTime, utcnow
@@ -172,7 +172,12 @@ class Instance(Base):
     sha256: Mapped[str] = mapped_column(String(64))  # of the data set after group 0002
     header_sha256: Mapped[str] = mapped_column(String(64))  # data set before Pixel Data
     pixel_sha256: Mapped[str] = mapped_column(String(64))  # Pixel Data element to the end
-    header: Mapped[dict[str, Any]] = mapped_column(JSONDocument)  # DICOM JSON model, no bulk data
+    # The data set before Pixel Data as received, and its DICOM JSON model (bulk data as
+    # references). The JSON is built off the C-STORE path (pacs/headers.py: when the study turns
+    # stable, or on first read); measured, building it at ingest cost ~2.3 ms an instance.
+    header_raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # None only in rows from before 0002
+    header_charset: Mapped[str | None] = mapped_column(String(64))  # the site AE's, when the data set declared none
+    header: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     calling_ae: Mapped[str | None] = mapped_column(String(16))
     source_address: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,12 +21,13 @@ class ObjectInfo:
     modified: datetime
 
 
-def object_key(prefix: str, sha256_hex: str, suffix: str = ".dcm") -> str:
-    """A server-generated key: the content hash plus a random part, never a UID or a name a
-    sender chose. The random part makes every key owned by the one ingest that wrote it, so an
-    ingest that fails to index can delete its object without racing another ingest of the
-    same bytes (the index, not the key, de-duplicates)."""
-    return f"{prefix}/{sha256_hex[:2]}/{sha256_hex[2:4]}/{sha256_hex}-{uuid.uuid4().hex[:12]}{suffix}"
+def object_key(prefix: str, suffix: str = ".dcm") -> str:
+    """A fresh server-generated key, never a UID or a name a sender chose. Random, so it can be
+    chosen before the content is read — the ingest writes the object while it inspects it —
+    and owned by the one ingest that wrote it, which can delete it again without racing
+    another ingest of the same bytes (the index, not the key, de-duplicates)."""
+    token = uuid.uuid4().hex
+    return f"{prefix}/{token[:2]}/{token[2:4]}/{token}{suffix}"
 
 
 @runtime_checkable

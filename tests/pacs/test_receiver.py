@@ -13,6 +13,7 @@ from pynetdicom import AE
 from sqlalchemy import func, select
 
 from pacs import events
+from pacs.headers import instance_header
 from pacs.index.db import transaction
 from pacs.index.models import Alert, Instance, Quarantine, Study
 from tests.conftest import Fixture, require, storescu
@@ -57,6 +58,11 @@ def test_ct_and_dx_arrive_identical(start_receiver, backend: str, data_cache: Pa
     for path in [*ct, dx]:
         uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
         assert stored_dataset_sha256(fixture.services, stored[uid]) == file_dataset_sha256(path), path
+    # The DICOM JSON header, built from the kept header bytes, is pydicom's own reading of the file.
+    for path in [ct[0], ct[57], dx]:
+        sent = pydicom.dcmread(path, stop_before_pixels=True)
+        expected = sent.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=lambda e: f"bulk:{e.tag:08X}")
+        assert instance_header(stored[str(sent.SOPInstanceUID)]) == expected, path
     with transaction(fixture.services.sessions) as session:
         studies = {s.modalities: s for s in session.scalars(select(Study))}
     assert studies["CT"].num_instances == 100 and studies["CT"].num_series == 1
@@ -94,7 +100,7 @@ def test_header_corrected_resend_becomes_new_version(start_receiver, backend: st
     assert versions[0].header_sha256 != versions[1].header_sha256
     for version in versions:  # the old one is kept, not overwritten
         assert fixture.services.store.exists(version.object_key)
-    assert versions[1].header["00100010"]["Value"][0]["Alphabetic"] == "张^三丰"
+    assert instance_header(versions[1])["00100010"]["Value"][0]["Alphabetic"] == "张^三丰"
     with transaction(fixture.services.sessions) as session:
         alerts = list(session.scalars(select(Alert)))
         assert session.scalar(select(Study.num_instances)) == 1
@@ -150,7 +156,9 @@ def test_gbk_name_without_charset_uses_site_ae_charset(start_receiver) -> None:
     assert sum(1 for name in names.values() if name != "王^小明") == 1
     # The stored bytes are those received: no (0008,0005) was added to the object.
     instance = next(
-        i for i in current_instances(fixture.services) if i.header["00100010"]["Value"][0]["Alphabetic"] == "王^小明"
+        i
+        for i in current_instances(fixture.services)
+        if instance_header(i)["00100010"]["Value"][0]["Alphabetic"] == "王^小明"
     )
     stored = pydicom.dcmread(pydicom.filebase.DicomBytesIO(fixture.services.store.get(instance.object_key)))
     assert "SpecificCharacterSet" not in stored

@@ -14,7 +14,7 @@ from pacs.index.db import transaction
 from pacs.index.models import Job, JobState, Study, StudyState
 from pacs.stability import StabilityWatcher, mark_stable_studies
 from tests.conftest import Fixture, wait_for
-from tests.pacs.helpers import small_ct
+from tests.pacs.helpers import current_instances, small_ct
 from tests.pacs.test_receiver import pynetdicom_send
 
 
@@ -35,6 +35,13 @@ def test_quiet_study_becomes_stable_and_queues_ai_job(start_receiver, backend: s
         stable = wait_for(lambda: fixture.changes(events.STUDY_STABLE), timeout=10)
         assert [c.study_uid for c in stable] == [first.StudyInstanceUID]
         assert stable[0].payload["num_instances"] == 2
+        # The receiver left the DICOM JSON headers for later; they exist once the study is stable.
+        instances = current_instances(fixture.services)
+        assert len(instances) == 2 and all(i.header is not None for i in instances)
+        assert {i.header["00080018"]["Value"][0] for i in instances if i.header} == {
+            first.SOPInstanceUID,
+            second.SOPInstanceUID,
+        }
         jobs = _jobs(fixture)
         assert [(j.kind, j.payload["study_uid"], j.state) for j in jobs] == [
             (events.JOB_AI_PRESCREEN, first.StudyInstanceUID, JobState.PENDING)

@@ -1,0 +1,101 @@
+"""The Alembic migrations build exactly the schema the models describe, on SQLite and on
+PostgreSQL, and an index from an older revision keeps its rows when upgraded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import bindparam, create_engine, select, text
+
+from pacs.headers import build_headers, instance_header
+from pacs.index.db import make_engine, make_sessionmaker, transaction
+from pacs.index.migrate import current, upgrade
+from pacs.index.models import Base, Instance
+from pacs.index.types import JSONDocument
+from tests.conftest import PG_ADMIN_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'index.db'}"
+        return
+    name = f"yunying_migrate_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migrations_match_the_models(empty_database: str) -> None:
+    upgrade(empty_database)
+    engine = create_engine(empty_database)
+    try:
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == [], "models and migrations differ: add an Alembic revision under pacs/index/migrations"
+
+
+def test_rows_from_0001_survive_the_upgrade(empty_database: str) -> None:
+    """Before 0002 the receiver stored the DICOM JSON header; such rows keep it and need no bytes."""
+    upgrade(empty_database, "0001")
+    header = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "王^小明"}]}}
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:  # the 0001 schema, written as that code wrote it
+        connection.execute(
+            text(
+                "INSERT INTO consortium (id, name, timezone, created_at) "
+                "VALUES (1, 'C', 'Asia/Shanghai', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO site (id, consortium_id, name, tier, created_at) "
+                "VALUES (1, 1, 'Fudong', 'township', CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(text("INSERT INTO patient (id, site_id, patient_id) VALUES (1, 1, 'P1')"))
+        connection.execute(
+            text(
+                "INSERT INTO study (id, study_uid, site_id, patient_pk, patient_id, modalities, num_series, "
+                "num_instances, bytes, state, first_received_at, last_received_at) VALUES "
+                "(1, '1.2.3', 1, 1, 'P1', 'CT', 1, 1, 10, 'stable', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO series (id, study_pk, series_uid, num_instances) VALUES (1, 1, '1.2.3.4', 1)")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO instance (id, series_pk, sop_instance_uid, sop_class_uid, version, is_current, "
+                "transfer_syntax_uid, object_key, size, dataset_offset, sha256, header_sha256, pixel_sha256, "
+                "header, received_at) VALUES (1, 1, '1.2.3.4.5', '1.2.840.10008.5.1.4.1.1.2', 1, :true, "
+                "'1.2.840.10008.1.2.1', 'instances/aa/bb/x.dcm', 10, 132, 'a', 'b', 'c', :header, CURRENT_TIMESTAMP)"
+            ).bindparams(bindparam("header", header, type_=JSONDocument), true=True),
+        )
+    engine.dispose()  # before upgrading: PostgreSQL's ALTER TABLE waits for open connections
+
+    upgrade(empty_database)
+    assert current(empty_database) is not None
+    engine = make_engine(empty_database)
+    sessions = make_sessionmaker(engine)
+    try:
+        assert build_headers(sessions) == 0  # nothing to build: the old row has its JSON
+        with transaction(sessions) as session:
+            instance = session.scalars(select(Instance)).one()
+        assert instance.header_raw is None
+        assert instance_header(instance) == header
+    finally:
+        engine.dispose()

@@ -442,6 +442,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ae_app, name="ae")
     app.add_typer(study_app, name="study")
     app.add_typer(quarantine_app, name="quarantine")
+    from pacs.identity import cli as identity_cli
+
+    identity_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)
     app.command("changes")(changes)

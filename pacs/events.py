@@ -13,5 +13,8 @@ ASSOCIATION_REJECTED: Final = "association.rejected"
 ORPHAN_SWEPT: Final = "storage.orphan_swept"  # an object with no index row, found by the sweep
 SITE_CREATED: Final = "site.created"
 SITE_AE_ADDED: Final = "site.ae_added"
+USER_CREATED: Final = "user.created"
+TOKEN_CREATED: Final = "token.created"  # the token itself is never logged or stored
+TOKEN_REVOKED: Final = "token.revoked"
 
 JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable

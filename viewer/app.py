@@ -1,5 +1,5 @@
-"""The ASGI application. Issue A serves only health endpoints; the DICOMweb and reading
-routers are mounted here as they land (DESIGN.md: the JSON routers live beside their domain)."""
+"""The ASGI application: health endpoints and the routers that live beside their domain
+(DESIGN.md): ``/dicomweb`` from pacs.dicomweb; reading's routers as they land."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from pacs.dicomweb.routes import router as dicomweb_router
 from pacs.service import Services
 from pacs.storage import StoreUnavailable
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.services = services
+    app.include_router(dicomweb_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -59,7 +59,7 @@ def demo(
     exit_after_push: Annotated[bool, typer.Option(help="Stop once the demo studies are stable (for scripts).")] = False,
 ) -> None:
     """Create the demo consortium, start the service and push demo studies into it by C-STORE."""
-    from viewer.demo import generate_demo_studies, push_demo_studies, seed_consortium
+    from viewer.demo import generate_demo_studies, issue_demo_tokens, push_demo_studies, seed_consortium
     from viewer.serve import EmbeddedService
 
     settings = pacs_cli.load_settings()
@@ -74,6 +74,7 @@ def demo(
     services = pacs_cli.open_services(settings)
     with transaction(services.sessions) as session:
         created = seed_consortium(session)
+        tokens = issue_demo_tokens(session, Path(settings.home))
     if created:
         console.print(f"Demo consortium: created {', '.join(created)}")
     data_root = Path(settings.home) / "demo-data"
@@ -92,6 +93,9 @@ def demo(
             f"  yunying changes               the change feed (study.received, study.stable, …)\n"
             f"  yunying site list / ae list   the demo consortium\n"
             f"  curl http://{settings.http_host}:{settings.http_port}/readyz\n"
+            f'  curl -H "Authorization: Bearer $(cat {tokens["demo-admin"]})" '
+            f"http://{settings.http_host}:{settings.http_port}/dicomweb/studies   (QIDO-RS; the Fudong site's "
+            f"token is {tokens['demo-fudong']})\n"
             f"  storescu -aet FUDONG_CT -aec {settings.ae_title} 127.0.0.1 {settings.dicom_port} FILE.dcm\n"
             f"(run them with .venv/bin/ in front, or after `. .venv/bin/activate`; data under {settings.home})"
         )

@@ -3,6 +3,7 @@ pushed into the running service by real C-STORE from the townships' AE titles.""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from pacs.dimse.store_scu import AssociationRefused, send_files
 from pacs.identity.sites import add_site, add_site_ae
-from pacs.index.models import Site
+from pacs.identity.users import add_user, create_token
+from pacs.index.models import Role, Site, User
 from pacs.settings import Settings
 
 CONSORTIUM = "Dongtai County Medical Consortium"
@@ -83,6 +85,34 @@ def seed_consortium(session: Session) -> list[str]:
                 )
             created.append(demo.name)
     return created
+
+
+DEMO_ADMIN = "demo-admin"
+DEMO_SITE_ACCOUNT = "demo-fudong"
+DEMO_TOKEN_SITE = "Fudong Health Centre"
+
+
+def issue_demo_tokens(session: Session, home: Path) -> dict[str, Path]:
+    """A consortium admin and a Fudong Health Centre service account, each with a fresh token
+    written to ``home/demo-admin-token`` and ``home/demo-site-token`` (mode 0600)."""
+    accounts = {
+        "demo-admin-token": (DEMO_ADMIN, {"role": Role.ADMIN, "consortium": CONSORTIUM}),
+        "demo-site-token": (DEMO_SITE_ACCOUNT, {"role": Role.SITE, "site": DEMO_TOKEN_SITE, "is_service": True}),
+    }
+    written = {}
+    for filename, (username, options) in accounts.items():
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            user = add_user(session, username=username, actor="demo", **options)  # type: ignore[arg-type]
+        _, token = create_token(session, user, name="make demo", days=30, actor="demo")
+        path = home / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
+        written[username] = path
+    return written
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,65 @@ class SiteAE(Base):
     site: Mapped[Site] = relationship(back_populates="aes")
 
 
+class Role(StrEnum):
+    ADMIN = "admin"  # administers a consortium (or, without one, the whole installation)
+    READER = "reader"  # a radiologist: sees the studies routed to him (issue D)
+    SITE = "site"  # a site's staff or its systems: that site's studies only
+    QA = "qa"  # quality and audit staff of a consortium
+
+
+class User(Base):
+    """A person or a service account (a site's RIS, a workstation) that calls the API."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    is_service: Mapped[bool] = mapped_column(default=False)
+    consortium_id: Mapped[int | None] = mapped_column(ForeignKey("consortium.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is kept (the token itself is shown once, at creation)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to recognise it in lists
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AccessRecord(Base):
+    """One access to patient data, in the spirit of IHE ATNA: who, as what, did what to which
+    study or patient, when, from where, with what outcome (pacs/audit.py)."""
+
+    __tablename__ = "access_record"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))  # e.g. search, retrieve, metadata, render, store
+    study_uid: Mapped[str | None] = mapped_column(String(128), index=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    site_id: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(String(64))  # the caller's address
+    outcome: Mapped[str] = mapped_column(String(16))  # success, denied, not-found, error
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+
+
 class Patient(Base):
     """A patient as one site identifies him: patient IDs are only unique within their issuer."""
 

@@ -4,11 +4,14 @@ all of them stable, with names decoded (including a GBK name sent without a char
 from __future__ import annotations
 
 import json
+import stat
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from pacs.identity.users import authenticate
+from pacs.index.db import make_engine, make_sessionmaker, transaction
 from tests.conftest import free_port, receiver_env, yunying
 
 
@@ -29,6 +32,24 @@ def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
     assert all("\u4e00" <= ch <= "\u9fff" or ch == "^" for ch in renji["patient_name"]), renji["patient_name"]
     stable = [json.loads(line) for line in yunying("changes", "--kind", "study.stable", env=env).stdout.splitlines()]
     assert len(stable) == 5
+
+    # Tokens to try the API at once: files readable by the owner only, a consortium admin's
+    # scope (every demo site) and the Fudong site's (one site).
+    home = tmp_path / "var"
+    tokens = {name: home / name for name in ("demo-admin-token", "demo-site-token")}
+    for path in tokens.values():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    engine = make_engine(f"sqlite:///{home / 'yunying.db'}")
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            admin = authenticate(session, tokens["demo-admin-token"].read_text().strip())
+            site = authenticate(session, tokens["demo-site-token"].read_text().strip())
+    finally:
+        engine.dispose()
+    assert admin is not None and site is not None
+    assert admin.scope.site_ids is not None and len(admin.scope.site_ids) == 6
+    assert site.scope.site_ids is not None and len(site.scope.site_ids) == 1
+    assert "dicomweb/studies" in done.stdout
 
 
 def test_readyz_reports_dependencies(tmp_path: Path) -> None:

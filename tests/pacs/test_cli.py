@@ -172,3 +172,28 @@ def _running(pid: str) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_users_and_tokens(env: dict[str, str]) -> None:
+    yunying("site", "add", "Fudong", "--tier", "township", "--consortium", "C", env=env)
+    refused = yunying("user", "add", "li.wei", "--role", "site", env=env, check=False)
+    assert refused.returncode != 0 and "needs --site" in refused.stderr
+    refused = yunying("user", "add", "li.wei", "--role", "surgeon", env=env, check=False)
+    assert refused.returncode != 0 and "admin | reader | site | qa".replace(" | ", ", ") in refused.stderr
+    yunying("user", "add", "li.wei", "--role", "qa", "--consortium", "C", env=env)
+    assert "li.wei" in yunying("user", "list", env=env).stdout
+
+    both = yunying("token", "create", "--user", "li.wei", "--service", "ris", env=env, check=False)
+    assert both.returncode != 0 and "exactly one of" in both.stderr
+    orphan = yunying("token", "create", "--service", "fudong-ris", env=env, check=False)
+    assert orphan.returncode != 0 and "--site" in orphan.stderr
+    created = yunying("token", "create", "--service", "fudong-ris", "--site", "Fudong", "--days", "30", env=env)
+    token = created.stdout.strip()
+    assert token.startswith("yy_") and len(token) > 40 and "shown once" in created.stderr
+    wide = {**env, "COLUMNS": "200"}  # rich shortens tables to 80 columns without a terminal
+    listed = yunying("token", "list", env=wide).stdout
+    assert token[:10] in listed and token not in listed and "active" in listed
+    yunying("token", "revoke", "1", env=env)
+    assert "revoked" in yunying("token", "list", env=wide).stdout
+    unknown = yunying("token", "revoke", "99", env=env, check=False)
+    assert unknown.returncode != 0 and "yunying token list" in unknown.stderr

@@ -1,0 +1,178 @@
+"""``yunying user`` and ``yunying token``: people, service accounts and their API tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from pacs.identity.sites import IdentityError
+from pacs.identity.users import DEFAULT_TOKEN_DAYS, add_user, create_token, find_user, revoke_token
+from pacs.index.db import transaction
+from pacs.index.models import ApiToken, Consortium, Role, Site, User
+from pacs.index.types import utcnow
+from pacs.service import Services
+
+user_app = typer.Typer(help="Users and service accounts of the API.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens (bearer tokens for DICOMweb and the API).", no_args_is_help=True)
+ROLES = " | ".join(r.value for r in Role)
+
+
+def _services() -> Services:
+    from pacs.cli import load_settings, open_services
+
+    return open_services(load_settings())
+
+
+def _fail(message: str) -> typer.Exit:
+    from pacs.cli import fail
+
+    return fail(message)
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name, e.g. li.wei or fudong-ris.")],
+    role: Annotated[str, typer.Option(help=ROLES)],
+    site: Annotated[str | None, typer.Option(help="The site of a site user.")] = None,
+    consortium: Annotated[str | None, typer.Option(help="The consortium of an admin or QA user.")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    service: Annotated[bool, typer.Option("--service", help="A system (RIS, workstation), not a person.")] = False,
+) -> None:
+    """Add a user or service account."""
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            user = add_user(
+                session,
+                username=username,
+                role=role,
+                site=site,
+                consortium=consortium,
+                display_name=name,
+                is_service=service,
+            )
+            typer.echo(f"User {user.id} {username!r} ({role}{', service' if service else ''}) added")
+    except IdentityError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        services.close()
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users with their role and scope."""
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            rows = session.execute(
+                select(User, Site.name, Consortium.name)
+                .outerjoin(Site, Site.id == User.site_id)
+                .outerjoin(Consortium, Consortium.id == User.consortium_id)
+                .order_by(User.id)
+            ).all()
+    finally:
+        services.close()
+    table = Table("id", "username", "role", "service", "site", "consortium", "active")
+    for user, site_name, consortium_name in rows:
+        table.add_row(
+            str(user.id),
+            user.username,
+            user.role,
+            "yes" if user.is_service else "",
+            site_name or "—",
+            consortium_name or "—",
+            "yes" if user.active else "no",
+        )
+    from pacs.cli import console
+
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str | None, typer.Option(help="The user the token acts for.")] = None,
+    service: Annotated[
+        str | None, typer.Option(help="A service account's name; created with --site if it does not exist.")
+    ] = None,
+    site: Annotated[str | None, typer.Option(help="With --service: the site it belongs to.")] = None,
+    name: Annotated[str | None, typer.Option(help="What the token is for, e.g. 'OHIF at Fudong'.")] = None,
+    days: Annotated[int, typer.Option(help="Days until it expires.")] = DEFAULT_TOKEN_DAYS,
+) -> None:
+    """Create a token and print it once (only its hash is kept)."""
+    if (user is None) == (service is None):
+        raise _fail("give exactly one of --user U or --service NAME (with --site for a new service account)")
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            if service is not None:
+                existing = session.scalar(select(User).where(User.username == service))
+                if existing is None:
+                    if site is None:
+                        raise IdentityError(f"service account {service!r} does not exist: add --site to create it")
+                    existing = add_user(session, username=service, role=Role.SITE, site=site, is_service=True)
+                account = existing
+            else:
+                assert user is not None
+                account = find_user(session, user)
+            row, token = create_token(session, account, name=name, days=days)
+            expires = row.expires_at.strftime("%Y-%m-%d") if row.expires_at else "never"
+    except IdentityError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        services.close()
+    typer.echo(token)
+    typer.echo(f"token {row.id} for {account.username!r}, expires {expires}; shown once, keep it safe", err=True)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never the tokens themselves)."""
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            rows = session.execute(
+                select(ApiToken, User.username).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id)
+            ).all()
+    finally:
+        services.close()
+    now = utcnow()
+    table = Table("id", "user", "name", "starts with", "created", "expires", "last used", "state")
+    for token, username in rows:
+        state = (
+            "revoked" if token.revoked_at else "expired" if token.expires_at and token.expires_at <= now else "active"
+        )
+        table.add_row(
+            str(token.id),
+            username,
+            token.name or "—",
+            token.prefix + "…",
+            token.created_at.strftime("%Y-%m-%d"),
+            token.expires_at.strftime("%Y-%m-%d") if token.expires_at else "never",
+            token.last_used_at.strftime("%Y-%m-%d %H:%M") if token.last_used_at else "—",
+            state,
+        )
+    from pacs.cli import console
+
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The id from `yunying token list`.")]) -> None:
+    """Revoke a token at once."""
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            revoke_token(session, token_id)
+    except IdentityError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        services.close()
+    typer.echo(f"token {token_id} revoked")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(user_app, name="user")
+    app.add_typer(token_app, name="token")

@@ -1,0 +1,171 @@
+"""Users, service accounts and their API tokens, and what each may see (its scope).
+
+A token is ``yy_`` + 43 URL-safe random characters (256 bits); only its SHA-256 is stored, so
+a leaked database does not leak usable tokens, and a plain hash is enough for that much
+entropy (no password stretching needed). Tokens expire and can be revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from pacs import events
+from pacs.identity.sites import IdentityError, find_site
+from pacs.index.db import append_change
+from pacs.index.models import ApiToken, Consortium, Role, Site, User
+from pacs.index.types import utcnow
+
+TOKEN_PREFIX = "yy_"
+DEFAULT_TOKEN_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The sites whose studies a principal may see; ``None`` means every site."""
+
+    site_ids: frozenset[int] | None
+
+    def allows(self, site_id: int) -> bool:
+        return self.site_ids is None or site_id in self.site_ids
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, resolved from a token: the subject of every access check and audit record."""
+
+    user_id: int
+    username: str
+    role: str
+    is_service: bool
+    scope: Scope
+    token_id: int
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_user(
+    session: Session,
+    *,
+    username: str,
+    role: str,
+    site: str | None = None,
+    consortium: str | None = None,
+    display_name: str | None = None,
+    is_service: bool = False,
+    actor: str = "cli",
+) -> User:
+    """Create a user or service account. A ``site`` user needs a site; ``qa`` and ``admin`` are
+    bound to a consortium (an admin without one administers the whole installation)."""
+    if role not in {r.value for r in Role}:
+        raise IdentityError(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}")
+    if not username or len(username) > 64 or any(c.isspace() for c in username):
+        raise IdentityError("a username is 1-64 characters without spaces")
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise IdentityError(f"user {username!r} exists already (see `yunying user list`)")
+    site_row: Site | None = None
+    consortium_row: Consortium | None = None
+    if site is not None:
+        site_row = find_site(session, site)
+        consortium_row = site_row.consortium
+    elif consortium is not None:
+        consortium_row = session.scalar(select(Consortium).where(Consortium.name == consortium))
+        if consortium_row is None:
+            raise IdentityError(f"no consortium named {consortium!r} (see `yunying site list`)")
+    if role == Role.SITE and site_row is None:
+        raise IdentityError("a site user needs --site")
+    if role == Role.QA and consortium_row is None:
+        raise IdentityError("a QA user needs --consortium")
+    user = User(
+        username=username,
+        display_name=display_name,
+        role=role,
+        is_service=is_service,
+        site_id=site_row.id if site_row else None,
+        consortium_id=consortium_row.id if consortium_row else None,
+    )
+    session.add(user)
+    session.flush()
+    append_change(session, events.USER_CREATED, actor=actor, user=username, role=role, site_id=user.site_id)
+    return user
+
+
+def find_user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise IdentityError(f"no user named {username!r} (see `yunying user list`)")
+    return user
+
+
+def create_token(
+    session: Session, user: User, *, name: str | None = None, days: int | None = DEFAULT_TOKEN_DAYS, actor: str = "cli"
+) -> tuple[ApiToken, str]:
+    """A new token for ``user``; returns the row and the token itself, which is never stored."""
+    if not user.active:
+        raise IdentityError(f"user {user.username!r} is deactivated")
+    if days is not None and days <= 0:
+        raise IdentityError("a token's lifetime is at least one day")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    row = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_sha256=_sha256(token),
+        prefix=token[:10],
+        created_at=now,
+        expires_at=now + timedelta(days=days) if days is not None else None,
+    )
+    session.add(row)
+    session.flush()
+    append_change(session, events.TOKEN_CREATED, actor=actor, user=user.username, token_id=row.id)
+    return row, token
+
+
+def revoke_token(session: Session, token_id: int, *, actor: str = "cli") -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise IdentityError(f"no token with id {token_id} (see `yunying token list`)")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        append_change(session, events.TOKEN_REVOKED, actor=actor, token_id=token_id)
+    return row
+
+
+def scope_of(session: Session, user: User) -> Scope:
+    """Site users see their site; consortium admins and QA their consortium's sites; an
+    installation admin everything. Readers see what is routed to them, which arrives with the
+    reading worklist (issue D): until then, nothing."""
+    if user.role == Role.SITE:
+        return Scope(frozenset({user.site_id}) if user.site_id is not None else frozenset())
+    if user.role in {Role.ADMIN, Role.QA}:
+        if user.consortium_id is None:
+            return Scope(None) if user.role == Role.ADMIN else Scope(frozenset())
+        ids = session.scalars(select(Site.id).where(Site.consortium_id == user.consortium_id))
+        return Scope(frozenset(ids))
+    return Scope(frozenset())
+
+
+def authenticate(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
+    """The principal a bearer token stands for; ``None`` for an unknown, expired or revoked
+    token or a deactivated user (the caller answers 401 without saying which)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    now = now or utcnow()
+    found = session.execute(
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.token_sha256 == _sha256(token))
+    ).first()
+    if found is None:
+        return None
+    row, user = found
+    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now) or not user.active:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):  # not one write per request
+        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    return Principal(user.id, user.username, user.role, user.is_service, scope_of(session, user), row.id)

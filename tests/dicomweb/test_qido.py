@@ -1,0 +1,249 @@
+"""QIDO-RS over real HTTP, with the ``dicomweb-client`` library as a third-party client would
+use it, on studies that arrived by C-STORE: matching, paging, includefield, tokens, scope,
+bad input and the access audit."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pydicom
+import pytest
+import uvicorn
+from dicomweb_client.api import DICOMwebClient
+from requests.exceptions import HTTPError
+from sqlalchemy import select, update
+
+from pacs.identity.users import add_user, create_token, find_user, revoke_token
+from pacs.index.db import transaction
+from pacs.index.models import AccessRecord, ApiToken
+from pacs.index.types import utcnow
+from tests.conftest import Fixture, add_demo_site, free_port, wait_for
+from tests.pacs.helpers import small_ct
+from tests.pacs.test_receiver import pynetdicom_send
+from viewer.app import create_app
+
+
+@dataclass
+class Web:
+    fixture: Fixture
+    url: str
+    tokens: dict[str, str]
+    studies: dict[str, pydicom.Dataset]
+
+    def client(self, who: str) -> DICOMwebClient:
+        return DICOMwebClient(f"{self.url}/dicomweb", headers={"Authorization": f"Bearer {self.tokens[who]}"})
+
+    def get(self, path: str, who: str | None = "admin", **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        return httpx.get(f"{self.url}/dicomweb{path}", headers=headers, timeout=10, **kwargs)
+
+
+def _study(seed: int, name: str, *, date: str, slices: int = 1) -> list[pydicom.Dataset]:
+    first = small_ct(seed=seed)
+    first.PatientName = name
+    first.StudyDate = date
+    first.SpecificCharacterSet = "ISO_IR 192"
+    datasets = [first]
+    for number in range(2, slices + 1):
+        more = copy.deepcopy(first)
+        more.SOPInstanceUID = pydicom.uid.generate_uid()
+        more.InstanceNumber = number
+        datasets.append(more)
+    return datasets
+
+
+@pytest.fixture
+def web(start_receiver: Callable[..., Fixture], backend: str) -> Iterator[Web]:
+    fixture = start_receiver(backend)
+    add_demo_site(fixture.services, name="Anfeng Health Centre", aes=(("ANFENG_CT", "127.0.0.1", None),))
+    fudong_chinese = _study(201, "王^小明", date="20250405", slices=3)
+    fudong_latin = _study(202, "ZHANG^SAN=张^三", date="20240110")
+    anfeng = _study(203, "王^小红", date="20250406")
+    assert pynetdicom_send(fixture.port, fudong_chinese + fudong_latin) == [0] * 4
+    assert pynetdicom_send(fixture.port, anfeng, calling="ANFENG_CT") == [0]
+    tokens = {}
+    with transaction(fixture.services.sessions) as session:
+        for username, options in {
+            "admin": {"role": "admin", "consortium": "Dongtai"},
+            "fudong": {"role": "site", "site": "Fudong Health Centre", "is_service": True},
+            "anfeng": {"role": "site", "site": "Anfeng Health Centre"},
+            "reader": {"role": "reader"},
+        }.items():
+            user = add_user(session, username=username, **options)  # type: ignore[arg-type]
+            tokens[username] = create_token(session, user)[1]
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(fixture.services), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10)
+    studies = {"fudong_chinese": fudong_chinese[0], "fudong_latin": fudong_latin[0], "anfeng": anfeng[0]}
+    yield Web(fixture, f"http://127.0.0.1:{port}", tokens, studies)
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def _uids(results: list[dict[str, Any]], tag: str = "0020000D") -> set[str]:
+    return {r[tag]["Value"][0] for r in results}
+
+
+def test_search_matches_and_answers_chinese_names_intact(web: Web) -> None:
+    client = web.client("admin")
+    every = client.search_for_studies()
+    assert _uids(every) == {ds.StudyInstanceUID for ds in web.studies.values()}
+    chinese = web.studies["fudong_chinese"]
+    found = client.search_for_studies(search_filters={"PatientName": "王^小明"})
+    assert _uids(found) == {chinese.StudyInstanceUID}
+    assert found[0]["00100010"]["Value"][0]["Alphabetic"] == "王^小明"  # UTF-8, not '^' or mojibake
+    assert found[0]["00201208"]["Value"] == [3] and found[0]["00201206"]["Value"] == [1]
+    assert found[0]["00080061"]["Value"] == ["CT"]
+    assert found[0]["00081190"]["Value"][0].endswith(f"/dicomweb/studies/{chinese.StudyInstanceUID}")
+    # Wildcards; case-insensitive for Latin; any component group of a name may match.
+    assert _uids(client.search_for_studies(search_filters={"PatientName": "王*"})) == {
+        chinese.StudyInstanceUID,
+        web.studies["anfeng"].StudyInstanceUID,
+    }
+    latin = web.studies["fudong_latin"].StudyInstanceUID
+    assert _uids(client.search_for_studies(search_filters={"PatientName": "zhang*"})) == {latin}
+    assert _uids(client.search_for_studies(search_filters={"PatientName": "张^三"})) == {latin}
+    assert _uids(client.search_for_studies(search_filters={"00100010": "?HANG^SAN"})) == {latin}
+    # Date ranges, UID lists, modalities.
+    assert _uids(client.search_for_studies(search_filters={"StudyDate": "20250101-"})) == {
+        chinese.StudyInstanceUID,
+        web.studies["anfeng"].StudyInstanceUID,
+    }
+    assert _uids(client.search_for_studies(search_filters={"StudyDate": "-20241231"})) == {latin}
+    uid_list = f"{latin},{chinese.StudyInstanceUID}"
+    assert _uids(client.search_for_studies(search_filters={"StudyInstanceUID": uid_list})) == {
+        latin,
+        chinese.StudyInstanceUID,
+    }
+    assert len(client.search_for_studies(search_filters={"ModalitiesInStudy": "CT"})) == 3
+    assert client.search_for_studies(search_filters={"ModalitiesInStudy": "MR"}) == []
+    assert client.search_for_studies(search_filters={"PatientID": "no-such-id"}) == []
+
+
+def test_series_and_instances_paging_and_includefield(web: Web) -> None:
+    client = web.client("fudong")
+    chinese = web.studies["fudong_chinese"]
+    series = client.search_for_series(chinese.StudyInstanceUID)
+    assert _uids(series, "0020000E") == {chinese.SeriesInstanceUID}
+    assert series[0]["00201209"]["Value"] == [3]
+    instances = client.search_for_instances(chinese.StudyInstanceUID, chinese.SeriesInstanceUID)
+    assert [i["00200013"]["Value"][0] for i in instances] == [1, 2, 3]
+    page = client.search_for_instances(chinese.StudyInstanceUID, limit=2, offset=2)
+    assert [i["00200013"]["Value"][0] for i in page] == [3]
+    assert len(client.search_for_instances()) == 4  # all of Fudong's, none of Anfeng's
+    # includefield: a named attribute, and all, from the stored header (not the objects).
+    named = client.search_for_studies(
+        search_filters={"StudyInstanceUID": chinese.StudyInstanceUID}, fields=["Manufacturer", "00180050"]
+    )
+    assert named[0]["00080070"]["Value"] == [chinese.Manufacturer]
+    assert named[0]["00180050"]["Value"] == [float(chinese.SliceThickness)]
+    everything = web.get(
+        f"/studies/{chinese.StudyInstanceUID}/instances", who="fudong", params={"includefield": "all"}
+    ).json()
+    assert everything[0]["00080080"]["Value"] == [chinese.InstitutionName]  # Chinese text intact
+    assert "7FE00010" not in everything[0]
+
+
+def test_site_tokens_see_only_their_site(web: Web) -> None:
+    fudong_study = web.studies["fudong_chinese"]
+    anfeng = web.client("anfeng")
+    assert _uids(anfeng.search_for_studies()) == {web.studies["anfeng"].StudyInstanceUID}
+    assert anfeng.search_for_studies(search_filters={"PatientName": "王^小明"}) == []
+    assert anfeng.search_for_series(search_filters={"Modality": "CT"}).__len__() == 1
+    for path in (
+        f"/studies/{fudong_study.StudyInstanceUID}/series",
+        f"/studies/{fudong_study.StudyInstanceUID}/instances",
+        f"/studies/{fudong_study.StudyInstanceUID}/series/{fudong_study.SeriesInstanceUID}/instances",
+    ):
+        hidden = web.get(path, who="anfeng")
+        unknown = web.get(path.replace(fudong_study.StudyInstanceUID, "1.2.3.4"), who="anfeng")
+        assert hidden.status_code == unknown.status_code == 404, path  # no existence leak
+    with pytest.raises(HTTPError):
+        anfeng.search_for_series(fudong_study.StudyInstanceUID)
+    # Readers see studies routed to them, which arrives with the worklist (issue D): none yet.
+    assert web.client("reader").search_for_studies() == []
+
+
+def test_tokens_are_required_and_checked(web: Web) -> None:
+    missing = web.get("/studies", who=None)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert "yunying token create" in missing.json()["detail"]
+    wrong = web.get("/studies", who=None, headers={"Authorization": "Bearer yy_not-a-token"})
+    assert wrong.status_code == 401
+    services = web.fixture.services
+    with transaction(services.sessions) as session:
+        row = session.scalars(select(ApiToken).where(ApiToken.user_id == find_user(session, "anfeng").id)).one()
+        revoke_token(session, row.id)
+        fudong = session.scalars(select(ApiToken).where(ApiToken.user_id == find_user(session, "fudong").id)).one()
+        session.execute(
+            update(ApiToken).where(ApiToken.id == fudong.id).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert web.get("/studies", who="anfeng").status_code == 401
+    assert web.get("/studies", who="fudong").status_code == 401
+    assert web.get("/studies", who="admin").status_code == 200
+    with transaction(services.sessions) as session:
+        used = session.scalars(select(ApiToken).where(ApiToken.user_id == find_user(session, "admin").id)).one()
+        assert used.last_used_at is not None
+        assert all(t.token_sha256 != web.tokens["admin"] for t in session.scalars(select(ApiToken)))
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({"PatientWeight": "70"}, 400, "not a matching key"),
+        ({"NoSuchKeyword": "x"}, 400, "neither a DICOM keyword"),
+        ({"StudyDate": "2025-04-05"}, 400, "YYYYMMDD"),
+        ({"limit": "ten"}, 400, "whole number"),
+        ({"Modality": "CT"}, 400, "series-level key"),
+    ],
+)
+def test_bad_queries_are_refused_clearly(web: Web, params: dict[str, str], status: int, message: str) -> None:
+    answer = web.get("/studies", params=params)
+    assert answer.status_code == status and message in answer.json()["detail"], answer.text
+
+
+def test_ignored_parameters_and_unacceptable_media(web: Web) -> None:
+    fuzzy = web.get("/studies", params={"fuzzymatching": "true", "limit": "5000"})
+    assert fuzzy.status_code == 200
+    assert fuzzy.headers["content-type"].startswith("application/dicom+json")
+    assert "fuzzymatching is not supported" in fuzzy.headers["warning"]
+    assert "limit 5000 is above the maximum" in fuzzy.headers["warning"]
+    refused = web.get("/studies", headers={"Accept": "image/png"})
+    assert refused.status_code == 406 and "application/dicom+json" in refused.json()["detail"]
+
+
+def test_every_search_is_audited(web: Web) -> None:
+    chinese = web.studies["fudong_chinese"]
+    web.client("fudong").search_for_series(chinese.StudyInstanceUID)
+    with transaction(web.fixture.services.sessions) as session:
+        records = session.scalars(select(AccessRecord).order_by(AccessRecord.id)).all()
+    assert [(r.username, r.role, r.action, r.study_uid, r.outcome) for r in records] == [
+        ("fudong", "site", "search", chinese.StudyInstanceUID, "success")
+    ]
+    assert records[0].source == "127.0.0.1" and records[0].detail["answered"] == 1
+
+
+def test_every_dicomweb_route_requires_a_token(web: Web) -> None:
+    """Route coverage: a /dicomweb route added without the auth dependency fails here — both in
+    the OpenAPI description (every operation declares the bearer scheme) and over HTTP (401)."""
+    schema = create_app(web.fixture.services).openapi()
+    paths = {path: operations for path, operations in schema["paths"].items() if path.startswith("/dicomweb")}
+    assert len(paths) >= 6
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert {"HTTPBearer": []} in operation.get("security", []), f"{method.upper()} {path} is not authenticated"
+            assert method == "get", "a new method: extend this test's request below"
+        concrete = path.replace("{study_uid}", "1.2").replace("{series_uid}", "1.3").removeprefix("/dicomweb")
+        assert web.get(concrete, who=None).status_code == 401, path

@@ -12,57 +12,27 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from pacs.cli_support import console, err, fail, load_settings, open_services
 from pacs.headers import build_headers
+from pacs.identity import cli as identity_cli
 from pacs.identity.sites import ASSUMABLE_CHARSETS, IdentityError, add_site, add_site_ae, find_site
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.migrate import upgrade
 from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteAE, Study
 from pacs.ingest import Origin, OutcomeKind
 from pacs.logs import configure_logging
-from pacs.service import Services, build_services
 from pacs.settings import Settings
-from pacs.storage import StoreUnavailable
-
-console = Console()
-err = Console(stderr=True)
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 site_app = typer.Typer(help="Sites (facilities) of a consortium.", no_args_is_help=True)
 ae_app = typer.Typer(help="DICOM AE titles a site's modalities call from.", no_args_is_help=True)
 study_app = typer.Typer(help="Studies in the index.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Instances kept aside for inspection.", no_args_is_help=True)
-
-
-def load_settings() -> Settings:
-    """Settings from the environment; a bad value stops the command with the fix."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        err.print(f"[red]Configuration error:[/red] {exc.errors()[0]['msg']}")
-        raise typer.Exit(2) from None
-
-
-def open_services(settings: Settings) -> Services:
-    try:
-        return build_services(settings)
-    except StoreUnavailable as exc:
-        err.print(f"[red]Object store unavailable:[/red] {exc}\nCheck YUNYING_S3_* settings or that the store runs.")
-        raise typer.Exit(3) from None
-    except ValueError as exc:  # e.g. an invalid bucket name, from the S3 SDK
-        err.print(f"[red]Object store misconfigured:[/red] {exc}\nCheck YUNYING_S3_* settings.")
-        raise typer.Exit(2) from None
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]{message}[/red]")
-    return typer.Exit(code)
 
 
 # ---------------------------------------------------------------- db
@@ -442,8 +412,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ae_app, name="ae")
     app.add_typer(study_app, name="study")
     app.add_typer(quarantine_app, name="quarantine")
-    from pacs.identity import cli as identity_cli
-
     identity_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)

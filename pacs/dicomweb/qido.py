@@ -270,7 +270,7 @@ def search(session: Session, query: Query, scope: Scope, *, base_url: str) -> li
     levels = LEVELS[query.level]
     attributes = [a for a in ATTRIBUTES if a.level in levels]
     results: list[Result] = []
-    representative: dict[int, tuple[Level, int]] = {}
+    representative: dict[int, int] = {}  # result index → its study, series or instance pk
     for row in session.execute(_statement(query, scope)):
         values = row[2 : 2 + len(attributes)]
         by_keyword = dict(zip((a.keyword for a in attributes), values, strict=True))
@@ -289,18 +289,15 @@ def search(session: Session, query: Query, scope: Scope, *, base_url: str) -> li
         result = Result(study_uid, series_uid, sop_uid, row[1], dict(sorted(dataset.items())))
         results.append(result)
         if query.include or query.include_all:
-            key = row[-1] if query.level != "study" else row[0]
-            representative[len(results) - 1] = (query.level, key)
+            representative[len(results) - 1] = row[-1] if query.level != "study" else row[0]
     if representative:
         _include_from_headers(session, query, results, representative)
     return results
 
 
-def _include_from_headers(
-    session: Session, query: Query, results: list[Result], representative: Mapping[int, tuple[Level, int]]
-) -> None:
-    """``includefield`` values from the stored header of one current instance per result."""
-    level_of = {index: pk for index, (_, pk) in representative.items()}
+def _include_from_headers(session: Session, query: Query, results: list[Result], level_of: Mapping[int, int]) -> None:
+    """``includefield`` values from the stored header of one current instance per result
+    (``level_of``: result index → the pk of its study, series or instance)."""
     if query.level == "instance":
         pick = select(Instance.id.label("key"), Instance.id.label("instance_pk")).where(
             Instance.id.in_(level_of.values())

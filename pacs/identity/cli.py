@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
+from pacs.cli_support import console, fail, load_settings, open_services
 from pacs.identity.sites import IdentityError
 from pacs.identity.users import DEFAULT_TOKEN_DAYS, add_user, create_token, find_user, revoke_token
 from pacs.index.db import transaction
@@ -21,15 +22,7 @@ ROLES = " | ".join(r.value for r in Role)
 
 
 def _services() -> Services:
-    from pacs.cli import load_settings, open_services
-
     return open_services(load_settings())
-
-
-def _fail(message: str) -> typer.Exit:
-    from pacs.cli import fail
-
-    return fail(message)
 
 
 @user_app.command("add")
@@ -56,7 +49,7 @@ def user_add(
             )
             typer.echo(f"User {user.id} {username!r} ({role}{', service' if service else ''}) added")
     except IdentityError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         services.close()
 
@@ -86,8 +79,6 @@ def user_list() -> None:
             consortium_name or "—",
             "yes" if user.active else "no",
         )
-    from pacs.cli import console
-
     console.print(table)
 
 
@@ -103,7 +94,7 @@ def token_create(
 ) -> None:
     """Create a token and print it once (only its hash is kept)."""
     if (user is None) == (service is None):
-        raise _fail("give exactly one of --user U or --service NAME (with --site for a new service account)")
+        raise fail("give exactly one of --user U or --service NAME (with --site for a new service account)")
     services = _services()
     try:
         with transaction(services.sessions) as session:
@@ -120,7 +111,7 @@ def token_create(
             row, token = create_token(session, account, name=name, days=days)
             expires = row.expires_at.strftime("%Y-%m-%d") if row.expires_at else "never"
     except IdentityError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         services.close()
     typer.echo(token)
@@ -154,8 +145,6 @@ def token_list() -> None:
             token.last_used_at.strftime("%Y-%m-%d %H:%M") if token.last_used_at else "—",
             state,
         )
-    from pacs.cli import console
-
     console.print(table)
 
 
@@ -167,7 +156,7 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The id from `yuny
         with transaction(services.sessions) as session:
             revoke_token(session, token_id)
     except IdentityError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         services.close()
     typer.echo(f"token {token_id} revoked")

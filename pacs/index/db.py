@@ -102,5 +102,5 @@ def append_change(
 ) -> None:
     """Append one event to the change log, in the caller's transaction (a Core INSERT: no ORM
     object to flush — measured on the C-STORE path)."""
-    values = {"kind": kind, "at": utcnow(), "study_uid": study_uid, "site_id": site_id, "actor": actor}
-    session.connection().execute(_INSERT_CHANGE, {**values, "payload": payload})
+    row = {"kind": kind, "at": utcnow(), "study_uid": study_uid, "site_id": site_id, "actor": actor, "payload": payload}
+    session.connection().execute(_INSERT_CHANGE, row)

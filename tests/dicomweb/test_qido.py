@@ -161,7 +161,7 @@ def test_site_tokens_see_only_their_site(web: Web) -> None:
     anfeng = web.client("anfeng")
     assert _uids(anfeng.search_for_studies()) == {web.studies["anfeng"].StudyInstanceUID}
     assert anfeng.search_for_studies(search_filters={"PatientName": "王^小明"}) == []
-    assert anfeng.search_for_series(search_filters={"Modality": "CT"}).__len__() == 1
+    assert len(anfeng.search_for_series(search_filters={"Modality": "CT"})) == 1
     for path in (
         f"/studies/{fudong_study.StudyInstanceUID}/series",
         f"/studies/{fudong_study.StudyInstanceUID}/instances",

@@ -8,6 +8,11 @@ number of studies answered), a study's retrieval one record — never one per fr
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -54,3 +59,124 @@ def record_access(
             )
     except IndexUnavailable as exc:
         log.error("audit.unwritten", user=principal.username, action=action, study_uid=study_uid, error=str(exc))
+
+
+@dataclass(frozen=True)
+class _Pending:
+    principal: Principal
+    action: str
+    outcome: str
+    study_uid: str | None
+    patient_id: str | None
+    site_id: int | None
+    source: str | None
+    detail: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _Flush:
+    done: threading.Event
+
+
+class AccessLog:
+    """Access records written off the request path, at most once per session.
+
+    ``record`` queues a record for a background writer (one short transaction per batch);
+    ``record_once`` queues one only the first time a principal's token (its "session") does
+    ``action`` to a study within ``window_s`` — opening a 300-slice study is one record, not
+    300 (issue B). ``close`` writes what is queued. Records still queued when a process is
+    killed are lost; the log says how many were written per batch.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], *, window_s: float = 8 * 3600, batch: int = 200) -> None:
+        self.sessions = sessions
+        self.window_s = window_s
+        self.batch = batch
+        self._queue: queue.Queue[_Pending | _Flush | None] = queue.Queue()
+        self._seen: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._write_forever, name="access-log", daemon=True)
+        self._thread.start()
+
+    def record(
+        self,
+        principal: Principal,
+        action: str,
+        *,
+        outcome: str = "success",
+        study_uid: str | None = None,
+        patient_id: str | None = None,
+        site_id: int | None = None,
+        source: str | None = None,
+        **detail: Any,
+    ) -> None:
+        self._queue.put(_Pending(principal, action, outcome, study_uid, patient_id, site_id, source, detail, utcnow()))
+
+    def record_once(self, principal: Principal, action: str, *, study_uid: str, **kwargs: Any) -> bool:
+        """Queue the record unless this token already did ``action`` to the study within the
+        window; returns whether one was queued."""
+        key = (principal.user_id, principal.token_id, action, study_uid)
+        now = time.monotonic()
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last < self.window_s:
+                return False
+            self._seen[key] = now
+            if len(self._seen) > 100_000:
+                self._seen = {k: t for k, t in self._seen.items() if now - t < self.window_s}
+        self.record(principal, action, study_uid=study_uid, **kwargs)
+        return True
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written (tests and shutdown)."""
+        done = threading.Event()
+        self._queue.put(_Flush(done))
+        done.wait(timeout)
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _write_forever(self) -> None:
+        while True:
+            first = self._queue.get()
+            items = [first]
+            while len(items) < self.batch:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [item for item in items if isinstance(item, _Pending)]
+            if records:
+                self._write(records)
+            for item in items:
+                if isinstance(item, _Flush):
+                    item.done.set()
+            if any(item is None for item in items):
+                return
+
+    def _write(self, records: list[_Pending]) -> None:
+        try:
+            with transaction(self.sessions) as session:
+                session.add_all(
+                    AccessRecord(
+                        at=r.at,
+                        user_id=r.principal.user_id,
+                        username=r.principal.username,
+                        role=r.principal.role,
+                        action=r.action,
+                        study_uid=r.study_uid,
+                        patient_id=r.patient_id,
+                        site_id=r.site_id,
+                        source=r.source,
+                        outcome=r.outcome,
+                        detail=r.detail,
+                    )
+                    for r in records
+                )
+        except IndexUnavailable as exc:
+            log.error("audit.unwritten", records=len(records), error=str(exc))
+        except Exception as exc:
+            log.exception("audit.write_failed", records=len(records), error=str(exc))

@@ -1,4 +1,4 @@
-"""Wiring of one process's parts from its ``Settings``: index, store, ingest."""
+"""Wiring of one process's parts from its ``Settings``: index, store, ingest, access log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs.audit import AccessLog
 from pacs.index.db import make_engine, make_sessionmaker
 from pacs.ingest import Ingest
 from pacs.settings import Settings
@@ -20,9 +21,11 @@ class Services:
     sessions: sessionmaker[Session]
     store: BlobStore
     ingest: Ingest
+    audit: AccessLog
 
     def close(self) -> None:
         self.ingest.close()
+        self.audit.close()
         self.engine.dispose()
 
 
@@ -35,4 +38,4 @@ def build_services(settings: Settings) -> Services:
     )
     sessions = make_sessionmaker(engine)
     store = open_store(settings)
-    return Services(settings, engine, sessions, store, Ingest(store, sessions))
+    return Services(settings, engine, sessions, store, Ingest(store, sessions), AccessLog(sessions))

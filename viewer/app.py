@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from pacs.dicomweb.routes import router as dicomweb_router
+from pacs.dicomweb.routes import router as qido_router
+from pacs.dicomweb.wado import router as wado_router
 from pacs.service import Services
 from pacs.storage import StoreUnavailable
 
@@ -17,7 +18,8 @@ from pacs.storage import StoreUnavailable
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.services = services
-    app.include_router(dicomweb_router)
+    app.include_router(qido_router)
+    app.include_router(wado_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
-from pacs.audit import record_access
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.dicomweb.qido import Level, QueryError, parse_query, search
 from pacs.identity.users import Principal
@@ -50,8 +49,7 @@ def _qido(
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
     client = request.client.host if request.client else None
-    record_access(
-        services.sessions,
+    services.audit.record(
         who,
         "search",
         study_uid=study_uid,

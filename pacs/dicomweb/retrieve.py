@@ -93,6 +93,17 @@ def locate(
     return locate_rows(rows)
 
 
+def frame_layout(session: Session, located: Located) -> dict[str, Any]:
+    """What ``pacs.pixels.stored_frame`` needs of the header (Bits Allocated, Samples per
+    Pixel), extracted by the database from the stored JSON rather than loading all of it."""
+    bits = Instance.header[("00280100", "Value", 0)].as_integer()
+    samples = Instance.header[("00280002", "Value", 0)].as_integer()
+    row = session.execute(select(bits, samples).where(Instance.id == located.pk)).one()
+    if row[0] is None:  # JSON not built yet (or no pixel module): the whole header
+        return header_of(session, located)
+    return {"00280100": {"Value": [row[0]]}, "00280002": {"Value": [row[1] or 1]}}
+
+
 def header_of(session: Session, located: Located) -> dict[str, Any]:
     """One instance's DICOM JSON header (bulk data as ``bulk:`` references)."""
     instance = session.get(Instance, located.pk)

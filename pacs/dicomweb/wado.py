@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.dicomweb.media import Multipart, Part, describe, parse_accept
-from pacs.dicomweb.retrieve import Located, NotFound, header_of, locate, metadata
+from pacs.dicomweb.retrieve import Located, NotFound, frame_layout, locate, metadata
 from pacs.identity.users import Principal
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Instance
@@ -253,7 +253,7 @@ def retrieve_frames(request: Request, who: Authenticated, study: str, series: st
 
     def find(session: Session) -> tuple[Located, dict[str, Any]]:
         item = locate(session, who.scope, study, series, sop)[0]
-        return item, header_of(session, item)
+        return item, frame_layout(session, item)
 
     item, header = _index(request, find)
     mode = _frame_mode(request, item)
@@ -423,7 +423,7 @@ def bulkdata(request: Request, who: Authenticated, study: str, series: str, sop:
         if stored.transfer_syntax_uid in NATIVE:
             value = _pixels(lambda: pixel_value(store, stored))
         else:
-            header = _index(request, lambda s: header_of(s, item))
+            header = _index(request, lambda s: frame_layout(s, item))
             data = _pixels(
                 lambda: [stored_frame(store, stored, header, n) for n in range(1, stored.number_of_frames + 1)]
             )

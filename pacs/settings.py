@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Web.
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # Origins allowed to call the API from a browser (an OHIF build served elsewhere), e.g.
+    # YUNYING_CORS_ORIGINS='["https://ohif.example.cn"]'. Empty: no CORS headers at all.
+    cors_origins: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -18,6 +19,15 @@ from pacs.storage import StoreUnavailable
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.services = services
+    if services.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=services.settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Accept", "Content-Type"],
+            expose_headers=["Warning", "Content-Location"],
+            max_age=600,
+        )
     app.include_router(qido_router)
     app.include_router(wado_router)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,14 +74,21 @@ def web(start_receiver: Callable[..., Fixture], backend: str) -> Iterator[Web]:
         }.items():
             user = add_user(session, username=username, **options)  # type: ignore[arg-type]
             tokens[username] = create_token(session, user)[1]
+    studies = {"fudong_chinese": fudong_chinese[0], "fudong_latin": fudong_latin[0], "anfeng": anfeng[0]}
+    with served(create_app(fixture.services)) as url:
+        yield Web(fixture, url, tokens, studies)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(fixture.services), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=10)
-    studies = {"fudong_chinese": fudong_chinese[0], "fudong_latin": fudong_latin[0], "anfeng": anfeng[0]}
-    yield Web(fixture, f"http://127.0.0.1:{port}", tokens, studies)
-    server.should_exit = True
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,9 +26,10 @@ from sqlalchemy import select
 from pacs.index.db import transaction
 from pacs.index.models import AccessRecord, Instance
 from pacs.render import Window, apply_window
-from tests.dicomweb.conftest import Web
+from tests.dicomweb.conftest import Web, served
 from tests.pacs.helpers import small_ct
 from tests.pacs.test_receiver import pynetdicom_send
+from viewer.app import create_app
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 OCTET = "application/octet-stream"
@@ -422,3 +424,16 @@ def test_opening_a_study_writes_one_record_per_action(web: Web) -> None:
         ("admin", "frames", chinese.StudyInstanceUID),
     ]
     assert records[0].patient_id == chinese.PatientID and records[0].site_id == web.fixture.site_id
+
+
+def test_cors_is_off_by_default_and_configurable(web: Web, make_services: Any) -> None:
+    preflight = {"Origin": "https://ohif.example.cn", "Access-Control-Request-Method": "GET"}
+    study = f"/studies/{web.studies['fudong_chinese'].StudyInstanceUID}/metadata"
+    plain = httpx.options(f"{web.url}/dicomweb{study}", headers=preflight)
+    assert "access-control-allow-origin" not in plain.headers
+    services = make_services(cors_origins=["https://ohif.example.cn"])
+    with served(create_app(services)) as url:
+        allowed = httpx.options(f"{url}/dicomweb{study}", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://ohif.example.cn"
+        other = httpx.options(f"{url}/dicomweb{study}", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

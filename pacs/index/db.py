@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,12 @@ class IndexUnavailable(Exception):
     """The database cannot be reached or is locked beyond its busy timeout."""
 
 
+def _json_text(value: Any) -> str:
+    """JSON as stored: UTF-8 text as is (a Chinese name stays 王^小明, not \\u738b…), since
+    /metadata serves the stored text verbatim."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def make_engine(url: str, *, connect_timeout_s: float = 2.0, pool_size: int = 10) -> Engine:
     """An engine configured for durability: SQLite in WAL with ``synchronous=FULL`` and
     ``BEGIN IMMEDIATE``; PostgreSQL with a short connect timeout."""
@@ -30,6 +37,7 @@ def make_engine(url: str, *, connect_timeout_s: float = 2.0, pool_size: int = 10
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None},
+            json_serializer=_json_text,
             pool_size=pool_size,
             max_overflow=pool_size,
         )
@@ -43,6 +51,7 @@ def make_engine(url: str, *, connect_timeout_s: float = 2.0, pool_size: int = 10
     return create_engine(
         url,
         connect_args=connect_args,
+        json_serializer=_json_text,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

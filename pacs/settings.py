@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # Web.
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # STOW-RS: a request's whole body is spooled to ``incoming_path`` (part by part, never held
+    # in memory) before any part is ingested, so these bound the disk one request can hold and
+    # are answered 413 when passed. 2 GiB holds a thin-slice CT of ~4,000 uncompressed 512²
+    # slices; 5,000 parts is above any single study we expect from a clinic.
+    stow_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    stow_max_parts: int = Field(default=5_000, gt=0)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

@@ -491,6 +491,11 @@ async def _stow(request: Request, who: Principal, requested_site: str | None, st
                 "stow.refused", request_id=request_id, user=who.username, status=refused.status, reason=str(refused)
             )
             raise HTTPException(refused.status, str(refused)) from None
+        except OSError as exc:  # the incoming folder is full or unwritable: out of resources, not the client's fault
+            log.error("stow.spool_failed", request_id=request_id, error=str(exc))
+            raise HTTPException(
+                503, f"cannot spool the upload: {exc.strerror or exc}", headers={"Retry-After": RETRY_AFTER_S}
+            ) from None
         except ClientDisconnect:
             log.warning("stow.client_disconnected", request_id=request_id, user=who.username, received=spooler.received)
             raise HTTPException(400, "the client disconnected before the body ended; nothing was stored") from None

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     # Origins allowed to call the API from a browser (an OHIF build served elsewhere), e.g.
     # YUNYING_CORS_ORIGINS='["https://ohif.example.cn"]'. Empty: no CORS headers at all.
     cors_origins: list[str] = Field(default_factory=list)
+    # STOW-RS: a request's whole body is spooled to ``incoming_path`` (part by part, never held
+    # in memory) before any part is ingested, so these bound the disk one request can hold and
+    # are answered 413 when passed. 2 GiB holds a thin-slice CT of ~4,000 uncompressed 512²
+    # slices; 5,000 parts is above any single study we expect from a clinic.
+    stow_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    stow_max_parts: int = Field(default=5_000, gt=0)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:

@@ -1,5 +1,5 @@
 """The ASGI application: health endpoints and the routers that live beside their domain
-(DESIGN.md): ``/dicomweb`` from pacs.dicomweb; reading's routers as they land."""
+(DESIGN.md): ``/dicomweb`` from pacs.dicomweb (QIDO-RS and STOW-RS); reading's routers as they land."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from pacs.dicomweb.routes import router as qido_router
+from pacs.dicomweb.stow import router as stow_router
 from pacs.dicomweb.wado import router as wado_router
 from pacs.service import Services
 from pacs.storage import StoreUnavailable
@@ -30,6 +31,7 @@ def create_app(services: Services) -> FastAPI:
         )
     app.include_router(qido_router)
     app.include_router(wado_router)
+    app.include_router(stow_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

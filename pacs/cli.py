@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from pacs.cli_support import console, err, fail, load_settings, open_services
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
+from pacs.identity import node_cli
 from pacs.identity.sites import ASSUMABLE_CHARSETS, IdentityError, add_site, add_site_ae, find_site
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.migrate import upgrade
@@ -413,6 +414,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(study_app, name="study")
     app.add_typer(quarantine_app, name="quarantine")
     identity_cli.register(app)
+    node_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)
     app.command("changes")(changes)

@@ -9,73 +9,33 @@ the stored header JSON of one instance of each result (never from the objects).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from pacs.headers import instance_header
 from pacs.identity.users import Scope
 from pacs.index.models import Instance, Series, Study
+from pacs.query import (
+    BY_KEYWORD,
+    BY_TAG,
+    Attribute,
+    QueryError,
+    attributes_at,
+    check_match,
+    matching_keys,
+    matching_statement,
+)
+
+__all__ = ["Level", "Query", "QueryError", "Result", "parse_query", "search"]
 
 Level = Literal["study", "series", "instance"]
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000
-
-
-class QueryError(ValueError):
-    """A query the server cannot run; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Attribute:
-    keyword: str
-    tag: str  # 8 hex digits, upper case, as in the DICOM JSON model
-    vr: str
-    level: Level
-    column: Any  # an ORM column, or None for computed values
-
-
-ATTRIBUTES: tuple[Attribute, ...] = (
-    Attribute("StudyInstanceUID", "0020000D", "UI", "study", Study.study_uid),
-    Attribute("StudyDate", "00080020", "DA", "study", Study.study_date),
-    Attribute("StudyTime", "00080030", "TM", "study", Study.study_time),
-    Attribute("AccessionNumber", "00080050", "SH", "study", Study.accession_number),
-    Attribute("ModalitiesInStudy", "00080061", "CS", "study", Study.modalities),
-    Attribute("ReferringPhysicianName", "00080090", "PN", "study", Study.referring_physician),
-    Attribute("StudyDescription", "00081030", "LO", "study", Study.study_description),
-    Attribute("PatientName", "00100010", "PN", "study", Study.patient_name),
-    Attribute("PatientID", "00100020", "LO", "study", Study.patient_id),
-    Attribute("StudyID", "00200010", "SH", "study", Study.study_id),
-    Attribute("NumberOfStudyRelatedSeries", "00201206", "IS", "study", Study.num_series),
-    Attribute("NumberOfStudyRelatedInstances", "00201208", "IS", "study", Study.num_instances),
-    Attribute("Modality", "00080060", "CS", "series", Series.modality),
-    Attribute("SeriesDescription", "0008103E", "LO", "series", Series.series_description),
-    Attribute("BodyPartExamined", "00180015", "CS", "series", Series.body_part),
-    Attribute("SeriesInstanceUID", "0020000E", "UI", "series", Series.series_uid),
-    Attribute("SeriesNumber", "00200011", "IS", "series", Series.series_number),
-    Attribute("NumberOfSeriesRelatedInstances", "00201209", "IS", "series", Series.num_instances),
-    Attribute("SOPClassUID", "00080016", "UI", "instance", Instance.sop_class_uid),
-    Attribute("SOPInstanceUID", "00080018", "UI", "instance", Instance.sop_instance_uid),
-    Attribute("InstanceNumber", "00200013", "IS", "instance", Instance.instance_number),
-    Attribute("NumberOfFrames", "00280008", "IS", "instance", Instance.number_of_frames),
-    Attribute("Rows", "00280010", "US", "instance", Instance.rows),
-    Attribute("Columns", "00280011", "US", "instance", Instance.columns),
-)
-BY_KEYWORD = {a.keyword: a for a in ATTRIBUTES}
-BY_TAG = {a.tag: a for a in ATTRIBUTES}
-LEVELS: dict[Level, tuple[Level, ...]] = {
-    "study": ("study",),
-    "series": ("study", "series"),
-    "instance": ("study", "series", "instance"),
-}
-# Attributes that are not matching keys at all: counts are answered, not matched.
-NOT_MATCHABLE = {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances"}
 CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 
 
 @dataclass(frozen=True)
@@ -118,7 +78,6 @@ def parse_query(
     include_all = False
     limit, offset = DEFAULT_LIMIT, 0
     warnings: list[str] = []
-    allowed_levels = LEVELS[level]
     for name, value in params:
         if name == "limit":
             limit = _non_negative(name, value)
@@ -141,16 +100,9 @@ def parse_query(
                     include.append(resolve_attribute(item)[0])
             continue
         _, attribute = resolve_attribute(name)
-        if attribute is None or attribute.keyword in NOT_MATCHABLE:
-            raise QueryError(f"{name} is not a matching key here; keys: {', '.join(_keys(allowed_levels))}")
-        if attribute.level not in allowed_levels:
-            raise QueryError(f"{name} is a {attribute.level}-level key and cannot be matched in a {level} search")
-        if attribute.vr == "DA":
-            _check_range(name, value, _DATE, "YYYYMMDD")
-        elif attribute.vr == "TM":
-            _check_range(name, value, _TIME, "HHMMSS")
-        elif attribute.vr == "IS" and not re.fullmatch(r"-?\d+", value):
-            raise QueryError(f"{name} matches whole numbers only, not {value!r}")
+        if attribute is None:
+            raise QueryError(f"{name} is not a matching key here; keys: {', '.join(matching_keys(level))}")
+        check_match(name, attribute, value, level)
         matches.append((attribute, value))
     return Query(
         level,
@@ -165,95 +117,22 @@ def parse_query(
     )
 
 
-def _keys(levels: Sequence[Level]) -> list[str]:
-    return [a.keyword for a in ATTRIBUTES if a.level in levels and a.keyword not in NOT_MATCHABLE]
-
-
 def _non_negative(name: str, value: str) -> int:
     if not value.isdigit():
         raise QueryError(f"{name} must be a whole number ≥ 0, not {value!r}")
     return int(value)
 
 
-def _check_range(name: str, value: str, pattern: re.Pattern[str], form: str) -> None:
-    parts = value.split("-") if "-" in value else [value]
-    if len(parts) > 2 or not any(parts) or not all(pattern.match(p) for p in parts if p):
-        raise QueryError(f"{name} must be {form}, {form}-{form}, {form}- or -{form}; got {value!r}")
-
-
-# ---------------------------------------------------------------- matching
-
-
-def _like(value: str) -> str:
-    """A DICOM wildcard pattern (``*``, ``?``) as a LIKE pattern with ``\\`` as escape."""
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%").replace("?", "_")
-
-
-def _condition(attribute: Attribute, value: str) -> ColumnElement[bool]:
-    column = attribute.column
-    if attribute.vr == "UI":
-        uids = [u for u in re.split(r"[\\,]", value) if u]
-        return column.in_(uids)  # type: ignore[no-any-return]
-    if attribute.vr in {"DA", "TM"}:
-        if "-" not in value:
-            return column == value  # type: ignore[no-any-return]
-        low, high = value.split("-")
-        conditions = []
-        if low:
-            conditions.append(column >= low)
-        if high:
-            # A time range's upper bound includes every fraction of its last unit (PS3.4 C.2.2.2.5).
-            conditions.append(column <= (high + "\uffff" if attribute.vr == "TM" else high))
-        return and_(*conditions)
-    if attribute.vr == "IS":
-        return column == int(value)  # type: ignore[no-any-return]
-    if attribute.keyword == "ModalitiesInStudy":
-        modalities = [m for m in re.split(r"[\\,]", value) if m]
-        wrapped = literal("\\") + column + literal("\\")
-        return or_(*(wrapped.like(f"%\\{m}\\%", escape="!") for m in modalities))
-    if attribute.vr == "PN":
-        # Case-insensitive for Latin, intact for Chinese; a name may hold several component
-        # groups (alphabetic=ideographic=phonetic): any one of them may match.
-        pattern = func.lower(literal(_like(value)))
-        haystack = func.lower(column)
-        return or_(
-            haystack.like(pattern, escape="\\"),
-            haystack.like(pattern + literal("=%"), escape="\\"),
-            haystack.like(literal("%=") + pattern, escape="\\"),
-            haystack.like(literal("%=") + pattern + literal("=%"), escape="\\"),
-        )
-    if "*" in value or "?" in value:
-        return column.like(_like(value), escape="\\")  # type: ignore[no-any-return]
-    return column == value  # type: ignore[no-any-return]
-
-
 def _statement(query: Query, scope: Scope) -> Select[Any]:
-    levels = LEVELS[query.level]
-    columns = [a.column for a in ATTRIBUTES if a.level in levels]
-    statement = select(Study.id, Study.site_id, *columns)
-    if query.level in {"series", "instance"}:
-        statement = statement.join(Series, Series.study_pk == Study.id).add_columns(Series.id)
-    if query.level == "instance":
-        statement = (
-            statement.join(Instance, Instance.series_pk == Series.id)
-            .where(Instance.is_current.is_(True))
-            .add_columns(Instance.id)
-        )
-    if scope.site_ids is not None:
-        statement = statement.where(Study.site_id.in_(sorted(scope.site_ids)))
-    if query.study_uid is not None:
-        statement = statement.where(Study.study_uid == query.study_uid)
-    if query.series_uid is not None:
-        statement = statement.where(Series.series_uid == query.series_uid)
-    for attribute, value in query.matches:
-        statement = statement.where(_condition(attribute, value))
+    matching = matching_statement(
+        query.level, query.matches, scope, study_uid=query.study_uid, series_uid=query.series_uid
+    )
     order: list[Any] = [Study.study_date.desc(), Study.id.desc()]
     if query.level in {"series", "instance"}:
         order += [Series.series_number, Series.id]
     if query.level == "instance":
         order += [Instance.instance_number, Instance.id]
-    return statement.order_by(*order).limit(query.limit).offset(query.offset)
+    return matching.statement.order_by(*order).limit(query.limit).offset(query.offset)
 
 
 @dataclass
@@ -267,8 +146,7 @@ class Result:
 
 def search(session: Session, query: Query, scope: Scope, *, base_url: str) -> list[Result]:
     """The matching studies, series or instances within ``scope``, as DICOM JSON model objects."""
-    levels = LEVELS[query.level]
-    attributes = [a for a in ATTRIBUTES if a.level in levels]
+    attributes = attributes_at(query.level)
     results: list[Result] = []
     representative: dict[int, int] = {}  # result index → its study, series or instance pk
     for row in session.execute(_statement(query, scope)):

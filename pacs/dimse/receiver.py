@@ -1,4 +1,5 @@
-"""The DICOM receiver process: the hardened server, the store SCP, and its start-up sweeps."""
+"""The DICOM receiver process: the hardened server, the store and Q/R SCPs on one port, and its
+start-up sweeps."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import time
 from pathlib import Path
 
 import structlog
-from pynetdicom import AE, _config, dimse_messages
+from pynetdicom import _config, dimse_messages
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs.dimse.contexts import receiver_contexts
+from pacs.dimse.qr_scp import QueryRetrieveSCP
 from pacs.dimse.server import HardenedServer
 from pacs.dimse.store_scp import StoreSCP
+from pacs.dimse.store_scu import ObjectSource, RetrieveAE, RetrieveAssociation
 from pacs.ingest import Ingest
 from pacs.settings import Settings
 
@@ -59,14 +62,22 @@ class Receiver:
     def __init__(self, settings: Settings, ingest: Ingest, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.scp = StoreSCP(settings, ingest, sessions)
-        self.ae = AE(ae_title=settings.ae_title)
+        outgoing = ObjectSource(ingest.store, (settings.home / "outgoing").resolve())
+        self.qr_scp = QueryRetrieveSCP(settings, sessions, outgoing, admission=self.scp)
+        self.ae = RetrieveAE(ae_title=settings.ae_title)
         self.ae.maximum_pdu_size = settings.max_pdu
         self.ae.maximum_associations = settings.max_associations
         self.ae.acse_timeout = settings.acse_timeout_s
         self.ae.dimse_timeout = settings.dimse_timeout_s
         self.ae.network_timeout = settings.network_timeout_s
         self.ae.require_called_aet = True
-        self.ae.supported_contexts = receiver_contexts()
+        for context in receiver_contexts():  # not ``supported_contexts = ``: its setter drops the roles
+            self.ae.add_supported_context(
+                str(context.abstract_syntax),
+                context.transfer_syntax,
+                scu_role=context.scu_role,
+                scp_role=context.scp_role,
+            )
         self.server: HardenedServer | None = None
         self._thread: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
@@ -81,12 +92,13 @@ class Receiver:
         sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
         server: HardenedServer = self.ae.make_server(  # type: ignore[assignment]
             (self.settings.dicom_host, self.settings.dicom_port),
-            evt_handlers=self.scp.handlers(),  # type: ignore[arg-type]
+            evt_handlers=[*self.scp.handlers(), *self.qr_scp.handlers()],
             server_class=HardenedServer,
             max_pdu_bytes=self.settings.max_pdu,
             pdu_deadline_s=self.settings.pdu_deadline_s,
             socket_idle_timeout_s=self.settings.socket_idle_timeout_s,
             reuse_port=reuse_port,
+            association_class=RetrieveAssociation,  # C-GET sends stored instances back over it
         )
         self.server = server
         self.ae._servers.append(server)  # so server.shutdown() and ae.shutdown() find it

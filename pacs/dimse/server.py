@@ -18,6 +18,7 @@ import time
 from typing import Any, cast
 
 import structlog
+from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 log = structlog.get_logger(__name__)
@@ -58,10 +59,12 @@ class HardenedAssociationSocket(AssociationSocket):
 class HardenedRequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         assoc = super()._create_association()
-        sock = cast(HardenedAssociationSocket, assoc.dul.socket)
-        sock.__class__ = HardenedAssociationSocket
         server = self.server
         assert isinstance(server, HardenedServer)
+        if server.association_class is not None:
+            assoc.__class__ = server.association_class  # a subclass that adds methods, no state
+        sock = cast(HardenedAssociationSocket, assoc.dul.socket)
+        sock.__class__ = HardenedAssociationSocket
         sock.max_pdu_bytes = server.max_pdu_bytes
         sock.pdu_deadline_s = server.pdu_deadline_s
         return assoc
@@ -79,8 +82,10 @@ class HardenedServer(ThreadedAssociationServer):
         pdu_deadline_s: float = 60.0,
         socket_idle_timeout_s: float = 30.0,
         reuse_port: bool = False,
+        association_class: type[Association] | None = None,
         **kwargs: Any,
     ) -> None:
+        self.association_class = association_class
         self.max_pdu_bytes = max_pdu_bytes + PDU_OVERHEAD
         self.pdu_deadline_s = pdu_deadline_s
         self.socket_idle_timeout_s = socket_idle_timeout_s

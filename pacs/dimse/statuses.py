@@ -9,6 +9,7 @@ from pydicom.dataset import Dataset
 from pacs.ingest import IngestOutcome, OutcomeKind
 
 SUCCESS: Final = 0x0000
+NOT_AUTHORISED: Final = 0x0124  # PS3.7 C.5.1: Refused: Not Authorized
 OUT_OF_RESOURCES: Final = 0xA700  # PS3.4 B.2.3: refused, out of resources — the sender may retry
 DATASET_DOES_NOT_MATCH: Final = 0xA900  # PS3.4 B.2.3: data set does not match SOP class
 # PS3.4 B.2.3 "Error: Cannot understand" is the range 0xC000–0xCFFF; we name the cause.

@@ -1,7 +1,9 @@
 """The DIMSE edge: association admission, C-ECHO and C-STORE handlers over ``Ingest``.
 
-Handlers are thin: they find who is calling, enforce per-association limits, and map the
-ingest outcome to a status through ``statuses.c_store_status``.
+Handlers are thin: they find who is calling (a site AE, or a configured DICOM node that may
+query/retrieve), enforce per-association limits, and map the ingest outcome to a status
+through ``statuses.c_store_status``. The Q/R handlers (``qr_scp.py``) ask ``caller_of`` who
+holds an association.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
-from pacs.dimse.statuses import OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
-from pacs.identity.sites import CallingSite, SiteAEEntry, load_site_aes, match_calling_site
+from pacs.dimse.statuses import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
+from pacs.identity.nodes import Caller, NodeEntry, load_nodes, match_calling_node
+from pacs.identity.sites import SiteAEEntry, load_site_aes, match_calling_site
 from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.ingest import Ingest, Origin, OutcomeKind
 from pacs.settings import Settings
@@ -33,9 +36,15 @@ REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)  # rejected-transient, service-provider 
 REJECT_CONGESTION = (0x02, 0x03, 0x01)  # rejected-transient, service-provider (presentation), temporary congestion
 
 
+@dataclass(frozen=True)
+class AllowList:
+    site_aes: list[SiteAEEntry]
+    nodes: list[NodeEntry]
+
+
 @dataclass
 class AssociationState:
-    site: CallingSite
+    caller: Caller
     address: str
     instances: int = 0
     bytes: int = 0
@@ -51,7 +60,7 @@ class StoreSCP:
         self._states: dict[int, AssociationState] = {}
         self._per_address: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._ae_cache: tuple[list[SiteAEEntry] | None, float] = (None, 0.0)
+        self._ae_cache: tuple[AllowList | None, float] = (None, 0.0)
 
     def handlers(self) -> list[tuple[Any, Any]]:
         return [
@@ -62,7 +71,7 @@ class StoreSCP:
         ]
 
     def on_requested(self, event: evt.Event) -> None:
-        """Admit an association only from a configured site AE at its allowed address."""
+        """Admit an association only from a configured site AE or DICOM node at its allowed address."""
         assoc = event.assoc
         primitive = assoc.requestor.primitive
         assert primitive is not None  # EVT_REQUESTED fires once the A-ASSOCIATE-RQ is decoded
@@ -74,18 +83,24 @@ class StoreSCP:
                 assoc, REJECT_CALLED_AE, calling, address, f"called AE {called!r} is not {self.settings.ae_title!r}"
             )
             return
-        entries = self._site_aes()
-        if entries is None:
+        allow_list = self.allow_list()
+        if allow_list is None:
             self._reject(assoc, REJECT_CONGESTION, calling, address, "index unavailable", record=False)
             return
-        site = match_calling_site(entries, calling, address)
-        if site is None:
+        site = match_calling_site(allow_list.site_aes, calling, address)
+        node = match_calling_node(allow_list.nodes, calling, address) if site is None else None
+        if site is not None:
+            caller = Caller.from_site(site, address)
+        elif node is not None:
+            caller = Caller.from_node(node, address)
+        else:
             self._reject(
                 assoc,
                 REJECT_CALLING_AE,
                 calling,
                 address,
-                "calling AE title and source address match no site AE (see `yunying ae list`)",
+                "calling AE title and source address match no site AE or DICOM node "
+                "(see `yunying ae list`, `yunying node list`)",
             )
             return
         with self._lock:
@@ -95,7 +110,7 @@ class StoreSCP:
             else:
                 over = False
                 self._per_address[address] = active + 1
-                self._states[id(assoc)] = AssociationState(site=site, address=address)
+                self._states[id(assoc)] = AssociationState(caller=caller, address=address)
         if over:
             self._reject(
                 assoc,
@@ -107,11 +122,22 @@ class StoreSCP:
                 record=False,
             )
             return
-        log.info("association.accepted", calling_ae=calling, source=address, site=site.site_name)
+        log.info(
+            "association.accepted",
+            calling_ae=calling,
+            source=address,
+            site=site.site_name if site else None,
+            node=node.ae_title if node else None,
+        )
 
-    def _site_aes(self) -> list[SiteAEEntry] | None:
-        """The AE allow-list, re-read when older than ``ae_cache_s``; the stale copy while the
-        index is down; ``None`` when it never could be read."""
+    def caller_of(self, assoc: Any) -> Caller | None:
+        """Who holds ``assoc``; ``None`` for an association this SCP did not admit."""
+        state = self._states.get(id(assoc))
+        return state.caller if state is not None else None
+
+    def allow_list(self) -> AllowList | None:
+        """Site AEs and DICOM nodes, re-read when older than ``ae_cache_s``; the stale copy while
+        the index is down; ``None`` when it never could be read."""
         now = time.monotonic()
         with self._lock:
             cached, loaded_at = self._ae_cache
@@ -119,7 +145,7 @@ class StoreSCP:
             return cached
         try:
             with transaction(self.sessions) as session:
-                fresh = load_site_aes(session)
+                fresh = AllowList(load_site_aes(session), load_nodes(session))
         except IndexUnavailable as exc:
             log.warning("association.allow_list_stale", error=str(exc), cached=cached is not None)
             return cached
@@ -166,6 +192,9 @@ class StoreSCP:
         state = self._states.get(id(event.assoc))
         if state is None:  # cannot happen after on_requested admitted the association
             return status_dataset(OUT_OF_RESOURCES, "association not admitted")
+        site = state.caller.site
+        if site is None:  # a DICOM node queries and retrieves; only site AEs store
+            return status_dataset(NOT_AUTHORISED, "this AE may not store here; only site AEs may")
         path = Path(event.dataset_path)
         state.instances += 1
         state.bytes += path.stat().st_size
@@ -177,10 +206,10 @@ class StoreSCP:
         outcome = self.ingest.receive(
             path,
             Origin(
-                site_id=state.site.site_id,
-                calling_ae=state.site.ae_title,
+                site_id=site.site_id,
+                calling_ae=site.ae_title,
                 source_address=state.address,
-                assumed_charset=state.site.assumed_charset,
+                assumed_charset=site.assumed_charset,
                 expected_sop_instance_uid=str(request.AffectedSOPInstanceUID or "") or None,
                 expected_sop_class_uid=str(request.AffectedSOPClassUID or "") or None,
             ),

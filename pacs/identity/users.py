@@ -37,14 +37,15 @@ class Scope:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling, resolved from a token: the subject of every access check and audit record."""
+    """Who is calling, resolved from a token — or, for DICOM, from the calling AE (no user, no
+    token: ``username`` is ``ae:TITLE``): the subject of every access check and audit record."""
 
-    user_id: int
+    user_id: int | None
     username: str
     role: str
     is_service: bool
     scope: Scope
-    token_id: int
+    token_id: int | None
 
 
 def _sha256(token: str) -> str:

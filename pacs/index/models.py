@@ -6,10 +6,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from pacs.index.types import JSONDocument, UTCDateTime, utcnow
+from pacs.index.types import JSONDocument, JSONText, UTCDateTime, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, not BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -84,6 +94,32 @@ class SiteAE(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     site: Mapped[Site] = relationship(back_populates="aes")
+
+
+class DicomNode(Base):
+    """A DICOM peer outside the consortium's modalities — a workstation, a county PACS, a
+    viewer — that may query and retrieve (C-FIND/C-MOVE/C-GET) and may be a C-MOVE
+    destination. It sees one site's studies or a whole consortium's, never more."""
+
+    __tablename__ = "dicom_node"
+    __table_args__ = (
+        # Exactly one scope: a site or a consortium.
+        CheckConstraint("(site_id IS NULL) <> (consortium_id IS NULL)", name="ck_dicom_node_one_scope"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique: a C-MOVE names its destination by AE title alone (PS3.4 C.4.2.1.4.1).
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    allowed_address: Mapped[str] = mapped_column(String(64))  # where it may call from: an IP or a CIDR network
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), index=True)
+    consortium_id: Mapped[int | None] = mapped_column(ForeignKey("consortium.id"), index=True)
+    may_query: Mapped[bool] = mapped_column(default=True)
+    may_retrieve: Mapped[bool] = mapped_column(default=True)
+    is_move_destination: Mapped[bool] = mapped_column(default=True)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Role(StrEnum):
@@ -236,7 +272,7 @@ class Instance(Base):
     # stable, or on first read); measured, building it at ingest cost ~2.3 ms an instance.
     header_raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # None only in rows from before 0002
     header_charset: Mapped[str | None] = mapped_column(String(64))  # the site AE's, when the data set declared none
-    header: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    header: Mapped[dict[str, Any] | None] = mapped_column(JSONText)
     calling_ae: Mapped[str | None] = mapped_column(String(16))
     source_address: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

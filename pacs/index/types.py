@@ -11,6 +11,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+# A document served verbatim and never queried inside (an instance's DICOM JSON header): json
+# (text) on PostgreSQL, whose reads cost no jsonb→text conversion (migration 0005).
+JSONText = JSON()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

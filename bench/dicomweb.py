@@ -37,6 +37,7 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -189,6 +190,8 @@ def load_filler(database_url: str, studies: int, site_id: int, template: dict[st
             series_first = (connection.scalar(select(Series.id).order_by(Series.id.desc()).limit(1)) or 0) + 1
         series_pk = series_first
         batch_rows: list[dict[str, Any]] = []
+        connection = engine.connect()
+        chunk = connection.begin()  # one transaction per 200 studies: not one fsync per study
         for n in range(studies):
             study_pk, patient_pk = first_id + n, patient_first + n
             ct = n % 3 == 0
@@ -196,77 +199,79 @@ def load_filler(database_url: str, studies: int, site_id: int, template: dict[st
             date = (start + dt.timedelta(days=rng.randrange(700))).strftime("%Y%m%d")
             study_uid = f"2.25.{rng.getrandbits(100)}"
             series_plan = [rng.randint(280, 320), rng.randint(1, 3)] if ct else [rng.randint(1, 3)]
-            with engine.begin() as connection:
+            connection.execute(
+                insert(Patient),
+                [{"id": patient_pk, "site_id": site_id, "patient_id": f"P{n:07d}", "patient_name": name}],
+            )
+            connection.execute(
+                insert(Study),
+                [
+                    {
+                        "id": study_pk,
+                        "study_uid": study_uid,
+                        "site_id": site_id,
+                        "patient_pk": patient_pk,
+                        "patient_id": f"P{n:07d}",
+                        "patient_name": name,
+                        "study_date": date,
+                        "study_time": "101500",
+                        "accession_number": f"A{n:08d}",
+                        "modalities": "CT" if ct else "DX",
+                        "num_series": len(series_plan),
+                        "num_instances": sum(series_plan),
+                        "state": "stable",
+                    }
+                ],
+            )
+            for number, count in enumerate(series_plan, start=1):
+                series_uid = f"{study_uid}.{number}"
                 connection.execute(
-                    insert(Patient),
-                    [{"id": patient_pk, "site_id": site_id, "patient_id": f"P{n:07d}", "patient_name": name}],
-                )
-                connection.execute(
-                    insert(Study),
+                    insert(Series),
                     [
                         {
-                            "id": study_pk,
-                            "study_uid": study_uid,
-                            "site_id": site_id,
-                            "patient_pk": patient_pk,
-                            "patient_id": f"P{n:07d}",
-                            "patient_name": name,
-                            "study_date": date,
-                            "study_time": "101500",
-                            "accession_number": f"A{n:08d}",
-                            "modalities": "CT" if ct else "DX",
-                            "num_series": len(series_plan),
-                            "num_instances": sum(series_plan),
-                            "state": "stable",
+                            "id": series_pk,
+                            "study_pk": study_pk,
+                            "series_uid": series_uid,
+                            "modality": "CT" if ct else "DX",
+                            "series_number": number,
+                            "num_instances": count,
                         }
                     ],
                 )
-                for number, count in enumerate(series_plan, start=1):
-                    series_uid = f"{study_uid}.{number}"
-                    connection.execute(
-                        insert(Series),
-                        [
-                            {
-                                "id": series_pk,
-                                "study_pk": study_pk,
-                                "series_uid": series_uid,
-                                "modality": "CT" if ct else "DX",
-                                "series_number": number,
-                                "num_instances": count,
-                            }
-                        ],
+                for i in range(1, count + 1):
+                    sop = f"{series_uid}.{i}"
+                    header = body.replace(template_uids["sop"], sop).replace(template_uids["series"], series_uid)
+                    header = header.replace(template_uids["study"], study_uid)
+                    batch_rows.append(
+                        {
+                            "series_pk": series_pk,
+                            "sop_instance_uid": sop,
+                            "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2" if ct else "1.2.840.10008.5.1.4.1.1.1.1",
+                            "instance_number": i,
+                            "transfer_syntax_uid": "1.2.840.10008.1.2.1",
+                            "rows": 512,
+                            "columns": 512,
+                            "object_key": f"filler/{sop}",
+                            "size": 525_000,
+                            "dataset_offset": 300,
+                            "sha256": "0" * 64,
+                            "header_sha256": "0" * 64,
+                            "pixel_sha256": "0" * 64,
+                            "header": json.loads(header),
+                        }
                     )
-                    for i in range(1, count + 1):
-                        sop = f"{series_uid}.{i}"
-                        header = body.replace(template_uids["sop"], sop).replace(template_uids["series"], series_uid)
-                        header = header.replace(template_uids["study"], study_uid)
-                        batch_rows.append(
-                            {
-                                "series_pk": series_pk,
-                                "sop_instance_uid": sop,
-                                "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2" if ct else "1.2.840.10008.5.1.4.1.1.1.1",
-                                "instance_number": i,
-                                "transfer_syntax_uid": "1.2.840.10008.1.2.1",
-                                "rows": 512,
-                                "columns": 512,
-                                "object_key": f"filler/{sop}",
-                                "size": 525_000,
-                                "dataset_offset": 300,
-                                "sha256": "0" * 64,
-                                "header_sha256": "0" * 64,
-                                "pixel_sha256": "0" * 64,
-                                "header": json.loads(header),
-                            }
-                        )
-                    series_pk += 1
-                    instances += count
-                if len(batch_rows) >= 5000:
+                series_pk += 1
+                instances += count
+            if len(batch_rows) >= 5000 or n == studies - 1:
+                if batch_rows:
                     connection.execute(insert(Instance), batch_rows)
-                    batch_rows = []
+                batch_rows = []
+            if n % 200 == 199 or n == studies - 1:
+                chunk.commit()
+                chunk = connection.begin()
             progress.advance(task)
-        if batch_rows:
-            with engine.begin() as connection:
-                connection.execute(insert(Instance), batch_rows)
+        chunk.commit()
+        connection.close()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("ANALYZE"))
     engine.dispose()
@@ -313,14 +318,14 @@ def throughput(make_call: Callable[[httpx.Client, int], httpx.Response], clients
     return sum(counts) / (time.monotonic() - began)
 
 
-def c_find_latency(port: int, count: int) -> list[float] | None:
+def c_find_latency(port: int, called: str, count: int) -> list[float] | None:
     from pydicom import Dataset
     from pynetdicom import AE
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 
     ae = AE(ae_title="BENCH_CT")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate("127.0.0.1", port, ae_title="YUNYING")
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
     if not assoc.is_established:
         return None
     assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -344,9 +349,10 @@ def c_find_latency(port: int, count: int) -> list[float] | None:
     return times
 
 
-def measure(service: Service, token: str, ct: dict[str, Any], requests: int, seconds: float) -> dict[str, Any]:
-    base = f"http://127.0.0.1:{service.http_port}/dicomweb"
-    auth = {"Authorization": f"Bearer {token}"}
+def measure(
+    base: str, auth: dict[str, str], dicom: tuple[int, str], ct: dict[str, Any], requests: int, seconds: float
+) -> dict[str, Any]:
+    """The figures against one server: ``base`` its DICOMweb root, ``dicom`` (port, AE title)."""
     client = httpx.Client(base_url=base, headers=auth, timeout=30)
     results: dict[str, Any] = {}
     queries = [
@@ -384,7 +390,7 @@ def measure(service: Service, token: str, ct: dict[str, Any], requests: int, sec
         ok,
     )
     results["rendered_frame_jpeg"] = summary(rendered)
-    found = c_find_latency(service.dicom_port, requests)
+    found = c_find_latency(*dicom, requests)
     results["c_find_study"] = summary(found) if found else "not answered (no C-FIND SCP)"
     client.close()
     return results
@@ -431,7 +437,9 @@ def run_index(kind: str, args: argparse.Namespace, files: list[Path]) -> dict[st
         console.print(f"({kind}) filler: {args.studies:,} studies, {added:,} instances in {took:.0f} s")
         ct = {"study": ct_study, "series": series_uid, "sops": [r[0] for r in rows]}
         with service.running():
-            results = measure(service, token, ct, args.requests, args.seconds)
+            base = f"http://127.0.0.1:{service.http_port}/dicomweb"
+            auth = {"Authorization": f"Bearer {token}"}
+            results = measure(base, auth, (service.dicom_port, "YUNYING"), ct, args.requests, args.seconds)
         return {"index": kind, "studies": args.studies + 1, "instances": added + len(rows), **results}
     finally:
         if pg_name and args.keep:
@@ -442,6 +450,79 @@ def run_index(kind: str, args: argparse.Namespace, files: list[Path]) -> dict[st
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
 
 
+def run_orthanc(args: argparse.Namespace, files: list[Path]) -> dict[str, Any] | None:
+    """The same figures on Orthanc (Debian ``orthanc`` + ``orthanc-dicomweb``) holding only the
+    300-slice CT: its index is not loaded with the filler, which favours it."""
+    executable = shutil.which("Orthanc")
+    plugin = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+    if executable is None or not plugin.exists():
+        console.print("Orthanc not installed (apt-get install orthanc orthanc-dicomweb): skipped")
+        return None
+    home = Path(tempfile.mkdtemp(prefix="yy-orthanc-"))
+    http_port, dicom_port = free_port(), free_port()
+    config = {
+        "Name": "bench",
+        "StorageDirectory": str(home / "db"),
+        "IndexDirectory": str(home / "db"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC",
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "DicomAlwaysAllowFind": True,
+        "DicomAlwaysAllowStore": True,
+        "DicomCheckCalledAet": False,
+        "StableAge": 2,
+        "Plugins": [str(plugin)],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (home / "orthanc.json").write_text(json.dumps(config))
+    log = open(home / "orthanc.log", "ab")
+    # Orthanc's DICOM layer is dcmtk's: TCP_NODELAY=1 takes its Nagle stalls away (FIELD-NOTES).
+    proc = subprocess.Popen(
+        [executable, str(home / "orthanc.json")], stdout=log, stderr=log, env={**os.environ, "TCP_NODELAY": "1"}
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/system", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"Orthanc did not start; see {home / 'orthanc.log'}")
+            time.sleep(0.2)
+        sent = subprocess.run(
+            ["storescu", "-aet", "BENCH_CT", "-aec", "ORTHANC", "127.0.0.1", str(dicom_port)]
+            + [str(path) for path in files],
+            env={**os.environ, "TCP_NODELAY": "1"},
+            capture_output=True,
+            check=False,
+        )
+        if sent.returncode != 0:
+            raise SystemExit(f"storescu to Orthanc failed: {sent.stderr[-500:]!r}")
+        first = pydicom_uids(files)
+        ct = {"study": first[0], "series": first[1], "sops": first[2]}
+        results = measure(
+            f"http://127.0.0.1:{http_port}/dicom-web", {}, (dicom_port, "ORTHANC"), ct, args.requests, args.seconds
+        )
+        version = httpx.get(f"http://127.0.0.1:{http_port}/system").json().get("Version", "?")
+        return {"index": f"orthanc {version}", "studies": 1, "instances": len(files), **results}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def pydicom_uids(files: list[Path]) -> tuple[str, str, list[str]]:
+    import pydicom
+
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    headers.sort(key=lambda ds: int(ds.InstanceNumber))
+    return str(headers[0].StudyInstanceUID), str(headers[0].SeriesInstanceUID), [h.SOPInstanceUID for h in headers]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", choices=["sqlite", "postgres", "both"], default="both")
@@ -449,6 +530,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="timed requests per latency figure")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database (to look into it)")
+    parser.add_argument("--orthanc", action="store_true", help="also measure Orthanc with the CT alone")
     args = parser.parse_args()
 
     import ingest as ingest_bench  # bench/ingest.py: the cached synthetic CT
@@ -457,6 +539,10 @@ def main() -> None:
     files = list(study.files)
     kinds = ["sqlite", "postgres"] if args.index == "both" else [args.index]
     results = [run_index(kind, args, files) for kind in kinds]
+    if args.orthanc:
+        orthanc = run_orthanc(args, files)
+        if orthanc:
+            results.append(orthanc)
 
     table = Table(title=f"DICOMweb on a {args.studies:,}-study index (2-core machine; clients on the same cores)")
     table.add_column("figure")
@@ -478,6 +564,17 @@ def main() -> None:
             cells.append(figure)
         table.add_row(key, *cells)
     console.print(table)
+    orthanc = next((r for r in results if str(r["index"]).startswith("orthanc")), None)
+    if orthanc:
+        for result in results:
+            if result is orthanc:
+                continue
+            ratios = []
+            for key in ("qido_studies", "series_metadata_300", "frame_512x512", "rendered_frame_jpeg", "c_find_study"):
+                ours, theirs = result[key], orthanc[key]
+                if isinstance(ours, dict) and isinstance(theirs, dict):
+                    ratios.append(f"{key} {theirs['p50_ms'] / ours['p50_ms']:.1f}×")
+            console.print(f"Orthanc p50 ÷ Yunying ({result['index']}) p50: " + ", ".join(ratios))
     out = BENCH / "results" / f"dicomweb-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(

@@ -16,11 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs.identity.users import Principal
+from pacs.identity.users import TOUCH_EVERY, Principal
 from pacs.index.db import IndexUnavailable, transaction
-from pacs.index.models import AccessRecord
+from pacs.index.models import AccessRecord, ApiToken
 from pacs.index.types import utcnow
 
 log = structlog.get_logger(__name__)
@@ -79,6 +80,12 @@ class _Flush:
     done: threading.Event
 
 
+@dataclass(frozen=True)
+class _Touch:
+    token_id: int
+    at: datetime
+
+
 class AccessLog:
     """Access records written off the request path, at most once per session.
 
@@ -93,7 +100,7 @@ class AccessLog:
         self.sessions = sessions
         self.window_s = window_s
         self.batch = batch
-        self._queue: queue.Queue[_Pending | _Flush | None] = queue.Queue()
+        self._queue: queue.Queue[_Pending | _Flush | _Touch | None] = queue.Queue()
         self._seen: dict[tuple[Any, ...], float] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._write_forever, name="access-log", daemon=True)
@@ -128,6 +135,18 @@ class AccessLog:
         self.record(principal, action, study_uid=study_uid, **kwargs)
         return True
 
+    def touch_token(self, token_id: int) -> None:
+        """Record that a token was used (``ApiToken.last_used_at``), at most every 5 minutes
+        per token, by the writer thread rather than the request."""
+        now = time.monotonic()
+        key = ("touch", token_id)
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last < TOUCH_EVERY.total_seconds():
+                return
+            self._seen[key] = now
+        self._queue.put(_Touch(token_id, utcnow()))
+
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is written (tests and shutdown)."""
         done = threading.Event()
@@ -149,17 +168,20 @@ class AccessLog:
                 except queue.Empty:
                     break
             records = [item for item in items if isinstance(item, _Pending)]
-            if records:
-                self._write(records)
+            touches = [item for item in items if isinstance(item, _Touch)]
+            if records or touches:
+                self._write(records, touches)
             for item in items:
                 if isinstance(item, _Flush):
                     item.done.set()
             if any(item is None for item in items):
                 return
 
-    def _write(self, records: list[_Pending]) -> None:
+    def _write(self, records: list[_Pending], touches: list[_Touch]) -> None:
         try:
             with transaction(self.sessions) as session:
+                for touch in touches:
+                    session.execute(update(ApiToken).where(ApiToken.id == touch.token_id).values(last_used_at=touch.at))
                 session.add_all(
                     AccessRecord(
                         at=r.at,

@@ -10,7 +10,7 @@ import structlog
 
 from pacs.dimse.receiver import Receiver
 from pacs.index.db import IndexUnavailable
-from pacs.service import Services
+from pacs.service import Services, settle_heap
 from pacs.stability import StabilityWatcher
 from pacs.storage import StoreUnavailable
 from pacs.sweep import sweep_orphans
@@ -44,6 +44,7 @@ class Receiving:
         self.receiver.start(reuse_port=reuse_port)
         if self.watcher:
             self.watcher.start()
+        settle_heap()
 
     def stop(self) -> None:
         if self.watcher:

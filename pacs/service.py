@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -27,6 +28,16 @@ class Services:
         self.ingest.close()
         self.audit.close()
         self.engine.dispose()
+
+
+def settle_heap() -> None:
+    """Move everything allocated at start-up (pydicom's data dictionaries, the libraries, the
+    app) out of the garbage collector's reach: none of it is garbage, and measured on this
+    machine a full collection over those ~155,000 objects took 130 ms — a stall that hit a QIDO
+    answer about once a second under load (p95 190 ms against p50 27 ms). Call once a process
+    has started its servers."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_services(settings: Settings) -> Services:

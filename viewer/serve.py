@@ -8,7 +8,7 @@ from collections.abc import Callable
 import uvicorn
 
 from pacs.receiving import Receiving
-from pacs.service import Services
+from pacs.service import Services, settle_heap
 from viewer.app import create_app
 
 
@@ -35,6 +35,7 @@ class EmbeddedService:
                 f"the web server could not start on {self.services.settings.http_host}:"
                 f"{self.services.settings.http_port} (port in use? set YUNYING_HTTP_PORT)"
             )
+        settle_heap()
 
     def stop(self) -> None:
         self.web.should_exit = True

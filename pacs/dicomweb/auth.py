@@ -30,14 +30,17 @@ def principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        with transaction(services_of(request).sessions) as session:
-            found = authenticate(session, credentials.credentials)
+        services = services_of(request)
+        with transaction(services.sessions, read_only=True) as session:
+            found = authenticate(session, credentials.credentials, touch=False)
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
     if found is None:
         raise HTTPException(
             401, "invalid, expired or revoked token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
+    if found.token_id is not None:
+        services.audit.touch_token(found.token_id)
     return found
 
 

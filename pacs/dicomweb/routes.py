@@ -42,7 +42,7 @@ def _qido(
     services = services_of(request)
     base_url = str(request.base_url).rstrip("/") + router.prefix
     try:
-        with transaction(services.sessions) as session:
+        with transaction(services.sessions, read_only=True) as session:
             if study_uid is not None:
                 _require_visible(session, who, study_uid, series_uid)
             results = search(session, query, who.scope, base_url=base_url)

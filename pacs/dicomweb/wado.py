@@ -64,7 +64,7 @@ def _base_url(request: Request) -> str:
 def _index(request: Request, work: Callable[[Session], T]) -> T:
     """Run ``work`` in one index transaction, mapping absence and outages to HTTP."""
     try:
-        with transaction(services_of(request).sessions) as session:
+        with transaction(services_of(request).sessions, read_only=True) as session:
             return work(session)
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None

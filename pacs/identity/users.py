@@ -153,9 +153,14 @@ def scope_of(session: Session, user: User) -> Scope:
     return Scope(frozenset())
 
 
-def authenticate(session: Session, token: str, *, now: datetime | None = None) -> Principal | None:
+TOUCH_EVERY = timedelta(minutes=5)
+
+
+def authenticate(session: Session, token: str, *, now: datetime | None = None, touch: bool = True) -> Principal | None:
     """The principal a bearer token stands for; ``None`` for an unknown, expired or revoked
-    token or a deactivated user (the caller answers 401 without saying which)."""
+    token or a deactivated user (the caller answers 401 without saying which). ``touch``: record
+    the use (at most every 5 minutes); the web process leaves that to its access log's writer
+    so that a request only reads."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     now = now or utcnow()
@@ -167,6 +172,6 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     row, user = found
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now) or not user.active:
         return None
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):  # not one write per request
+    if touch and (row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY):  # not one write per request
         session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
     return Principal(user.id, user.username, user.role, user.is_service, scope_of(session, user), row.id)

@@ -73,21 +73,32 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # FIELD-NOTES: the default deferred BEGIN gave 1,531 "database is locked" errors when
-        # four processes took leases; IMMEDIATE takes the write lock up front and waits.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # four processes took leases; IMMEDIATE takes the write lock up front and waits. A
+        # transaction that only reads (``transaction(..., read_only=True)``) begins deferred:
+        # in WAL it then reads a snapshot beside the writer instead of queueing behind its fsync.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+READ_ONLY = "yunying_read_only"
+
+
 @contextmanager
-def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+def transaction(sessions: sessionmaker[Session], *, read_only: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error; connection errors become
-    ``IndexUnavailable``."""
+    ``IndexUnavailable``. ``read_only``: the work only reads (on SQLite it then does not take
+    the write lock; a write in it may fail with "database is locked")."""
     session = sessions()
     try:
         with session.begin():
+            if read_only:
+                session.connection(execution_options={READ_ONLY: True})
             yield session
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:

@@ -82,14 +82,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "p50_ms": round(statistics.median(values) * 1000, 2),
-        "p95_ms": round(percentile(values, 95) * 1000, 2),
-    }
-
-
 # --------------------------------------------------------------------------- the service
 
 
@@ -285,14 +277,36 @@ template_uids: dict[str, str] = {}
 
 
 def timed(call: Callable[[], httpx.Response], count: int, check: Callable[[httpx.Response], bool]) -> list[float]:
-    times = []
+    """Client-observed seconds per call; the server's own figure (its ``Server-Timing``) is
+    collected into ``SERVER_SIDE`` under the same list's id."""
+    times, inside = [], []
     for _ in range(count):
         began = time.perf_counter()
         response = call()
         times.append(time.perf_counter() - began)
         if not check(response):
             raise SystemExit(f"unexpected answer {response.status_code}: {response.text[:300]}")
+        timing = response.headers.get("server-timing", "")
+        if timing.startswith("app;dur="):
+            inside.append(float(timing.removeprefix("app;dur=")) / 1000)
+    SERVER_SIDE[id(times)] = inside
     return times
+
+
+SERVER_SIDE: dict[int, list[float]] = {}
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    figures = {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values) * 1000, 2),
+        "p95_ms": round(percentile(values, 95) * 1000, 2),
+    }
+    inside = SERVER_SIDE.get(id(values))
+    if inside:
+        figures["server_p50_ms"] = round(statistics.median(inside) * 1000, 2)
+        figures["server_p95_ms"] = round(percentile(inside, 95) * 1000, 2)
+    return figures
 
 
 def throughput(make_call: Callable[[httpx.Client, int], httpx.Response], clients: int, seconds: float) -> float:
@@ -353,6 +367,7 @@ def measure(
     base: str, auth: dict[str, str], dicom: tuple[int, str], ct: dict[str, Any], requests: int, seconds: float
 ) -> dict[str, Any]:
     """The figures against one server: ``base`` its DICOMweb root, ``dicom`` (port, AE title)."""
+    SERVER_SIDE.clear()
     client = httpx.Client(base_url=base, headers=auth, timeout=30)
     results: dict[str, Any] = {}
     queries = [
@@ -442,9 +457,11 @@ def run_index(kind: str, args: argparse.Namespace, files: list[Path]) -> dict[st
             results = measure(base, auth, (service.dicom_port, "YUNYING"), ct, args.requests, args.seconds)
         return {"index": kind, "studies": args.studies + 1, "instances": added + len(rows), **results}
     finally:
-        if pg_name and args.keep:
-            console.print(f"kept the PostgreSQL index: {PG_ADMIN.rsplit('/', 1)[0]}/{pg_name}")
-        elif pg_name:
+        if args.keep:
+            console.print(f"kept {home}" + (f" and the PostgreSQL database {pg_name}" if pg_name else ""))
+        else:
+            shutil.rmtree(home, ignore_errors=True)  # a 10,000-study SQLite index is ~4 GB
+        if pg_name and not args.keep:
             admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
@@ -513,6 +530,7 @@ def run_orthanc(args: argparse.Namespace, files: list[Path]) -> dict[str, Any] |
         proc.terminate()
         proc.wait(30)
         log.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pydicom_uids(files: list[Path]) -> tuple[str, str, list[str]]:
@@ -529,7 +547,7 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=10_000, help="filler studies (a third CT of ~300 instances)")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per latency figure")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput run")
-    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database (to look into it)")
+    parser.add_argument("--keep", action="store_true", help="keep the indexes (temp folder, PostgreSQL database)")
     parser.add_argument("--orthanc", action="store_true", help="also measure Orthanc with the CT alone")
     args = parser.parse_args()
 
@@ -561,6 +579,8 @@ def main() -> None:
         for result in results:
             value = result[key]
             figure = f"p50 {value['p50_ms']} ms, p95 {value['p95_ms']} ms" if isinstance(value, dict) else str(value)
+            if isinstance(value, dict) and "server_p50_ms" in value:
+                figure += f" (in server: {value['server_p50_ms']} / {value['server_p95_ms']})"
             cells.append(figure)
         table.add_row(key, *cells)
     console.print(table)

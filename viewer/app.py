@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,9 +18,33 @@ from pacs.service import Services
 from pacs.storage import StoreUnavailable
 
 
+class ServerTiming:
+    """Adds ``Server-Timing: app;dur=<ms>`` to every answer: the time from the request's arrival
+    to the start of the answer inside this process (for a streamed answer, to its first byte),
+    so a slow answer can be told apart from a slow network or client (bench/dicomweb.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+
+        async def send_timed(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                duration = f"app;dur={(time.perf_counter() - began) * 1000:.1f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", duration)]}
+            await send(message)
+
+        await self.app(scope, receive, send_timed)
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.services = services
+    app.add_middleware(ServerTiming)
     if services.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

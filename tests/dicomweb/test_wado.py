@@ -330,6 +330,7 @@ def test_thumbnails_at_every_level(web: Web) -> None:
     ):
         response = web.get(path)
         assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg", path
+        assert response.headers["server-timing"].startswith("app;dur="), path
         image = Image.open(io.BytesIO(response.content))
         assert max(image.size) == 128, (path, image.size)
     small = web.get(f"{study}/thumbnail", params={"viewport": "40,40"}, headers={"Accept": "image/png"})

@@ -248,10 +248,12 @@ class Instance(Base):
     __table_args__ = (
         UniqueConstraint("sop_instance_uid", "version"),
         Index("ix_instance_current", "sop_instance_uid", "is_current"),
+        # (series, id): a series' instances, and its first one by an index seek (QIDO includefield).
+        Index("ix_instance_series_pk_id", "series_pk", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id"))
     sop_instance_uid: Mapped[str] = mapped_column(String(64))
     sop_class_uid: Mapped[str] = mapped_column(String(64))
     instance_number: Mapped[int | None] = mapped_column(Integer)

@@ -115,22 +115,27 @@ class Service:
         env = {**self.env, "YUNYING_HTTP_PORT": str(self.http_port), "YUNYING_DICOM_PORT": str(self.dicom_port)}
         log = open(self.home / "serve.log", "ab")
         self.proc = subprocess.Popen([str(VENV_BIN / "yunying"), "serve"], env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"yunying serve did not start; see {self.home / 'serve.log'}")
-            time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{self.http_port}/readyz", self.proc, "yunying serve", self.home / "serve.log")
         try:
             yield self
         finally:
             self.proc.terminate()
             self.proc.wait(30)
             log.close()
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 60) -> None:
+    """Until ``url`` answers 200; exits naming the log if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not start; see {log}")
+        time.sleep(0.2)
 
 
 def send_ct(service: Service, files: list[Path]) -> None:
@@ -500,16 +505,7 @@ def run_orthanc(args: argparse.Namespace, files: list[Path]) -> dict[str, Any] |
         [executable, str(home / "orthanc.json")], stdout=log, stderr=log, env={**os.environ, "TCP_NODELAY": "1"}
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/system", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"Orthanc did not start; see {home / 'orthanc.log'}")
-            time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{http_port}/system", proc, "Orthanc", home / "orthanc.log")
         sent = subprocess.run(
             ["storescu", "-aet", "BENCH_CT", "-aec", "ORTHANC", "127.0.0.1", str(dicom_port)]
             + [str(path) for path in files],

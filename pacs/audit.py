@@ -41,23 +41,10 @@ def record_access(
 ) -> None:
     """Write one access record in its own transaction. An index outage is logged, not raised:
     the request that caused it has already been answered from the same index."""
+    record = _Pending(principal, action, outcome, study_uid, patient_id, site_id, source, detail, utcnow())
     try:
         with transaction(sessions) as session:
-            session.add(
-                AccessRecord(
-                    at=utcnow(),
-                    user_id=principal.user_id,
-                    username=principal.username,
-                    role=principal.role,
-                    action=action,
-                    study_uid=study_uid,
-                    patient_id=patient_id,
-                    site_id=site_id,
-                    source=source,
-                    outcome=outcome,
-                    detail=detail,
-                )
-            )
+            session.add(record.row())
     except IndexUnavailable as exc:
         log.error("audit.unwritten", user=principal.username, action=action, study_uid=study_uid, error=str(exc))
 
@@ -73,6 +60,21 @@ class _Pending:
     source: str | None
     detail: dict[str, Any]
     at: datetime
+
+    def row(self) -> AccessRecord:
+        return AccessRecord(
+            at=self.at,
+            user_id=self.principal.user_id,
+            username=self.principal.username,
+            role=self.principal.role,
+            action=self.action,
+            study_uid=self.study_uid,
+            patient_id=self.patient_id,
+            site_id=self.site_id,
+            source=self.source,
+            outcome=self.outcome,
+            detail=self.detail,
+        )
 
 
 @dataclass(frozen=True)
@@ -123,29 +125,29 @@ class AccessLog:
     def record_once(self, principal: Principal, action: str, *, study_uid: str, **kwargs: Any) -> bool:
         """Queue the record unless this token already did ``action`` to the study within the
         window; returns whether one was queued."""
-        key = (principal.user_id, principal.token_id, action, study_uid)
-        now = time.monotonic()
-        with self._lock:
-            last = self._seen.get(key)
-            if last is not None and now - last < self.window_s:
-                return False
-            self._seen[key] = now
-            if len(self._seen) > 100_000:
-                self._seen = {k: t for k, t in self._seen.items() if now - t < self.window_s}
+        if not self._first_within((principal.user_id, principal.token_id, action, study_uid), self.window_s):
+            return False
         self.record(principal, action, study_uid=study_uid, **kwargs)
         return True
 
     def touch_token(self, token_id: int) -> None:
         """Record that a token was used (``ApiToken.last_used_at``), at most every 5 minutes
         per token, by the writer thread rather than the request."""
+        if self._first_within(("touch", token_id), TOUCH_EVERY.total_seconds()):
+            self._queue.put(_Touch(token_id, utcnow()))
+
+    def _first_within(self, key: tuple[Any, ...], window_s: float) -> bool:
+        """True the first time ``key`` is seen within ``window_s``; remembers it from now."""
         now = time.monotonic()
-        key = ("touch", token_id)
         with self._lock:
             last = self._seen.get(key)
-            if last is not None and now - last < TOUCH_EVERY.total_seconds():
-                return
+            if last is not None and now - last < window_s:
+                return False
             self._seen[key] = now
-        self._queue.put(_Touch(token_id, utcnow()))
+            if len(self._seen) > 100_000:  # forget what is older than the longest window
+                longest = max(self.window_s, TOUCH_EVERY.total_seconds())
+                self._seen = {k: t for k, t in self._seen.items() if now - t < longest}
+        return True
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is written (tests and shutdown)."""
@@ -182,22 +184,7 @@ class AccessLog:
             with transaction(self.sessions) as session:
                 for touch in touches:
                     session.execute(update(ApiToken).where(ApiToken.id == touch.token_id).values(last_used_at=touch.at))
-                session.add_all(
-                    AccessRecord(
-                        at=r.at,
-                        user_id=r.principal.user_id,
-                        username=r.principal.username,
-                        role=r.principal.role,
-                        action=r.action,
-                        study_uid=r.study_uid,
-                        patient_id=r.patient_id,
-                        site_id=r.site_id,
-                        source=r.source,
-                        outcome=r.outcome,
-                        detail=r.detail,
-                    )
-                    for r in records
-                )
+                session.add_all(record.row() for record in records)
         except IndexUnavailable as exc:
             log.error("audit.unwritten", records=len(records), error=str(exc))
         except Exception as exc:

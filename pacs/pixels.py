@@ -109,28 +109,33 @@ def check_frame(stored: StoredObject, number: int) -> None:
         raise NoSuchFrame(f"frame {number} does not exist: the instance has {stored.number_of_frames} frame(s)")
 
 
-def stored_frame(store: BlobStore, stored: StoredObject, header: dict[str, Any], number: int) -> bytes:
-    """Frame ``number`` (1-based) as stored: native bytes, or the compressed bitstream."""
-    check_frame(stored, number)
+def stored_frames(store: BlobStore, stored: StoredObject, header: dict[str, Any], numbers: list[int]) -> list[bytes]:
+    """Frames ``numbers`` (1-based) as stored: native bytes, or the compressed bitstreams. A
+    native frame is one ranged read; the encapsulated element is read once for all frames."""
+    for number in numbers:
+        check_frame(stored, number)
     syntax = stored.transfer_syntax_uid
     pixel_offset = stored.pixel_offset
     if pixel_offset is None:
-        return _frame_from_whole_object(store, stored, number)
+        return _frames_from_whole_object(store.get(stored.object_key), stored, numbers)
     if syntax in (IMPLICIT_LE, EXPLICIT_LE) and stored.rows and stored.columns:
         frame_size = native_frame_size(header, stored.rows, stored.columns)
         if frame_size is not None:
             element_header = 8 if syntax == IMPLICIT_LE else 12
-            start = pixel_offset + element_header + (number - 1) * frame_size
-            data = store.get_range(stored.object_key, start, frame_size)
-            if len(data) != frame_size:
-                raise PixelError(f"frame {number} is cut short in the stored object")
-            return data
+            return [_native_frame(store, stored, pixel_offset + element_header, frame_size, n) for n in numbers]
     if syntax in NATIVE:
-        return decoded_frame(store, stored, number)  # big endian or bit-packed: decode to LE
+        return decoded_frames(store, stored, numbers)  # big endian or bit-packed: decode to LE
     element = store.get_range(stored.object_key, pixel_offset, stored.size - pixel_offset)
     if element[4:6] not in (b"OB", b"OW"):
         raise PixelError("encapsulated Pixel Data without an explicit OB/OW header")
-    return _cut_frame(element[12:], number, stored.number_of_frames)
+    return [_cut_frame(element[12:], n, stored.number_of_frames) for n in numbers]
+
+
+def _native_frame(store: BlobStore, stored: StoredObject, value_offset: int, frame_size: int, number: int) -> bytes:
+    data = store.get_range(stored.object_key, value_offset + (number - 1) * frame_size, frame_size)
+    if len(data) != frame_size:
+        raise PixelError(f"frame {number} is cut short in the stored object")
+    return data
 
 
 def _cut_frame(encapsulated: bytes, number: int, frames: int) -> bytes:
@@ -140,35 +145,46 @@ def _cut_frame(encapsulated: bytes, number: int, frames: int) -> bytes:
         raise PixelError(f"cannot cut frame {number} out of the encapsulated pixel data: {exc}") from exc
 
 
-def _frame_from_whole_object(store: BlobStore, stored: StoredObject, number: int) -> bytes:
-    """For index rows that do not know where Pixel Data starts: read and parse the object."""
-    ds = pydicom.dcmread(_open(store, stored))
+def _frames_from_whole_object(data: bytes, stored: StoredObject, numbers: list[int]) -> list[bytes]:
+    """For index rows that do not know where Pixel Data starts: parse the object read once."""
+    ds = pydicom.dcmread(io.BytesIO(data))
     if "PixelData" not in ds:
         raise NoSuchFrame("this instance has no pixel data")
     if UID(stored.transfer_syntax_uid).is_compressed:
-        return _cut_frame(ds.PixelData, number, stored.number_of_frames)
-    return decoded_frame(store, stored, number)
+        return [_cut_frame(ds.PixelData, n, stored.number_of_frames) for n in numbers]
+    return _decoded(data, stored, numbers)
 
 
-def _open(store: BlobStore, stored: StoredObject) -> io.BytesIO:
-    return io.BytesIO(store.get(stored.object_key))
-
-
-def decoded_array(store: BlobStore, stored: StoredObject, number: int) -> tuple[np.ndarray, Dataset]:
-    """Frame ``number`` decoded to an array (colour as RGB), and the data set's header."""
-    check_frame(stored, number)
+def _decode(data: bytes, stored: StoredObject, number: int) -> tuple[np.ndarray, Dataset]:
     header = Dataset()
     try:
-        array = pixel_array(_open(store, stored), ds_out=header, index=number - 1)
+        array = pixel_array(io.BytesIO(data), ds_out=header, index=number - 1)
     except Exception as exc:
         raise DecodeFailed(f"cannot decode frame {number} ({stored.transfer_syntax_uid}): {exc}") from exc
     return array, header
 
 
-def decoded_frame(store: BlobStore, stored: StoredObject, number: int) -> bytes:
-    """Frame ``number`` decoded to native little-endian bytes (colour as interleaved RGB)."""
-    array, _ = decoded_array(store, stored, number)
-    return np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).tobytes()
+def _decoded(data: bytes, stored: StoredObject, numbers: list[int]) -> list[bytes]:
+    """Frames of the object ``data`` as native little-endian bytes (colour as interleaved RGB)."""
+    frames = []
+    for number in numbers:
+        array, _ = _decode(data, stored, number)
+        frames.append(np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False)).tobytes())
+    return frames
+
+
+def decoded_array(store: BlobStore, stored: StoredObject, number: int) -> tuple[np.ndarray, Dataset]:
+    """Frame ``number`` decoded to an array (colour as RGB), and the data set's header."""
+    check_frame(stored, number)
+    return _decode(store.get(stored.object_key), stored, number)
+
+
+def decoded_frames(store: BlobStore, stored: StoredObject, numbers: list[int]) -> list[bytes]:
+    """Frames ``numbers`` decoded to native little-endian bytes (colour as interleaved RGB),
+    from one read of the object."""
+    for number in numbers:
+        check_frame(stored, number)
+    return _decoded(store.get(stored.object_key), stored, numbers)
 
 
 def as_explicit_le(data: bytes) -> bytes:

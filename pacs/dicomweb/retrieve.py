@@ -94,7 +94,7 @@ def locate(
 
 
 def frame_layout(session: Session, located: Located) -> dict[str, Any]:
-    """What ``pacs.pixels.stored_frame`` needs of the header (Bits Allocated, Samples per
+    """What ``pacs.pixels.stored_frames`` needs of the header (Bits Allocated, Samples per
     Pixel), extracted by the database from the stored JSON rather than loading all of it."""
     bits = Instance.header[("00280100", "Value", 0)].as_integer()
     samples = Instance.header[("00280002", "Value", 0)].as_integer()

@@ -31,10 +31,10 @@ from pacs.pixels import (
     PixelError,
     as_explicit_le,
     decoded_array,
-    decoded_frame,
+    decoded_frames,
     element_value,
     pixel_value,
-    stored_frame,
+    stored_frames,
 )
 from pacs.render import (
     MEDIA_TYPES,
@@ -259,24 +259,26 @@ def retrieve_frames(request: Request, who: Authenticated, study: str, series: st
     mode = _frame_mode(request, item)
     store = services_of(request).store
     syntax = item.stored.transfer_syntax_uid
-    native_as_stored = syntax in (IMPLICIT_LE, EXPLICIT_LE)
-
-    def one(number: int) -> bytes:
-        if mode == "stored" or native_as_stored:
-            return stored_frame(store, item.stored, header, number)
-        return decoded_frame(store, item.stored, number)
-
     # Frames are read before the answer starts, so a missing frame is a 404, not a cut stream.
-    data = _pixels(lambda: [one(n) for n in numbers])
-    _audit(request, who, "frames", item, series_uid=series, sop_instance_uid=sop)
-    if mode == "stored":
-        part_type = f"{item.stored.media_type}; transfer-syntax={syntax}"
-        writer = Multipart(item.stored.media_type)
+    if mode == "stored" or syntax in (IMPLICIT_LE, EXPLICIT_LE):
+        data = _pixels(lambda: stored_frames(store, item.stored, header, numbers))
     else:
-        part_type = f"{OCTET}; transfer-syntax={EXPLICIT_LE}"
-        writer = Multipart(OCTET)
+        data = _pixels(lambda: decoded_frames(store, item.stored, numbers))
+    _audit(request, who, "frames", item, series_uid=series, sop_instance_uid=sop)
+    media_type, syntax = (item.stored.media_type, syntax) if mode == "stored" else (OCTET, EXPLICIT_LE)
     url = item.url(_base_url(request))
-    parts = [Part(part_type, [chunk], f"{url}/frames/{n}") for n, chunk in zip(numbers, data, strict=True)]
+    locations = [f"{url}/frames/{n}" for n in numbers]
+    return _multipart(media_type, syntax, data, locations)
+
+
+def _multipart(
+    media_type: str, syntax: str | None, chunks: list[bytes], locations: list[str] | None = None
+) -> Response:
+    """A multipart/related answer of ``chunks``, each part of ``media_type`` (and ``syntax``)."""
+    writer = Multipart(media_type)
+    part_type = f"{media_type}; transfer-syntax={syntax}" if syntax else media_type
+    where: list[str | None] = list(locations) if locations else [None] * len(chunks)
+    parts = [Part(part_type, [chunk], location) for chunk, location in zip(chunks, where, strict=True)]
     return Response(b"".join(writer.stream(parts)), media_type=writer.content_type)
 
 
@@ -418,20 +420,14 @@ def bulkdata(request: Request, who: Authenticated, study: str, series: str, sop:
 
     item, value = _index(request, find)
     store = services_of(request).store
-    if value is None:  # Pixel Data: the native value, or the frames as stored
-        stored = item.stored
-        if stored.transfer_syntax_uid in NATIVE:
-            value = _pixels(lambda: pixel_value(store, stored))
-        else:
-            header = _index(request, lambda s: frame_layout(s, item))
-            data = _pixels(
-                lambda: [stored_frame(store, stored, header, n) for n in range(1, stored.number_of_frames + 1)]
-            )
-            writer = Multipart(stored.media_type)
-            part_type = f"{stored.media_type}; transfer-syntax={stored.transfer_syntax_uid}"
-            body = b"".join(writer.stream(Part(part_type, [chunk]) for chunk in data))
-            _audit(request, who, "bulkdata", item)
-            return Response(body, media_type=writer.content_type)
+    stored = item.stored
+    if value is None and stored.transfer_syntax_uid not in NATIVE:  # encapsulated Pixel Data: its frames
+        every = list(range(1, stored.number_of_frames + 1))
+        # The layout is only read for native frames; encapsulated ones are cut from the fragments.
+        frames = _pixels(lambda: stored_frames(store, stored, {}, every))
+        _audit(request, who, "bulkdata", item)
+        return _multipart(stored.media_type, stored.transfer_syntax_uid, frames)
+    if value is None:  # native Pixel Data: the whole value
+        value = _pixels(lambda: pixel_value(store, stored))
     _audit(request, who, "bulkdata", item)
-    writer = Multipart(OCTET)
-    return Response(b"".join(writer.stream([Part(OCTET, [value])])), media_type=writer.content_type)
+    return _multipart(OCTET, None, [value])

@@ -11,6 +11,9 @@ INSTANCE_NEW_VERSION: Final = "instance.new_version"  # same UIDs, same pixels, 
 INSTANCE_QUARANTINED: Final = "instance.quarantined"  # malformed, or same UID with other pixels
 ASSOCIATION_REJECTED: Final = "association.rejected"
 ORPHAN_SWEPT: Final = "storage.orphan_swept"  # an object with no index row, found by the sweep
+# The hand-off to reading (DESIGN.md): appended by the AI worker when it is done with a study,
+# or by reading's sweeper when no AI result came in time; it queues JOB_ROUTE_STUDY.
+STUDY_READY_FOR_READING: Final = "study.ready_for_reading"
 SITE_CREATED: Final = "site.created"
 SITE_AE_ADDED: Final = "site.ae_added"
 DICOM_NODE_ADDED: Final = "dicom_node.added"
@@ -18,5 +21,7 @@ DICOM_NODE_REMOVED: Final = "dicom_node.removed"
 USER_CREATED: Final = "user.created"
 TOKEN_CREATED: Final = "token.created"  # the token itself is never logged or stored
 TOKEN_REVOKED: Final = "token.revoked"
+USER_GRANTED: Final = "user.granted"  # a user may now see another site's or consortium's studies
 
 JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable
+JOB_ROUTE_STUDY: Final = "reading.route"  # queued with study.ready_for_reading; reading's router takes it

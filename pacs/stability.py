@@ -50,7 +50,7 @@ def mark_stable_studies(
                 session.execute(
                     update(Study)
                     .where(Study.id == study_pk, Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)
-                    .values(state=StudyState.STABLE, stable_at=now)
+                    .values(state=StudyState.STABLE, stable_at=now, ready_at=None)
                 ),
             ).rowcount
             if not taken:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from pacs import events
 from pacs.identity.sites import IdentityError, find_site
 from pacs.index.db import append_change
-from pacs.index.models import ApiToken, Consortium, Role, Site, User
+from pacs.index.models import ApiToken, Consortium, Role, Site, User, UserGrant
 from pacs.index.types import utcnow
 
 TOKEN_PREFIX = "yy_"
@@ -46,6 +46,8 @@ class Principal:
     is_service: bool
     scope: Scope
     token_id: int | None
+    consortium_id: int | None = None
+    site_id: int | None = None
 
 
 def _sha256(token: str) -> str:
@@ -139,10 +141,48 @@ def revoke_token(session: Session, token_id: int, *, actor: str = "cli") -> ApiT
     return row
 
 
+def grant_scope(
+    session: Session, user: User, *, site: Site | None = None, consortium: Consortium | None = None, actor: str = "cli"
+) -> UserGrant:
+    """Let ``user`` see one more site's or a whole consortium's studies (the sites a reader reads
+    for). Granting what is already granted returns the existing grant."""
+    if (site is None) == (consortium is None):
+        raise IdentityError("grant either a site or a consortium")
+    site_id = site.id if site is not None else None
+    consortium_id = consortium.id if consortium is not None else None
+    existing = session.scalar(
+        select(UserGrant).where(
+            UserGrant.user_id == user.id,
+            UserGrant.site_id.is_(None) if site_id is None else UserGrant.site_id == site_id,
+            UserGrant.consortium_id.is_(None) if consortium_id is None else UserGrant.consortium_id == consortium_id,
+        )
+    )
+    if existing is not None:
+        return existing
+    grant = UserGrant(user_id=user.id, site_id=site_id, consortium_id=consortium_id)
+    session.add(grant)
+    session.flush()
+    append_change(
+        session, events.USER_GRANTED, actor=actor, user=user.username, site_id=site_id, consortium_id=consortium_id
+    )
+    return grant
+
+
+def granted_site_ids(session: Session, user_id: int) -> frozenset[int]:
+    """The sites a user was granted, directly or through their consortium."""
+    direct = select(UserGrant.site_id).where(UserGrant.user_id == user_id, UserGrant.site_id.is_not(None))
+    through = select(Site.id).where(
+        Site.consortium_id.in_(
+            select(UserGrant.consortium_id).where(UserGrant.user_id == user_id, UserGrant.consortium_id.is_not(None))
+        )
+    )
+    return frozenset(int(i) for i in session.scalars(direct.union(through)) if i is not None)
+
+
 def scope_of(session: Session, user: User) -> Scope:
     """Site users see their site; consortium admins and QA their consortium's sites; an
-    installation admin everything. Readers see what is routed to them, which arrives with the
-    reading worklist (issue D): until then, nothing."""
+    installation admin everything. Readers see the sites they read for (their grants, given by
+    reading's administration); which tasks they may claim within them is reading's business."""
     if user.role == Role.SITE:
         return Scope(frozenset({user.site_id}) if user.site_id is not None else frozenset())
     if user.role in {Role.ADMIN, Role.QA}:
@@ -150,6 +190,8 @@ def scope_of(session: Session, user: User) -> Scope:
             return Scope(None) if user.role == Role.ADMIN else Scope(frozenset())
         ids = session.scalars(select(Site.id).where(Site.consortium_id == user.consortium_id))
         return Scope(frozenset(ids))
+    if user.role == Role.READER:
+        return Scope(granted_site_ids(session, user.id))
     return Scope(frozenset())
 
 
@@ -174,4 +216,13 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None, t
         return None
     if touch and (row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY):  # not one write per request
         session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return Principal(user.id, user.username, user.role, user.is_service, scope_of(session, user), row.id)
+    return Principal(
+        user.id,
+        user.username,
+        user.role,
+        user.is_service,
+        scope_of(session, user),
+        row.id,
+        consortium_id=user.consortium_id,
+        site_id=user.site_id,
+    )

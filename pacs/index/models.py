@@ -145,6 +145,24 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class UserGrant(Base):
+    """A site or a whole consortium whose studies a user may see beyond his own site or
+    consortium: the sites and consortiums a reader reads for (a provincial expert serves
+    several counties)."""
+
+    __tablename__ = "user_grant"
+    __table_args__ = (
+        CheckConstraint("(site_id IS NULL) <> (consortium_id IS NULL)", name="ck_user_grant_one_scope"),
+        UniqueConstraint("user_id", "site_id", "consortium_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    consortium_id: Mapped[int | None] = mapped_column(ForeignKey("consortium.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ApiToken(Base):
     """A bearer token; only its SHA-256 is kept (the token itself is shown once, at creation)."""
 
@@ -220,10 +238,16 @@ class Study(Base):
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stable_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the study was handed to reading (``study.ready_for_reading``: after AI, or by the
+    # reading sweeper when AI is late); cleared each time the study turns stable again.
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     series: Mapped[list[Series]] = relationship(back_populates="study")
 
-    __table_args__ = (Index("ix_study_state_last", "state", "last_received_at"),)
+    __table_args__ = (
+        Index("ix_study_state_last", "state", "last_received_at"),
+        Index("ix_study_state_ready", "state", "ready_at"),
+    )
 
 
 class Series(Base):

@@ -94,6 +94,65 @@ def send_files(
     return results
 
 
+@dataclass(frozen=True)
+class DatasetResult:
+    sop_instance_uid: str
+    status: int | None  # None: no response (association lost)
+    comment: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0x0000
+
+
+def send_datasets(
+    datasets: Sequence[Dataset],
+    *,
+    host: str,
+    port: int,
+    called_ae: str,
+    calling_ae: str,
+    timeout_s: float = 15.0,
+) -> list[DatasetResult]:
+    """C-STORE data sets built in memory (signed reports going back to a site) over one
+    association, each in the transfer syntax of its file meta. Raises ``AssociationRefused``
+    when no association can be established or a SOP class is not accepted."""
+    pairs = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets})
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae.maximum_pdu_size = 1_048_576
+    for sop_class, syntax in pairs:
+        ae.add_requested_context(sop_class, [syntax])
+    assoc = ae.associate(host, port, ae_title=called_ae, evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
+    if not assoc.is_established:
+        if assoc.is_rejected and assoc.acceptor.primitive is not None:
+            primitive = assoc.acceptor.primitive
+            raise AssociationRefused(
+                f"{called_ae}@{host}:{port} rejected {calling_ae}: result {primitive.result}, "
+                f"source {primitive.result_source}, reason {primitive.diagnostic}"
+            )
+        raise AssociationRefused(f"no association with {called_ae}@{host}:{port} (aborted or unreachable)")
+    results: list[DatasetResult] = []
+    try:
+        accepted = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in assoc.accepted_contexts}
+        refused = [pair for pair in pairs if pair not in accepted]
+        if refused:
+            raise AssociationRefused(
+                f"{called_ae} accepted no presentation context for SOP class {refused[0][0]} in {refused[0][1]}"
+            )
+        for dataset in datasets:
+            response = assoc.send_c_store(dataset)
+            status = int(response.Status) if "Status" in response else None
+            results.append(DatasetResult(str(dataset.SOPInstanceUID), status, str(response.get("ErrorComment", ""))))
+            if not assoc.is_established:
+                break
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    results.extend(DatasetResult(str(ds.SOPInstanceUID), None, "association lost") for ds in datasets[len(results) :])
+    return results
+
+
 # ---------------------------------------------------------------- C-STORE sub-operations of C-MOVE / C-GET
 
 # Conversion between these needs no codec: an instance stored in one of them may be re-encoded

@@ -1,0 +1,342 @@
+"""Consortium administration for reading: readers (tier, credentials, the sites they read for),
+on-duty rosters, reading groups, routing rules, the SLA table, and sites' reading requests.
+Users, consortiums and sites themselves are ``pacs`` identity; this module calls its functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from pacs.identity.sites import IdentityError, find_site
+from pacs.identity.users import add_user, find_user, grant_scope
+from pacs.index.db import append_change
+from pacs.index.models import Consortium, Role, Site, Tier
+from reading import events
+from reading.errors import Invalid, NotFound
+from reading.models import (
+    Priority,
+    Reader,
+    ReadingGroup,
+    ReadingGroupMember,
+    ReadingRequest,
+    ReadingTier,
+    RosterWindow,
+    RoutingRule,
+    SlaRule,
+)
+from reading.worklist.roster import parse_hhmm
+
+MODALITIES = frozenset({"CT", "DX", "CR", "MR", "MG", "US", "XA", "RF", "NM", "PT"})
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _consortium(session: Session, name: str) -> Consortium:
+    found = session.scalar(select(Consortium).where(Consortium.name == name))
+    if found is None:
+        raise NotFound(f"no consortium named {name!r} (see `yunying site list`)")
+    return found
+
+
+def _site(session: Session, name: str) -> Site:
+    try:
+        return find_site(session, name)
+    except IdentityError as exc:
+        raise NotFound(str(exc)) from None
+
+
+def find_reader(session: Session, username: str) -> Reader:
+    try:
+        user = find_user(session, username)
+    except IdentityError as exc:
+        raise NotFound(str(exc)) from None
+    reader = session.scalar(select(Reader).where(Reader.user_id == user.id))
+    if reader is None:
+        raise NotFound(f"{username!r} is not a reader (add one with `yunying reader add`)")
+    return reader
+
+
+def add_reader(
+    session: Session,
+    *,
+    username: str,
+    consortium: str,
+    tier: str,
+    modalities: Sequence[str],
+    body_parts: Sequence[str] = (),
+    reads_for_sites: Sequence[str] = (),
+    reads_for_consortiums: Sequence[str] = (),
+    display_name: str | None = None,
+    actor: str = "cli",
+) -> Reader:
+    """Create a reader (and his ``reader`` user when new). He reads for the given sites and
+    consortiums; with neither, for his own consortium. Raises ``Invalid`` on a bad tier or
+    modality, ``NotFound`` on an unknown consortium or site."""
+    if tier not in {t.value for t in ReadingTier}:
+        raise Invalid(f"a reader's tier is county or provincial, not {tier!r}")
+    wanted = [m.strip().upper() for m in modalities if m.strip()]
+    unknown = [m for m in wanted if m not in MODALITIES]
+    if not wanted or unknown:
+        raise Invalid(
+            f"credentialed modalities must be some of {', '.join(sorted(MODALITIES))} (got {unknown or 'none'})"
+        )
+    home = _consortium(session, consortium)
+    try:
+        user = find_user(session, username)
+    except IdentityError:
+        try:
+            user = add_user(
+                session,
+                username=username,
+                role=Role.READER,
+                consortium=consortium,
+                display_name=display_name,
+                actor=actor,
+            )
+        except IdentityError as exc:
+            raise Invalid(str(exc)) from None
+    if user.role != Role.READER:
+        raise Invalid(f"user {username!r} has role {user.role}; a reader needs role reader")
+    if session.scalar(select(Reader.id).where(Reader.user_id == user.id)) is not None:
+        raise Invalid(f"{username!r} is a reader already")
+    reader = Reader(
+        user_id=user.id,
+        consortium_id=home.id,
+        tier=tier,
+        modalities=wanted,
+        body_parts=[b.strip().upper() for b in body_parts if b.strip()],
+    )
+    session.add(reader)
+    session.flush()
+    sites = [_site(session, name) for name in reads_for_sites]
+    consortiums = [_consortium(session, name) for name in reads_for_consortiums]
+    if not sites and not consortiums:
+        consortiums = [home]
+    for site in sites:
+        grant_scope(session, user, site=site, actor=actor)
+    for owner in consortiums:
+        grant_scope(session, user, consortium=owner, actor=actor)
+    append_change(
+        session,
+        events.READER_ADDED,
+        actor=actor,
+        reader_id=reader.id,
+        user=username,
+        tier=tier,
+        modalities=wanted,
+        sites=[s.name for s in sites],
+        consortiums=[c.name for c in consortiums],
+    )
+    return reader
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    start: str  # HH:MM
+    end: str
+    weekday: str | None = None  # mon … sun, or None for every day
+    on_date: str | None = None  # YYYY-MM-DD
+
+
+def parse_window(text: str) -> WindowSpec:
+    """``mon 08:00-17:30``, ``daily 20:00-08:00`` or ``2026-12-01 08:00-20:00``."""
+    try:
+        when, span = text.split()
+        start, end = span.split("-")
+    except ValueError:
+        raise Invalid(
+            f"a roster window is like 'mon 08:00-17:30', 'daily 20:00-08:00' or '2026-12-01 08:00-20:00', not {text!r}"
+        ) from None
+    when = when.lower()
+    if when == "daily":
+        return WindowSpec(start, end)
+    if when in WEEKDAYS:
+        return WindowSpec(start, end, weekday=when)
+    return WindowSpec(start, end, on_date=when)
+
+
+def set_roster(
+    session: Session, username: str, windows: Sequence[WindowSpec], *, actor: str = "cli"
+) -> list[RosterWindow]:
+    """Replace a reader's on-duty windows. Raises ``Invalid`` on a bad time, day or date."""
+    reader = find_reader(session, username)
+    rows = []
+    for spec in windows:
+        try:
+            parse_hhmm(spec.start), parse_hhmm(spec.end)
+            if spec.on_date is not None:
+                date.fromisoformat(spec.on_date)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        if spec.weekday is not None and spec.weekday not in WEEKDAYS:
+            raise Invalid(f"a weekday is one of {', '.join(WEEKDAYS)}, not {spec.weekday!r}")
+        if spec.start == spec.end:
+            raise Invalid(f"window {spec.start}-{spec.end} is empty")
+        rows.append(
+            RosterWindow(
+                reader_id=reader.id,
+                weekday=WEEKDAYS.index(spec.weekday) if spec.weekday else None,
+                on_date=spec.on_date,
+                start=spec.start,
+                end=spec.end,
+            )
+        )
+    session.execute(delete(RosterWindow).where(RosterWindow.reader_id == reader.id))
+    session.add_all(rows)
+    append_change(
+        session,
+        events.ROSTER_CHANGED,
+        actor=actor,
+        reader_id=reader.id,
+        user=username,
+        windows=[f"{w.weekday or w.on_date or 'daily'} {w.start}-{w.end}" for w in windows],
+    )
+    return rows
+
+
+def add_group(
+    session: Session, *, consortium: str, name: str, tier: str, members: Sequence[str], actor: str = "cli"
+) -> ReadingGroup:
+    owner = _consortium(session, consortium)
+    if tier not in {t.value for t in ReadingTier}:
+        raise Invalid(f"a reading group's tier is county or provincial, not {tier!r}")
+    if session.scalar(select(ReadingGroup.id).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name)):
+        raise Invalid(f"reading group {name!r} exists already in {consortium!r}")
+    group = ReadingGroup(consortium_id=owner.id, name=name, tier=tier)
+    session.add(group)
+    session.flush()
+    for username in members:
+        reader = find_reader(session, username)
+        if reader.tier != tier:
+            raise Invalid(f"{username!r} reads at the {reader.tier} tier, not {tier}")
+        session.add(ReadingGroupMember(group_id=group.id, reader_id=reader.id))
+    append_change(
+        session, events.READING_GROUP_CHANGED, actor=actor, group_id=group.id, name=name, members=list(members)
+    )
+    return group
+
+
+def add_rule(
+    session: Session,
+    *,
+    consortium: str,
+    name: str,
+    position: int = 100,
+    site: str | None = None,
+    site_tier: str | None = None,
+    modality: str | None = None,
+    body_part: str | None = None,
+    to_tier: str | None = None,
+    to_group: str | None = None,
+    min_priority: str | None = None,
+    actor: str = "cli",
+) -> RoutingRule:
+    """A routing rule; it must match on something and do something."""
+    owner = _consortium(session, consortium)
+    if site_tier is not None and site_tier not in {t.value for t in Tier}:
+        raise Invalid(f"site tier must be one of {', '.join(t.value for t in Tier)}")
+    if to_tier is not None and to_tier not in {t.value for t in ReadingTier}:
+        raise Invalid("a rule routes to the county or the provincial tier")
+    if min_priority is not None and min_priority not in {p.value for p in Priority}:
+        raise Invalid(f"priority must be one of {', '.join(p.value for p in Priority)}")
+    if not any((site, site_tier, modality, body_part)):
+        raise Invalid("a rule must match on a site, a site tier, a modality or a body part")
+    if not any((to_tier, to_group, min_priority)):
+        raise Invalid("a rule must set a tier, a group or a minimum priority")
+    group_id = None
+    if to_group is not None:
+        group_id = session.scalar(
+            select(ReadingGroup.id).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == to_group)
+        )
+        if group_id is None:
+            raise NotFound(f"no reading group {to_group!r} in {consortium!r}")
+    rule = RoutingRule(
+        consortium_id=owner.id,
+        position=position,
+        name=name,
+        site_id=_site(session, site).id if site else None,
+        site_tier=site_tier,
+        modality=modality.upper() if modality else None,
+        body_part=body_part.upper() if body_part else None,
+        to_tier=to_tier,
+        to_group_id=group_id,
+        min_priority=min_priority,
+    )
+    session.add(rule)
+    session.flush()
+    append_change(session, events.ROUTING_RULE_ADDED, actor=actor, rule_id=rule.id, name=name)
+    return rule
+
+
+def set_sla(
+    session: Session, *, consortium: str, priority: str, minutes: int, modality: str | None = None, actor: str = "cli"
+) -> SlaRule:
+    owner = _consortium(session, consortium)
+    if priority not in {p.value for p in Priority}:
+        raise Invalid(f"priority must be one of {', '.join(p.value for p in Priority)}")
+    if not 0 < minutes <= 60 * 24 * 30:
+        raise Invalid("an SLA is between 1 minute and 30 days")
+    modality = modality.upper() if modality else None
+    row = session.scalar(
+        select(SlaRule).where(
+            SlaRule.consortium_id == owner.id,
+            SlaRule.priority == priority,
+            SlaRule.modality.is_(None) if modality is None else SlaRule.modality == modality,
+        )
+    )
+    if row is None:
+        row = SlaRule(consortium_id=owner.id, priority=priority, modality=modality, minutes=minutes)
+        session.add(row)
+    row.minutes = minutes
+    session.flush()
+    append_change(
+        session,
+        events.SLA_CHANGED,
+        actor=actor,
+        consortium=consortium,
+        priority=priority,
+        modality=modality,
+        minutes=minutes,
+    )
+    return row
+
+
+def request_reading(
+    session: Session,
+    *,
+    site_id: int,
+    study_uid: str,
+    priority: str | None,
+    second_opinion: bool,
+    clinical_info: str | None,
+    by: str,
+) -> ReadingRequest:
+    """A site's request for one of its studies (before or after it arrives): a priority, a
+    second opinion from the provincial tier, clinical information for the reader."""
+    if priority is not None and priority not in {p.value for p in Priority}:
+        raise Invalid(f"priority must be one of {', '.join(p.value for p in Priority)}")
+    if not study_uid or len(study_uid) > 64:
+        raise Invalid("study_uid is a DICOM UID of at most 64 characters")
+    request = ReadingRequest(
+        study_uid=study_uid,
+        site_id=site_id,
+        priority=priority,
+        second_opinion=second_opinion,
+        clinical_info=clinical_info,
+        requested_by=by,
+    )
+    session.add(request)
+    session.flush()
+    append_change(
+        session,
+        events.READING_REQUESTED,
+        study_uid=study_uid,
+        site_id=site_id,
+        actor=by,
+        priority=priority,
+        second_opinion=second_opinion,
+    )
+    return request

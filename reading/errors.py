@@ -1,0 +1,24 @@
+"""Outcomes the reading core refuses with; only ``reading/api`` maps them to HTTP (one table)."""
+
+from __future__ import annotations
+
+
+class ReadingError(ValueError):
+    """A request the reading workflow cannot carry out; the message names the fix."""
+
+
+class NotFound(ReadingError):
+    """No such task, report, study or reader (or none the caller may know of)."""
+
+
+class OutOfScope(ReadingError):
+    """The caller may not act on this (another site's report, a task outside the reader's tier,
+    credentials or sites, someone else's claim)."""
+
+
+class Conflict(ReadingError):
+    """The object changed under the caller: already claimed, already signed, lease lost."""
+
+
+class Invalid(ReadingError):
+    """Bad input: an unknown template field, an empty impression at signing, a bad time."""

@@ -1,0 +1,38 @@
+"""Kinds of change written by ``reading`` to the one ``changes`` table (dotted, lowercase).
+``study.ready_for_reading`` belongs to ``pacs`` (the hand-off point, ``pacs.events``)."""
+
+from typing import Final
+
+TASK_QUEUED: Final = "task.queued"
+TASK_CLAIMED: Final = "task.claimed"
+TASK_RELEASED: Final = "task.released"  # back to the queue by the reader
+TASK_LEASE_EXPIRED: Final = "task.lease_expired"  # back to the queue: the reader's lease ran out
+TASK_PRELIMINARY: Final = "task.preliminary"
+TASK_SIGNED: Final = "task.signed"
+TASK_ESCALATED: Final = "task.escalated"
+TASK_AMENDED: Final = "task.amended"
+TASK_ROUTE_UPDATED: Final = "task.route_updated"  # AI came late and raised the priority, etc.
+TASK_SLA_BREACHED: Final = "task.sla_breached"
+TASK_NEW_IMAGES: Final = "task.new_images"  # images arrived after the task was claimed or signed
+
+REPORT_SAVED: Final = "report.saved"
+REPORT_PRELIMINARY: Final = "report.preliminary"
+REPORT_SIGNED: Final = "report.signed"
+REPORT_ADDENDUM: Final = "report.addendum"
+
+CRITICAL_RAISED: Final = "critical.raised"  # the site was notified
+CRITICAL_COMMUNICATED: Final = "critical.communicated"  # the reader recorded who was told
+CRITICAL_ACKNOWLEDGED: Final = "critical.acknowledged"
+CRITICAL_ESCALATED: Final = "critical.escalated"  # no acknowledgement in time: duty officer alerted
+
+DELIVERY_QUEUED: Final = "delivery.queued"
+DELIVERY_ATTEMPT_FAILED: Final = "delivery.attempt_failed"
+DELIVERY_DELIVERED: Final = "delivery.delivered"
+DELIVERY_ACKNOWLEDGED: Final = "delivery.acknowledged"  # a site that pulls its reports confirmed one
+
+READER_ADDED: Final = "reader.added"
+ROSTER_CHANGED: Final = "roster.changed"
+ROUTING_RULE_ADDED: Final = "routing_rule.added"
+SLA_CHANGED: Final = "sla.changed"
+READING_GROUP_CHANGED: Final = "reading_group.changed"
+READING_REQUESTED: Final = "reading.requested"  # a site asked for a priority or a second opinion

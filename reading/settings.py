@@ -1,0 +1,32 @@
+"""Settings of the reading workflow (``YUNYING_READING_*`` and friends), read once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReadingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YUNYING_", env_file=".env", extra="ignore")
+
+    # A stable study goes on to reading when no AI result came within this (routing owns the AI
+    # timeout, so a study reaches a reader whether or not any AI worker runs).
+    reading_ai_timeout_s: float = Field(default=120.0, gt=0)
+    # A claim lasts this long unless the viewer renews it; then the task returns to the queue.
+    reading_lease_s: float = Field(default=600.0, gt=0)
+    reading_sweep_poll_s: float = Field(default=2.0, gt=0)
+    # A county task still queued past its deadline goes to the provincial tier.
+    reading_auto_escalate: bool = True
+    # Give a new county task straight to the on-duty reader with the least open work.
+    reading_auto_assign: bool = False
+    # 危急值: the site must acknowledge a critical result within this, else the duty officer is alerted.
+    critical_ack_minutes: int = Field(default=15, gt=0)
+    # The reading centre's name on printed reports; empty: the consortium's name + 影像诊断中心.
+    centre_name: str = ""
+    # Report delivery by C-STORE to a site's return destination.
+    delivery_ae_title: str = "YUNYING"
+    delivery_poll_s: float = Field(default=2.0, gt=0)
+    delivery_retry_s: float = Field(default=30.0, gt=0)  # first retry; doubles per attempt
+    delivery_retry_max_s: float = Field(default=3600.0, gt=0)  # never wait longer than this between tries
+    delivery_lease_s: float = Field(default=120.0, gt=0)
+    delivery_timeout_s: float = Field(default=15.0, gt=0)  # connect / response timeout per association

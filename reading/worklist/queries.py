@@ -1,0 +1,114 @@
+"""The worklist as a reader sees it: the tasks he may read (tier, the sites he reads for,
+credentials, groups), stat first then nearest deadline, with filters and counts per state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from pacs.index.models import Site, Study
+from reading.models import Reader, ReadingTask, TaskState
+from reading.worklist.readers import facts_of
+from reading.worklist.transitions import OPEN_STATES
+
+
+@dataclass(frozen=True)
+class Filters:
+    states: tuple[TaskState, ...] = tuple(sorted(OPEN_STATES))
+    site_id: int | None = None
+    modality: str | None = None
+    priority: str | None = None
+    day: date | None = None  # tasks created on this day, in the consortium's time zone
+    timezone: str = "Asia/Shanghai"
+    mine: bool = False  # only the reader's own claims
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _scope(session: Session, reader: Reader, *, now: datetime) -> list[ColumnElement[bool]]:
+    facts = facts_of(session, reader, now=now)
+    conditions: list[ColumnElement[bool]] = [
+        ReadingTask.tier == reader.tier,
+        ReadingTask.site_id.in_(sorted(facts.site_ids)),
+        ReadingTask.modality.in_(sorted(facts.modalities)),
+        or_(ReadingTask.group_id.is_(None), ReadingTask.group_id.in_(sorted(facts.group_ids))),
+    ]
+    if facts.body_parts:
+        conditions.append(or_(ReadingTask.body_part.is_(None), ReadingTask.body_part.in_(sorted(facts.body_parts))))
+    # The consortiums of those sites, so the worklist index (state, tier, consortium, …) is used.
+    consortiums = select(Site.consortium_id).where(Site.id.in_(sorted(facts.site_ids))).distinct()
+    conditions.append(ReadingTask.consortium_id.in_(consortiums.scalar_subquery()))
+    return conditions
+
+
+def _filters(filters: Filters, reader: Reader) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.site_id is not None:
+        conditions.append(ReadingTask.site_id == filters.site_id)
+    if filters.modality:
+        conditions.append(ReadingTask.modality == filters.modality)
+    if filters.priority:
+        conditions.append(ReadingTask.priority == filters.priority)
+    if filters.mine:
+        conditions.append(ReadingTask.claimed_by == reader.id)
+    if filters.day is not None:
+        zone = ZoneInfo(filters.timezone)
+        start = datetime.combine(filters.day, time(0), zone)
+        conditions.append(and_(ReadingTask.created_at >= start, ReadingTask.created_at < start + timedelta(days=1)))
+    return conditions
+
+
+def worklist_statement(session: Session, reader: Reader, filters: Filters, *, now: datetime) -> Select[Any]:
+    """Tasks in ``filters.states`` the reader may read, in worklist order."""
+    return (
+        select(ReadingTask)
+        .where(ReadingTask.state.in_([s.value for s in filters.states]))
+        .where(*_scope(session, reader, now=now), *_filters(filters, reader))
+        .order_by(ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
+    )
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    task: ReadingTask
+    patient_name: str | None
+    patient_id: str | None
+    accession_number: str | None
+    study_description: str | None
+    site_name: str
+    num_instances: int
+
+
+def worklist(
+    session: Session, reader: Reader, filters: Filters, *, now: datetime, limit: int = 50, offset: int = 0
+) -> tuple[list[WorklistRow], dict[str, int]]:
+    """One page of the reader's worklist and the number of his tasks in each state."""
+    page = worklist_statement(session, reader, filters, now=now).limit(limit).offset(offset).subquery()
+    rows = session.execute(
+        select(
+            ReadingTask,
+            Study.patient_name,
+            Study.patient_id,
+            Study.accession_number,
+            Study.study_description,
+            Site.name,
+            Study.num_instances,
+        )
+        .join(page, page.c.id == ReadingTask.id)
+        .join(Study, Study.id == ReadingTask.study_pk)
+        .join(Site, Site.id == ReadingTask.site_id)
+        .order_by(ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
+    ).all()
+    counted = session.execute(
+        select(ReadingTask.state, func.count())
+        .where(ReadingTask.state.in_([s.value for s in OPEN_STATES]))
+        .where(*_scope(session, reader, now=now), *_filters(filters, reader))
+        .group_by(ReadingTask.state)
+    ).all()
+    counts = {state.value: 0 for state in sorted(OPEN_STATES)}
+    counts.update({state: int(n) for state, n in counted})
+    return [WorklistRow(*row) for row in rows], counts

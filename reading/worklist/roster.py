@@ -1,0 +1,54 @@
+"""On-duty rosters: whether a reader's window covers a moment, in the consortium's time zone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True)
+class Window:
+    """A weekly window (``weekday`` 0 = Monday, None = every day) or one on ``on_date``;
+    ``end`` <= ``start`` runs past midnight into the next day."""
+
+    start: time
+    end: time
+    weekday: int | None = None
+    on_date: date | None = None
+
+    def _starts_on(self, day: date) -> bool:
+        if self.on_date is not None:
+            return day == self.on_date
+        return self.weekday is None or day.weekday() == self.weekday
+
+    def covers(self, local: datetime) -> bool:
+        moment = local.time()
+        overnight = self.end <= self.start
+        if not overnight:
+            return self._starts_on(local.date()) and self.start <= moment < self.end
+        # An overnight window started today (after start) or yesterday (before end).
+        if moment >= self.start and self._starts_on(local.date()):
+            return True
+        return moment < self.end and self._starts_on(local.date() - timedelta(days=1))
+
+
+def parse_hhmm(text: str) -> time:
+    """``08:00`` → time; raises ``ValueError`` naming the expected form."""
+    try:
+        hours, minutes = text.split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"a roster time is HH:MM (24 h), not {text!r}") from None
+
+
+def on_duty(windows: Iterable[Window], now: datetime, timezone: str) -> bool:
+    """Whether any window covers ``now`` (timezone-aware) in ``timezone``."""
+    local = now.astimezone(ZoneInfo(timezone))
+    return any(window.covers(local) for window in windows)
+
+
+def describe_local(now: datetime, timezone: str) -> str:
+    """``02:00`` in the consortium's time zone, for routing explanations."""
+    return now.astimezone(ZoneInfo(timezone)).strftime("%H:%M")

@@ -1,5 +1,6 @@
 """The ASGI application: health endpoints and the routers that live beside their domain
-(DESIGN.md): ``/dicomweb`` from pacs.dicomweb (QIDO-RS and STOW-RS); reading's routers as they land."""
+(DESIGN.md): ``/dicomweb`` from pacs.dicomweb (QIDO, WADO and STOW-RS) and ``/api`` from reading.api
+(worklist, reports, the site's view, administration)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pacs.dicomweb.stow import router as stow_router
 from pacs.dicomweb.wado import router as wado_router
 from pacs.service import Services
 from pacs.storage import StoreUnavailable
+from reading.api import router as reading_router
+from reading.settings import ReadingSettings
 
 
 class ServerTiming:
@@ -41,15 +44,16 @@ class ServerTiming:
         await self.app(scope, receive, send_timed)
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, reading: ReadingSettings | None = None) -> FastAPI:
     app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.services = services
+    app.state.reading_settings = reading or ReadingSettings()
     app.add_middleware(ServerTiming)
     if services.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=services.settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "OPTIONS"],
             allow_headers=["Authorization", "Accept", "Content-Type"],
             expose_headers=["Warning", "Content-Location"],
             max_age=600,
@@ -57,6 +61,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(qido_router)
     app.include_router(wado_router)
     app.include_router(stow_router)
+    app.include_router(reading_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -15,6 +15,7 @@ from pacs.index.migrate import upgrade
 from pacs.logs import configure_logging
 from pacs.service import Services
 from pacs.settings import Mode
+from reading import cli as reading_cli
 
 app = typer.Typer(
     help="Yunying (云影): the regional imaging cloud-diagnosis centre. Settings come from YUNYING_* "
@@ -22,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 pacs_cli.register(app)
+reading_cli.register(app)
 console = Console()
 
 

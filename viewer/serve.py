@@ -1,4 +1,5 @@
-"""The embedded shape in one process: DICOM receiver, web, and background workers."""
+"""The embedded shape in one process: DICOM receiver, web, the reading sweeper and the delivery
+worker (the AI worker joins with issue C)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,37 @@ import uvicorn
 
 from pacs.receiving import Receiving
 from pacs.service import Services, settle_heap
+from pacs.settings import Mode
+from reading.delivery import DeliveryWorker
+from reading.settings import ReadingSettings
+from reading.worklist.sweeper import ReadingSweeper
 from viewer.app import create_app
 
 
 class EmbeddedService:
     """Everything ``yunying serve`` runs; ``start()`` returns when all of it is listening."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, reading: ReadingSettings | None = None) -> None:
         self.services = services
         settings = services.settings
+        self.reading = reading or ReadingSettings()
         self.receiving = Receiving(services)
+        self.sweeper = ReadingSweeper(services.sessions, self.reading, demo=settings.mode is Mode.DEMO)
+        self.delivery = DeliveryWorker(services.sessions, self.reading)
         config = uvicorn.Config(
-            create_app(services), host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="off"
+            create_app(services, self.reading),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
         )
         self.web = uvicorn.Server(config)
         self._web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
 
     def start(self) -> None:
         self.receiving.start()
+        self.sweeper.start()
+        self.delivery.start()
         self._web_thread.start()
         while not self.web.started and self._web_thread.is_alive():
             threading.Event().wait(0.05)
@@ -40,6 +54,8 @@ class EmbeddedService:
     def stop(self) -> None:
         self.web.should_exit = True
         self._web_thread.join(timeout=5)
+        self.delivery.stop()
+        self.sweeper.stop()
         self.receiving.stop()
 
 

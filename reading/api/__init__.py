@@ -1,0 +1,11 @@
+"""The JSON API of the reading workflow, mounted by ``viewer.app`` under ``/api``."""
+
+from fastapi import APIRouter
+
+from reading.api import admin, reports, site, worklist
+
+router = APIRouter(prefix="/api")
+router.include_router(worklist.router)
+router.include_router(reports.router)
+router.include_router(site.router)
+router.include_router(admin.router)

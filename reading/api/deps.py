@@ -1,0 +1,58 @@
+"""What every ``/api`` route shares: the caller, the reading settings, one table from the
+core's refusals to HTTP statuses, and a transaction that answers 503 when the index is down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+from fastapi import HTTPException, Request
+from sqlalchemy.orm import Session
+
+from pacs.dicomweb.auth import services_of
+from pacs.identity.users import Principal
+from pacs.index.db import IndexUnavailable, transaction
+from pacs.index.models import Role
+from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError
+from reading.settings import ReadingSettings
+from reading.worklist.transitions import IllegalTransition
+
+STATUS_OF: Final[dict[type[Exception], int]] = {
+    NotFound: 404,
+    OutOfScope: 403,
+    Conflict: 409,
+    IllegalTransition: 409,
+    Invalid: 422,
+}
+
+
+def reading_settings(request: Request) -> ReadingSettings:
+    settings: ReadingSettings = request.app.state.reading_settings
+    return settings
+
+
+@contextmanager
+def unit_of_work(request: Request, *, read_only: bool = False) -> Iterator[Session]:
+    """One transaction for one request; the core's refusals become their HTTP status (nothing
+    is written then: the transaction rolls back)."""
+    try:
+        with transaction(services_of(request).sessions, read_only=read_only) as session:
+            yield session
+    except IndexUnavailable:
+        raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
+    except (ReadingError, IllegalTransition) as exc:
+        status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+        raise HTTPException(status, str(exc)) from None
+
+
+def require_role(who: Principal, *roles: str) -> None:
+    if who.role not in roles:
+        raise HTTPException(403, f"this needs the role {' or '.join(roles)}; you are {who.role}")
+
+
+def require_site_user(who: Principal) -> int:
+    require_role(who, Role.SITE)
+    if who.site_id is None:
+        raise HTTPException(403, "your site user is not bound to a site")
+    return who.site_id

@@ -1,0 +1,181 @@
+"""``/api/worklist`` and ``/api/tasks``: the reader's worklist, claims, release, escalation."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.index.models import Consortium, Role, Site, Study
+from pacs.index.types import utcnow
+from reading.api.deps import reading_settings, require_role, unit_of_work
+from reading.errors import Invalid
+from reading.models import Priority, Reader, ReadingTask, TaskState
+from reading.reports.service import carried_report, latest_report
+from reading.worklist.queries import Filters, WorklistRow, worklist
+from reading.worklist.readers import reader_of_user
+from reading.worklist.tasks import claim, claim_next, escalate_by_reader, get_task, may_read, release, renew
+
+router = APIRouter(tags=["worklist"])
+
+
+def _task_json(task: ReadingTask) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "study_uid": task.study_uid,
+        "site_id": task.site_id,
+        "tier": task.tier,
+        "group_id": task.group_id,
+        "state": task.state,
+        "priority": task.priority,
+        "deadline_at": task.deadline_at.isoformat(),
+        "overdue": task.deadline_at <= utcnow() and task.state in {"queued", "claimed", "preliminary"},
+        "modality": task.modality,
+        "body_part": task.body_part,
+        "route_reason": task.route_reason,
+        "ai_flags": task.ai_flags,
+        "claimed_by": task.claimed_by,
+        "lease_expires_at": task.lease_expires_at.isoformat() if task.lease_expires_at else None,
+        "escalated_from": task.escalated_from_id,
+        "escalation_reason": task.escalation_reason,
+        "new_images": task.new_images,
+        "created_at": task.created_at.isoformat(),
+    }
+
+
+def _row_json(row: WorklistRow) -> dict[str, Any]:
+    return {
+        **_task_json(row.task),
+        "patient_name": row.patient_name,
+        "patient_id": row.patient_id,
+        "accession_number": row.accession_number,
+        "study_description": row.study_description,
+        "site": row.site_name,
+        "instances": row.num_instances,
+    }
+
+
+def _reader(session: Session, who: Any) -> Reader:
+    require_role(who, Role.READER)
+    return reader_of_user(session, who.user_id)
+
+
+@router.get("/worklist")
+def get_worklist(
+    request: Request,
+    who: Authenticated,
+    state: Annotated[list[TaskState] | None, Query(description="queued, claimed, preliminary, signed, …")] = None,
+    site: Annotated[int | None, Query(description="a site id")] = None,
+    modality: Annotated[str | None, Query(max_length=16)] = None,
+    priority: Priority | None = None,
+    day: Annotated[date | None, Query(alias="date", description="tasks created that day (YYYY-MM-DD)")] = None,
+    mine: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """The tasks the reader may read, stat first then nearest deadline, with counts per state."""
+    with unit_of_work(request, read_only=True) as session:
+        reader = _reader(session, who)
+        timezone = session.get_one(Consortium, reader.consortium_id).timezone
+        filters = Filters(
+            states=tuple(state) if state else Filters().states,
+            site_id=site,
+            modality=modality.upper() if modality else None,
+            priority=priority.value if priority else None,
+            day=day,
+            timezone=timezone,
+            mine=mine,
+        )
+        rows, counts = worklist(session, reader, filters, now=utcnow(), limit=limit, offset=offset)
+        return {"tasks": [_row_json(row) for row in rows], "counts": counts, "limit": limit, "offset": offset}
+
+
+@router.get("/tasks/{task_id}")
+def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+    """One task with its study, the routing explanation, the report being written and, for an
+    escalated task, the county's preliminary report and the escalation reason."""
+    with unit_of_work(request, read_only=True) as session:
+        reader = _reader(session, who)
+        task = get_task(session, task_id)
+        why = may_read(session, reader, task, now=utcnow())
+        if why is not None:
+            from reading.errors import OutOfScope
+
+            raise OutOfScope(why)
+        study = session.get_one(Study, task.study_pk)
+        site = session.get_one(Site, task.site_id)
+        from reading.api.reports import report_json
+
+        report = latest_report(session, task.id)
+        carried = carried_report(session, task)
+        services_of(request).audit.record_once(who, "open-task", study_uid=task.study_uid, site_id=task.site_id)
+        return {
+            **_task_json(task),
+            "site": site.name,
+            "study": {
+                "patient_name": study.patient_name,
+                "patient_id": study.patient_id,
+                "accession_number": study.accession_number,
+                "study_date": study.study_date,
+                "study_description": study.study_description,
+                "modalities": study.modalities,
+                "instances": study.num_instances,
+            },
+            "report": report_json(report) if report else None,
+            "carried_report": report_json(carried) if carried else None,
+        }
+
+
+def _lease(request: Request) -> timedelta:
+    return timedelta(seconds=reading_settings(request).reading_lease_s)
+
+
+@router.post("/tasks/{task_id}/claim")
+def post_claim(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+    """Claim a queued task (409 when someone else has it); claiming one's own renews it."""
+    with unit_of_work(request) as session:
+        task = claim(session, _reader(session, who), task_id, lease=_lease(request), now=utcnow())
+        return _task_json(task)
+
+
+@router.post("/worklist/next")
+def post_claim_next(request: Request, who: Authenticated) -> dict[str, Any]:
+    """Claim the first queued task of the worklist; 404 when there is none."""
+    with unit_of_work(request) as session:
+        task = claim_next(session, _reader(session, who), lease=_lease(request), now=utcnow())
+        if task is None:
+            from reading.errors import NotFound
+
+            raise NotFound("no queued task in your worklist")
+        return _task_json(task)
+
+
+@router.post("/tasks/{task_id}/renew")
+def post_renew(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+    """Extend the claim while reading (the viewer calls this)."""
+    with unit_of_work(request) as session:
+        return _task_json(renew(session, _reader(session, who), task_id, lease=_lease(request), now=utcnow()))
+
+
+@router.post("/tasks/{task_id}/release")
+def post_release(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+    with unit_of_work(request) as session:
+        return _task_json(release(session, _reader(session, who), task_id, now=utcnow()))
+
+
+class EscalationBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/tasks/{task_id}/escalate")
+def post_escalate(request: Request, who: Authenticated, task_id: int, body: EscalationBody) -> dict[str, Any]:
+    """End the county task as escalated; answers the new provincial task."""
+    with unit_of_work(request) as session:
+        if not body.reason.strip():
+            raise Invalid("an escalation needs a reason the provincial expert will read")
+        task = escalate_by_reader(session, _reader(session, who), task_id, reason=body.reason, now=utcnow())
+        return _task_json(task)

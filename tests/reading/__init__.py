@@ -1,0 +1,1 @@
+"""Tests of the reading workflow: report templates and report outputs."""

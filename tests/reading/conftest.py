@@ -1,124 +1,128 @@
-"""A reading world on a real index: a consortium with a township and a county site, county and
-provincial readers, and studies ingested through ``pacs`` and handed to reading."""
+"""A realistic report document, built by a factory so each test changes only what it tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from pacs.identity.sites import add_site
-from pacs.index.db import transaction
-from pacs.index.models import Study
-from pacs.index.types import utcnow
-from pacs.ingest import Origin
-from pacs.readiness import mark_ready_for_reading
-from pacs.service import Services
-from pacs.stability import mark_stable_studies
-from reading.admin import WindowSpec, add_reader, set_roster
-from reading.models import ReadingTask
-from reading.settings import ReadingSettings
-from reading.worklist.sweeper import route_pending
-from tests.pacs.helpers import write_ct
+from reading.reports.document import (
+    Addendum,
+    CriticalCommunication,
+    EvidenceRef,
+    Person,
+    ReportDocument,
+    ReportPatient,
+    ReportStatus,
+    ReportStudy,
+)
+from reading.reports.templates import field_values
 
-ALWAYS = [WindowSpec("00:00", "12:00"), WindowSpec("12:00", "00:00")]
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+STUDY_UID = "1.2.826.0.1.3680043.8.498.11223344556677889900"
+SERIES_UID = f"{STUDY_UID}.1"
+FINDINGS = (
+    "左侧基底节区见片状高密度影，约2.1×1.5cm，CT值约65HU，周围见低密度水肿带，"
+    "左侧侧脑室受压变窄，中线结构右移约3mm。余脑实质密度未见明显异常，脑沟脑裂未见增宽。"
+    "颅骨骨质连续，未见骨折征象。"
+)
+IMPRESSION = "左侧基底节区脑出血（急性期），建议神经外科会诊。"
+COUNTY_READER = Person(username="li.yisheng", display_name="李医生", tier="county")
+PROVINCIAL_EXPERT = Person(username="zhang.zhuren", display_name="张主任", tier="provincial")
+SIGNED_AT = datetime(2024, 5, 6, 2, 41, 30, tzinfo=UTC)  # 10:41 in Asia/Shanghai
 
-
-@dataclass
-class World:
-    services: Services
-    data: Path
-    township_id: int
-    county_site_id: int
-    reading: ReadingSettings = field(default_factory=lambda: ReadingSettings(reading_lease_s=60))
-    seeds: list[int] = field(default_factory=list)
-
-    def ingest_study(self, *, site_id: int | None = None, kind: str = "head", slices: int = 2) -> str:
-        """Ingest a small synthetic CT for a site; returns its Study Instance UID."""
-        seed = 100 + len(self.seeds)
-        self.seeds.append(seed)
-        paths = write_ct(self.data / f"ct-{seed}", slices=slices, seed=seed, size=32, kind=kind)
-        origin = Origin(site_id=site_id or self.township_id, calling_ae="FUDONG_CT", source_address="127.0.0.1")
-        uid = ""
-        for path in paths:
-            outcome = self.services.ingest.receive(path, origin)
-            uid = outcome.study_uid or uid
-        assert uid
-        return uid
-
-    def ready_study(self, **kwargs: Any) -> str:
-        """Ingest, make stable, hand to reading and route: the study's task is queued."""
-        uid = self.ingest_study(**kwargs)
-        from datetime import timedelta
-
-        mark_stable_studies(self.services.sessions, timedelta(0))
-        with transaction(self.services.sessions) as session:
-            assert mark_ready_for_reading(session, uid, reason="test", actor="test")
-        route_pending(self.services.sessions, demo=False, now=utcnow())
-        return uid
-
-    def task_of(self, study_uid: str) -> ReadingTask:
-        with transaction(self.services.sessions) as session:
-            found = session.scalars(
-                select(ReadingTask).where(ReadingTask.study_uid == study_uid).order_by(ReadingTask.id.desc())
-            ).first()
-            assert found is not None, f"no task for {study_uid}"
-            return found
-
-    def study(self, study_uid: str) -> Study:
-        with transaction(self.services.sessions) as session:
-            return session.scalars(select(Study).where(Study.study_uid == study_uid)).one()
-
-    def now(self) -> datetime:
-        return utcnow()
-
-
-@pytest.fixture(params=["sqlite-folder", pytest.param("postgres-s3", marks=pytest.mark.postgres)])
-def world_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+ReportFactory = Callable[..., ReportDocument]
 
 
 @pytest.fixture
-def make_world(make_services: Callable[..., Services], data_cache: Path) -> Iterator[Callable[..., World]]:
-    def build(backend: str = "sqlite-folder", *, county_on_duty: bool = True) -> World:
-        services = make_services(backend)
-        with transaction(services.sessions) as session:
-            township = add_site(
-                session,
-                consortium="Dongtai",
-                name="Fudong",
-                tier="township",
-                return_ae_title="FUDONG_PACS",
-                return_host="127.0.0.1",
-                return_port=1,
-            )
-            county = add_site(session, consortium="Dongtai", name="Dongtai County Hospital", tier="county")
-            add_reader(
-                session,
-                username="li",
-                consortium="Dongtai",
-                tier="county",
-                modalities=["CT", "DX"],
-                display_name="李医生",
-            )
-            add_reader(session, username="wang", consortium="Dongtai", tier="county", modalities=["CT"])
-            add_reader(session, username="zhao", consortium="Dongtai", tier="county", modalities=["DX"])
-            add_reader(
-                session,
-                username="chen",
-                consortium="Dongtai",
-                tier="provincial",
-                modalities=["CT", "DX"],
-                display_name="陈教授",
-            )
-            for name in ("li", "wang", "zhao", "chen"):
-                set_roster(session, name, ALWAYS if (county_on_duty or name == "chen") else [])
-            ids = township.id, county.id
-        return World(services, data_cache, *ids)
+def make_report() -> ReportFactory:
+    """``make_report(**changes)``: a signed critical CT head report, with any field replaced."""
 
-    yield build
+    def factory(**changes: Any) -> ReportDocument:
+        doc = ReportDocument(
+            report_id=4711,
+            version=1,
+            status=ReportStatus.FINAL,
+            centre_name="东县医学影像诊断中心",
+            site_name="东乡镇卫生院",
+            patient=ReportPatient(patient_id="DX20240506001", name="王^小明", birth_date="19580312", sex="M"),
+            study=ReportStudy(
+                study_uid=STUDY_UID,
+                accession_number="A20240506017",
+                study_date="20240506",
+                study_time="095512",
+                study_description="头颅CT平扫",
+                modality="CT",
+                body_part="HEAD",
+                referring_physician="赵^医生",
+                study_id="17",
+            ),
+            template_id="ct_head",
+            template_title="头颅CT平扫",
+            fields=field_values(
+                "ct_head",
+                {
+                    "haemorrhage": True,
+                    "haemorrhage_type": "intraparenchymal",
+                    "haemorrhage_location": "左侧基底节区",
+                    "haemorrhage_volume_ml": 12.5,
+                    "perihaematomal_oedema": True,
+                    "midline_shift_mm": 3,
+                    "midline_shift_direction": "right",
+                    "ventricles": "compressed",
+                    "skull_fracture": False,
+                },
+            ),
+            findings=FINDINGS,
+            impression=IMPRESSION,
+            critical=True,
+            author=COUNTY_READER,
+            signer=COUNTY_READER,
+            signed_at=SIGNED_AT,
+            created_at=datetime(2024, 5, 6, 2, 30, tzinfo=UTC),
+            referral="建议转诊至县医院神经外科进一步治疗。",
+            critical_communications=(
+                CriticalCommunication(
+                    told="东乡镇卫生院 陈护士",
+                    method="phone",
+                    at=datetime(2024, 5, 6, 2, 45, tzinfo=UTC),
+                    recorded_by="李医生",
+                ),
+            ),
+            evidence=tuple(
+                EvidenceRef(series_uid=SERIES_UID, sop_class_uid=CT_IMAGE_STORAGE, sop_instance_uid=f"{SERIES_UID}.{n}")
+                for n in (1, 2, 3)
+            ),
+        )
+        return dataclasses.replace(doc, **changes)
+
+    return factory
+
+
+@pytest.fixture
+def report(make_report: ReportFactory) -> ReportDocument:
+    return make_report()
+
+
+def amended(doc: ReportDocument) -> ReportDocument:
+    """Version 2 of ``doc``: an addendum by the provincial expert after signing."""
+    return dataclasses.replace(
+        doc,
+        version=2,
+        status=ReportStatus.AMENDED,
+        cosigner=PROVINCIAL_EXPERT,
+        addenda=(
+            Addendum(
+                at=datetime(2024, 5, 6, 6, 0, tzinfo=UTC),
+                author=PROVINCIAL_EXPERT,
+                text="复核：出血量估算约13ml，余同前。",
+            ),
+        ),
+    )
+
+
+# The reading world on a real index (tests/reading/world.py).
+from tests.reading.world import make_world, world_backend  # noqa: E402, F401

@@ -20,7 +20,7 @@ from reading.models import ReadingTask, TaskState
 from reading.worklist.queries import Filters, worklist
 from reading.worklist.sweeper import expire_leases, flag_breaches, flag_late_images, hand_over_late_ai, route_pending
 from reading.worklist.tasks import claim, escalate_by_reader, release, renew
-from tests.reading.conftest import World
+from tests.reading.world import World
 
 LEASE = timedelta(minutes=5)
 

@@ -1,0 +1,105 @@
+"""Facts every output derives from a report document the same way: its printed times in the
+consortium's time zone, the patient's age at the study, names in DICOM PN form, status words.
+
+One place, so the PDF, the SR, the image, HL7 and FHIR never disagree on an age or a time.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from reading.reports.document import Person, ReportDocument, ReportStatus
+from reading.reports.outputs.errors import ReportOutputError
+
+STATUS_TITLES: Final = {
+    ReportStatus.PRELIMINARY: "初步报告",
+    ReportStatus.FINAL: "正式报告",
+    ReportStatus.AMENDED: "更正报告",
+}
+SEX_TITLES: Final = {"M": "男", "F": "女", "O": "其他"}
+CONTACT_METHOD_TITLES: Final = {
+    "phone": "电话",
+    "in-person": "当面",
+    "portal": "平台",
+    "sms": "短信",
+    "wecom": "企业微信",
+}
+
+
+def local_time(doc: ReportDocument, moment: datetime) -> datetime:
+    """``moment`` in the consortium's time zone (reports print local time, stored times are UTC).
+
+    Raises ``ReportOutputError`` for a naive datetime (its zone is unknowable) or an unknown zone.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ReportOutputError(f"report {doc.report_id}: time {moment.isoformat()} has no time zone; store aware UTC")
+    try:
+        zone = ZoneInfo(doc.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ReportOutputError(f"report {doc.report_id}: unknown time zone {doc.timezone!r}") from exc
+    return moment.astimezone(zone)
+
+
+def document_time(doc: ReportDocument) -> datetime:
+    """When this version became what it is: signed time once signed, else when it was written."""
+    return local_time(doc, doc.signed_at or doc.created_at)
+
+
+def dicom_date(moment: datetime) -> str:
+    return moment.strftime("%Y%m%d")
+
+
+def dicom_time(moment: datetime) -> str:
+    return moment.strftime("%H%M%S")
+
+
+def dicom_datetime(moment: datetime) -> str:
+    """PS3.5 6.2 DT with its UTC offset, so a receiver need not guess the zone."""
+    return moment.strftime("%Y%m%d%H%M%S%z")
+
+
+def printed_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+def parse_dicom_date(value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y%m%d").date()
+    except ValueError:
+        return None  # a malformed DA from a modality: the age is then simply not printed
+
+
+def patient_age(doc: ReportDocument) -> tuple[str, str] | None:
+    """The patient's age on the study date as (DICOM AS, Chinese text), e.g. ("045Y", "45岁").
+
+    Under a month in days, under two years in months (PS3.5 6.2 AS; how Chinese reports print
+    infants). None when the birth or study date is missing or malformed.
+    """
+    born = parse_dicom_date(doc.patient.birth_date)
+    studied = parse_dicom_date(doc.study.study_date)
+    if born is None or studied is None or studied < born:
+        return None
+    months = (studied.year - born.year) * 12 + studied.month - born.month - (1 if studied.day < born.day else 0)
+    if months < 1:
+        days = (studied - born).days
+        return f"{days:03d}D", f"{days}天"
+    if months < 24:
+        return f"{months:03d}M", f"{months}月"
+    years = months // 12
+    return f"{min(years, 999):03d}Y", f"{years}岁"
+
+
+def person_name(person: Person) -> str:
+    """A reader's name in DICOM PN form (PS3.5 6.2.1): a bare "李医生" becomes "李医生^", the
+    family-name-only spelling that highdicom's name check accepts."""
+    name = person.display_name.strip()
+    return name if "^" in name else f"{name}^"
+
+
+def printed_name(dicom_name: str) -> str:
+    """A PN as a Chinese reader writes it: 王^小明 → 王小明 (family then given, no separator)."""
+    return "".join(dicom_name.split("=")[0].split("^")).strip()

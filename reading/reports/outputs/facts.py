@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from reading.reports.document import Person, ReportDocument, ReportStatus
+from reading.reports.document import Addendum, CriticalCommunication, Person, ReportDocument, ReportStatus
 from reading.reports.outputs.errors import ReportOutputError
 
 STATUS_TITLES: Final = {
@@ -103,3 +103,70 @@ def person_name(person: Person) -> str:
 def printed_name(dicom_name: str) -> str:
     """A PN as a Chinese reader writes it: 王^小明 → 王小明 (family then given, no separator)."""
     return "".join(dicom_name.split("=")[0].split("^")).strip()
+
+
+# PS3.16 Annex L (Body Part Examined) terms as a Chinese report prints them.
+BODY_PART_TITLES: Final = {
+    "HEAD": "头部",
+    "BRAIN": "颅脑",
+    "SKULL": "颅骨",
+    "NECK": "颈部",
+    "CHEST": "胸部",
+    "THORAX": "胸部",
+    "LUNG": "肺",
+    "ABDOMEN": "腹部",
+    "PELVIS": "盆腔",
+    "ABDOMENPELVIS": "腹盆腔",
+    "CSPINE": "颈椎",
+    "TSPINE": "胸椎",
+    "LSPINE": "腰椎",
+    "SPINE": "脊柱",
+    "EXTREMITY": "四肢",
+    "KNEE": "膝关节",
+    "HIP": "髋关节",
+    "SHOULDER": "肩关节",
+}
+
+
+def printed_date(value: str | None) -> str:
+    parsed = parse_dicom_date(value)
+    return parsed.isoformat() if parsed else ""
+
+
+def study_items(doc: ReportDocument) -> list[tuple[str, str]]:
+    """The patient and study lines of a printed report as (label, value), in print order."""
+    age = patient_age(doc)
+    body_part = (doc.study.body_part or "").upper()
+    return [
+        ("姓名", printed_name(doc.patient.name)),
+        ("性别", SEX_TITLES.get(doc.patient.sex or "", "")),
+        ("年龄", age[1] if age else ""),
+        ("患者ID", doc.patient.patient_id),
+        ("检查号", doc.study.accession_number or ""),
+        ("检查日期", printed_date(doc.study.study_date)),
+        ("检查类型", doc.study.modality),
+        ("检查部位", BODY_PART_TITLES.get(body_part, doc.study.body_part or "")),
+        ("检查项目", doc.study.study_description or doc.template_title),
+        ("申请医生", printed_name(doc.study.referring_physician or "")),
+        ("送检单位", doc.site_name),
+        ("报告状态", STATUS_TITLES[doc.status]),
+    ]
+
+
+def signature_items(doc: ReportDocument) -> list[tuple[str, str]]:
+    """The signature line: who wrote, who signed, who co-signed, and when (local time)."""
+    items = [("报告医生", doc.author.display_name), ("审核医生", doc.signer.display_name if doc.signer else "")]
+    if doc.cosigner is not None:
+        items.append(("会诊专家", doc.cosigner.display_name))
+    items.append(("签发时间", printed_time(local_time(doc, doc.signed_at)) if doc.signed_at else "未签发"))
+    return items
+
+
+def communication_text(doc: ReportDocument, call: CriticalCommunication) -> str:
+    """One 危急值 communication as a sentence, e.g. "2024-05-06 10:45 经电话通知…（记录人：李医生）"."""
+    method = CONTACT_METHOD_TITLES.get(call.method, call.method)
+    return f"{printed_time(local_time(doc, call.at))} 经{method}通知{call.told}（记录人：{call.recorded_by}）"
+
+
+def addendum_text(doc: ReportDocument, addendum: Addendum) -> str:
+    return f"{printed_time(local_time(doc, addendum.at))} {addendum.author.display_name}：{addendum.text}"

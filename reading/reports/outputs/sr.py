@@ -34,14 +34,14 @@ from pydicom.valuerep import DA, TM
 from reading.reports.document import Person, ReportDocument, ReportStatus
 from reading.reports.outputs.errors import ReportOutputError
 from reading.reports.outputs.facts import (
-    CONTACT_METHOD_TITLES,
+    addendum_text,
+    communication_text,
     dicom_date,
     dicom_datetime,
     dicom_time,
     document_time,
     local_time,
     person_name,
-    printed_time,
 )
 from reading.reports.outputs.modules import MANUFACTURER, SERIES_NUMBERS, UTF8, patient_and_study
 from reading.reports.outputs.uids import output_uid, series_uid
@@ -193,9 +193,7 @@ def _content(doc: ReportDocument) -> hd.sr.ContainerContentItem:
     ]
     if doc.findings.strip():
         findings.append(_text(FINDING, doc.findings))
-    for addendum in doc.addenda:
-        stamp = printed_time(local_time(doc, addendum.at))
-        findings.append(_text(ADDENDUM, f"{stamp} {addendum.author.display_name}：{addendum.text}"))
+    findings.extend(_text(ADDENDUM, addendum_text(doc, addendum)) for addendum in doc.addenda)
     if findings:
         items.append(_section(FINDINGS, findings))
 
@@ -204,12 +202,9 @@ def _content(doc: ReportDocument) -> hd.sr.ContainerContentItem:
         impressions.append(
             hd.sr.CodeContentItem(name=CRITICAL_RESULT, value=codes.SCT.Yes, relationship_type="CONTAINS")
         )
-        for call in doc.critical_communications:
-            method = CONTACT_METHOD_TITLES.get(call.method, call.method)
-            stamp = printed_time(local_time(doc, call.at))
-            impressions.append(
-                _text(CRITICAL_COMMUNICATION, f"{stamp} 经{method}通知{call.told}（记录人：{call.recorded_by}）")
-            )
+        impressions.extend(
+            _text(CRITICAL_COMMUNICATION, communication_text(doc, c)) for c in doc.critical_communications
+        )
     items.append(_section(IMPRESSIONS, impressions))
 
     if doc.referral:

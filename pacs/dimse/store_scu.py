@@ -118,8 +118,14 @@ def send_datasets(
     association, each in the transfer syntax of its file meta. Raises ``AssociationRefused``
     when no association can be established or a SOP class is not accepted."""
     pairs = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets})
+    # pynetdicom 3.0.4 drops the socket of a refused connection without closing it (a leaked
+    # descriptor per retry of a dead site); a plain connect first answers "down" cleanly.
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise AssociationRefused(f"{called_ae}@{host}:{port} unreachable: {exc}") from None
     ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout_s
     ae.maximum_pdu_size = 1_048_576
     for sop_class, syntax in pairs:
         ae.add_requested_context(sop_class, [syntax])

@@ -287,7 +287,7 @@ def claim_next(session: Session, reader: Reader, *, lease: timedelta, now: datet
     statement = worklist_statement(session, reader, Filters(states=(TaskState.QUEUED,)), now=now).limit(1)
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update(skip_locked=True, of=ReadingTask)
-    task = session.scalar(statement)
+    task: ReadingTask | None = session.scalar(statement)
     if task is None:
         return None
     transition(session, task, TaskState.CLAIMED, actor=f"reader:{reader.id}", now=now, reader_id=reader.id)

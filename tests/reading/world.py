@@ -122,3 +122,26 @@ def make_world(make_services: Callable[..., Services], data_cache: Path) -> Iter
         return World(services, data_cache, *ids)
 
     yield build
+
+
+def sign_study(world: World, study_uid: str, *, reader: str = "li", critical: bool = False) -> int:
+    """Claim the study's task as ``reader`` and sign a CT head report; returns the report id."""
+    from datetime import timedelta
+
+    from reading.admin import find_reader
+    from reading.reports.service import ReportInput, sign_report
+    from reading.worklist.tasks import claim
+
+    task = world.task_of(study_uid)
+    body = ReportInput(
+        "ct_head",
+        {"haemorrhage": critical},
+        findings="左侧基底节区见片状高密度影，约2.1×1.5cm。" if critical else "脑实质密度未见异常。",
+        impression="左侧基底节区脑出血（急性期）。" if critical else "头颅CT平扫未见明显异常。",
+        critical=critical,
+    )
+    with transaction(world.services.sessions) as session:
+        who = find_reader(session, reader)
+        claim(session, who, task.id, lease=timedelta(minutes=5), now=world.now())
+        report = sign_report(session, who, task.id, body, now=world.now(), critical_ack=timedelta(minutes=15))
+        return report.id

@@ -61,7 +61,8 @@ def demo(
     exit_after_push: Annotated[bool, typer.Option(help="Stop once the demo studies are stable (for scripts).")] = False,
 ) -> None:
     """Create the demo consortium, start the service and push demo studies into it by C-STORE."""
-    from viewer.demo import generate_demo_studies, issue_demo_tokens, push_demo_studies, seed_consortium
+    from reading.settings import ReadingSettings
+    from viewer.demo import generate_demo_studies, issue_demo_tokens, push_demo_studies, seed_consortium, seed_readers
     from viewer.serve import EmbeddedService
 
     settings = pacs_cli.load_settings()
@@ -75,14 +76,18 @@ def demo(
     upgrade(settings.resolved_database_url)
     services = pacs_cli.open_services(settings)
     with transaction(services.sessions) as session:
-        created = seed_consortium(session)
+        created = seed_consortium(session) + seed_readers(session)
         tokens = issue_demo_tokens(session, Path(settings.home))
     if created:
         console.print(f"Demo consortium: created {', '.join(created)}")
     data_root = Path(settings.home) / "demo-data"
     with console.status("Generating demo studies (first run only)…"):
         studies = generate_demo_studies(data_root, ct_slices=ct_slices)
-    service = EmbeddedService(services)
+    reading = ReadingSettings()
+    if "reading_ai_timeout_s" not in reading.model_fields_set:
+        # No AI worker runs yet (issue C): the demo hands stable studies to reading within seconds.
+        reading = reading.model_copy(update={"reading_ai_timeout_s": 5.0})
+    service = EmbeddedService(services, reading)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         service.start()
@@ -94,10 +99,15 @@ def demo(
             f"{settings.stability_seconds:g} s quiet)\n"
             f"  yunying changes               the change feed (study.received, study.stable, …)\n"
             f"  yunying site list / ae list   the demo consortium\n"
+            f"  yunying worklist demo-li      the county reader's worklist (studies arrive "
+            f"{settings.stability_seconds:g} s + {reading.reading_ai_timeout_s:g} s after the last image)\n"
+            f"  yunying delivery list         reports on their way back to the sites\n"
             f"  curl http://{settings.http_host}:{settings.http_port}/readyz\n"
             f'  curl -H "Authorization: Bearer $(cat {tokens["demo-admin"]})" '
             f"http://{settings.http_host}:{settings.http_port}/dicomweb/studies   (QIDO-RS; the Fudong site's "
             f"token is {tokens['demo-fudong']})\n"
+            f'  curl -H "Authorization: Bearer $(cat {tokens["demo-li"]})" '
+            f"http://{settings.http_host}:{settings.http_port}/api/worklist   (李医生's worklist; docs/reading.md)\n"
             f"  storescu -aet FUDONG_CT -aec {settings.ae_title} 127.0.0.1 {settings.dicom_port} FILE.dcm\n"
             f"(run them with .venv/bin/ in front, or after `. .venv/bin/activate`; data under {settings.home})"
         )
@@ -121,6 +131,8 @@ def demo(
 FOLLOWED_KINDS = (
     "study.received",
     "study.stable",
+    "study.ready_for_reading",
+    "task.queued",
     "study.reopened",
     "instance.quarantined",
     "instance.new_version",

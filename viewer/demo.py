@@ -16,6 +16,8 @@ from pacs.identity.sites import add_site, add_site_ae
 from pacs.identity.users import add_user, create_token
 from pacs.index.models import Role, Site, User
 from pacs.settings import Settings
+from reading.admin import add_reader, parse_window, set_roster
+from reading.models import Reader
 
 CONSORTIUM = "Dongtai County Medical Consortium"
 
@@ -87,17 +89,46 @@ def seed_consortium(session: Session) -> list[str]:
     return created
 
 
+# Two readers on duty around the clock: a county radiologist and a provincial expert.
+DEMO_READERS = (
+    ("demo-li", "李医生", "county", ["CT", "DX", "CR"]),
+    ("demo-chen", "陈教授", "provincial", ["CT", "DX", "CR"]),
+)
+
+
+def seed_readers(session: Session) -> list[str]:
+    """The demo readers, on duty all day; returns the new ones."""
+    created = []
+    for username, name, tier, modalities in DEMO_READERS:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is not None and session.scalar(select(Reader.id).where(Reader.user_id == user.id)) is not None:
+            continue
+        add_reader(
+            session,
+            username=username,
+            consortium=CONSORTIUM,
+            tier=tier,
+            modalities=modalities,
+            display_name=name,
+            actor="demo",
+        )
+        set_roster(session, username, [parse_window("daily 00:00-12:00"), parse_window("daily 12:00-00:00")])
+        created.append(f"{name} ({tier})")
+    return created
+
+
 DEMO_ADMIN = "demo-admin"
 DEMO_SITE_ACCOUNT = "demo-fudong"
 DEMO_TOKEN_SITE = "Fudong Health Centre"
 
 
 def issue_demo_tokens(session: Session, home: Path) -> dict[str, Path]:
-    """A consortium admin and a Fudong Health Centre service account, each with a fresh token
-    written to ``home/demo-admin-token`` and ``home/demo-site-token`` (mode 0600)."""
+    """A consortium admin, a Fudong Health Centre service account and the county reader 李医生,
+    each with a fresh token written to ``home/demo-*-token`` (mode 0600)."""
     accounts = {
         "demo-admin-token": (DEMO_ADMIN, {"role": Role.ADMIN, "consortium": CONSORTIUM}),
         "demo-site-token": (DEMO_SITE_ACCOUNT, {"role": Role.SITE, "site": DEMO_TOKEN_SITE, "is_service": True}),
+        "demo-reader-token": ("demo-li", {}),  # created by seed_readers
     }
     written = {}
     for filename, (username, options) in accounts.items():

@@ -23,6 +23,7 @@ from reading.reports.document import FieldValue
 
 GENERIC_TEMPLATE: Final = "generic"
 BOOLEAN_TEXT: Final = {True: "有", False: "无"}
+RANGE_WORDS: Final = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
 
 
 class TemplateError(ValueError):
@@ -168,9 +169,9 @@ def _describe(template: Template, values: Mapping[str, Any], error: ValidationEr
             allowed = ", ".join(f"{code} ({title})" for code, title in zip(error.validator_value, titles, strict=False))
             return f"{label} must be one of {allowed}; got {error.instance!r}"
         case "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum":
-            low, high = spec.get("minimum"), spec.get("maximum")
             unit = spec.get("x-unit", "")
-            return f"{label} must be between {low} and {high}{unit}; got {error.instance!r}"
+            bounds = [f"{word} {spec[key]}{unit}" for key, word in RANGE_WORDS if key in spec]
+            return f"{label} must be {' and '.join(bounds)}; got {error.instance!r}"
         case "maxLength":
             return f"{label} must be at most {error.validator_value} characters; got {len(error.instance)}"
         case _:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -86,6 +87,12 @@ def test_preliminary_is_unverified(make_report: ReportFactory) -> None:
 def test_final_without_a_signer_is_refused(make_report: ReportFactory) -> None:
     with pytest.raises(ReportOutputError, match="no signer"):
         build_sr(make_report(signer=None))
+
+
+def test_a_time_without_zone_is_refused(make_report: ReportFactory) -> None:
+    # Stored times are aware UTC; a naive one cannot be printed in the consortium's zone.
+    with pytest.raises(ReportOutputError, match="has no time zone"):
+        build_sr(make_report(signed_at=datetime(2024, 5, 6, 10, 41)))
 
 
 def test_amendment_lands_in_the_same_series_and_names_its_predecessor(report: ReportDocument) -> None:

@@ -80,7 +80,7 @@ def test_every_bad_value_is_reported_at_once() -> None:
     assert "field 'midline_shift_mm' (中线移位) of template ct_head must be of type number, got str '3'" in message
     assert "field 'ventricles' (脑室系统) of template ct_head must be one of normal (未见异常)" in message
     assert "got 'big'" in message
-    assert "field 'aspects' (ASPECTS评分) of template ct_head must be between 0 and 10分; got 11" in message
+    assert "field 'aspects' (ASPECTS评分) of template ct_head must be ≥ 0分 and ≤ 10分; got 11" in message
     assert "field 'haemorrhage' (颅内出血) of template ct_head must be of type boolean" in message
 
 

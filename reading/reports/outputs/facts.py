@@ -170,3 +170,23 @@ def communication_text(doc: ReportDocument, call: CriticalCommunication) -> str:
 
 def addendum_text(doc: ReportDocument, addendum: Addendum) -> str:
     return f"{printed_time(local_time(doc, addendum.at))} {addendum.author.display_name}：{addendum.text}"
+
+
+def study_datetime(doc: ReportDocument) -> datetime | None:
+    """When the study was acquired, as an aware time in the consortium's zone.
+
+    DICOM DA/TM carry no zone (PS3.5 6.2); the site is in the consortium's. Midnight when the
+    study time is missing or malformed; None without a study date.
+    """
+    studied = parse_dicom_date(doc.study.study_date)
+    if studied is None:
+        return None
+    digits = (doc.study.study_time or "").split(".")[0]
+    hour, minute, second = 0, 0, 0
+    if len(digits) >= 4 and digits.isdigit():
+        hour, minute, second = int(digits[0:2]), int(digits[2:4]), int(digits[4:6] or 0)
+    try:
+        naive = datetime(studied.year, studied.month, studied.day, hour, minute, second)
+    except ValueError:
+        naive = datetime(studied.year, studied.month, studied.day)
+    return naive.replace(tzinfo=ZoneInfo(doc.timezone))

@@ -47,10 +47,9 @@ from reading.reports.outputs.facts import (
     signature_items,
     study_items,
 )
+from reading.reports.outputs.fonts import FONT_INDEX, FONT_PATH, require_font
 from reading.reports.outputs.modules import new_instance
 
-# Debian package fonts-wqy-zenhei; face 0 of the collection is WenQuanYi Zen Hei.
-FONT_PATH: Final = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 FONT_NAME: Final = "WenQuanYiZenHei"
 PDF_SERIES_DESCRIPTION: Final = "诊断报告PDF"
 CRITICAL_RED: Final = colors.HexColor("#C62828")
@@ -64,13 +63,9 @@ def register_font(path: Path = FONT_PATH) -> str:
 
     Raises ``ReportOutputError`` naming the Debian package when the font file is missing.
     """
-    if not path.is_file():
-        raise ReportOutputError(
-            f"CJK font {path} not found; install it with `apt-get install fonts-wqy-zenhei` "
-            "(a report printed without an embedded Chinese font shows boxes at the site)"
-        )
+    font_file = require_font(path)
     if FONT_NAME not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(FONT_NAME, str(path), subfontIndex=0))
+        pdfmetrics.registerFont(TTFont(FONT_NAME, str(font_file), subfontIndex=FONT_INDEX))
     return FONT_NAME
 
 

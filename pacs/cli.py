@@ -196,6 +196,9 @@ def site_add(
     return_ae: Annotated[str | None, typer.Option(help="AE title reports are sent back to.")] = None,
     return_host: Annotated[str | None, typer.Option(help="Host of the return destination.")] = None,
     return_port: Annotated[int | None, typer.Option(help="Port of the return destination.")] = None,
+    report_image: Annotated[
+        bool, typer.Option("--report-image", help="Also send reports as an image (PACS that show no SR or PDF).")
+    ] = False,
 ) -> None:
     """Add a site to a consortium."""
     settings = load_settings()
@@ -211,6 +214,7 @@ def site_add(
                 return_ae_title=return_ae,
                 return_host=return_host,
                 return_port=return_port,
+                return_report_image=report_image,
             )
             console.print(f"Site {site.id} {name!r} ({tier}) added to {consortium!r}")
     except IdentityError as exc:

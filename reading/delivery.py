@@ -223,7 +223,8 @@ class DeliveryWorker:
             return False
         with transaction(self.sessions, read_only=True) as session:
             delivery = session.get_one(Delivery, delivery_id)
-            datasets = delivery_objects(session, delivery.report_id, centre_name=settings.centre_name)
+            site = session.get_one(Site, delivery.site_id)
+            datasets = delivery_objects(session, delivery.report_id, site, centre_name=settings.centre_name)
             destination = (delivery.ae_title or "", delivery.host or "", delivery.port or 0)
         statuses: dict[str, int | None] = {}
         error: str | None = None

@@ -62,6 +62,7 @@ def add_site(
     return_ae_title: str | None = None,
     return_host: str | None = None,
     return_port: int | None = None,
+    return_report_image: bool = False,
     actor: str = "cli",
 ) -> Site:
     """Create a site (and its consortium when new). Raises ``IdentityError`` on a bad tier,
@@ -83,6 +84,7 @@ def add_site(
         return_ae_title=return_ae_title,
         return_host=return_host,
         return_port=return_port,
+        return_report_image=return_report_image,
     )
     session.add(site)
     session.flush()

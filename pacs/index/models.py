@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -72,6 +74,8 @@ class Site(Base):
     return_ae_title: Mapped[str | None] = mapped_column(String(16))
     return_host: Mapped[str | None] = mapped_column(String(255))
     return_port: Mapped[int | None] = mapped_column(Integer)
+    # Also send the report rendered as an image: for small PACS that show neither SR nor PDF.
+    return_report_image: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     consortium: Mapped[Consortium] = relationship(back_populates="sites")

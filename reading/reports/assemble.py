@@ -119,10 +119,11 @@ def document_of(session: Session, report_id: int, *, centre_name: str = "") -> R
     )
 
 
-def delivery_objects(session: Session, report_id: int, *, centre_name: str = "") -> list[Dataset]:
-    """The DICOM objects a delivery sends: the SR and the Encapsulated PDF of the version."""
-    from reading.reports.outputs.pdf import build_encapsulated_pdf, build_pdf
-    from reading.reports.outputs.sr import build_sr
+def delivery_objects(session: Session, report_id: int, site: Site, *, centre_name: str = "") -> list[Dataset]:
+    """The DICOM objects a delivery sends: the SR and the Encapsulated PDF of the version, and
+    the report as an image for a site whose PACS shows neither."""
+    from reading.reports.outputs import dicom_outputs
+    from reading.reports.outputs.pdf import build_pdf
 
     document = document_of(session, report_id, centre_name=centre_name)
-    return [build_sr(document), build_encapsulated_pdf(document, build_pdf(document))]
+    return dicom_outputs(document, build_pdf(document), with_image=site.return_report_image)

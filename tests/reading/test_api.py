@@ -111,6 +111,13 @@ def test_a_reader_claims_writes_and_signs(api: Api) -> None:
     reports = api.call("fudong", "GET", "/api/site/reports").json()
     assert [r["impression"] for r in reports] == [CT_HEAD["impression"]]
     assert api.call("county-site", "GET", f"/api/reports/{reports[0]['id']}").status_code == 404
+    pdf = api.call("fudong", "GET", f"/api/reports/{reports[0]['id']}", params={"format": "pdf"})
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    fhir = api.call("fudong", "GET", f"/api/reports/{reports[0]['id']}", params={"format": "fhir"}).json()
+    assert fhir["resourceType"] == "DiagnosticReport" and fhir["conclusion"] == CT_HEAD["impression"]
+    hl7 = api.call("li", "GET", f"/api/reports/{reports[0]['id']}", params={"format": "hl7"}).text
+    assert hl7.startswith("MSH|") and "ORU^R01" in hl7
+    assert api.call("li", "GET", f"/api/reports/{reports[0]['id']}", params={"format": "docx"}).status_code == 422
     studies = api.call("fudong", "GET", "/api/site/studies").json()
     assert studies[0]["study_uid"] == uid and studies[0]["reading"] == "signed"
     # An addendum is a new signed version, delivered again.

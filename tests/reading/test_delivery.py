@@ -24,6 +24,7 @@ from tests.reading.world import World, sign_study
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
 PDF_CLASS = "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF
+IMAGE_CLASS = "1.2.840.10008.5.1.4.1.1.7.2"  # Multi-frame Grayscale Byte Secondary Capture
 
 
 def sr_texts(dataset: pydicom.Dataset) -> list[str]:
@@ -36,10 +37,11 @@ def sr_texts(dataset: pydicom.Dataset) -> list[str]:
     return found
 
 
-def point_site_at(world: World, port: int, ae_title: str = "FUDONG_PACS") -> None:
+def point_site_at(world: World, port: int, ae_title: str = "FUDONG_PACS", *, image: bool = False) -> None:
     with transaction(world.services.sessions) as session:
         site = session.get_one(Site, world.township_id)
         site.return_ae_title, site.return_host, site.return_port = ae_title, "127.0.0.1", port
+        site.return_report_image = image
 
 
 def storescp(port: int, folder: Path) -> subprocess.Popen[bytes]:
@@ -84,7 +86,7 @@ def test_a_site_that_is_down_gets_its_report_when_it_comes_back(
 ) -> None:
     world = make_world()
     port = free_port()
-    point_site_at(world, port)
+    point_site_at(world, port, image=True)  # a small township PACS: the report as an image too
     sign_study(world, world.ready_study(), critical=True)
     worker = worker_for(world)
     assert worker.deliver_one()
@@ -104,7 +106,7 @@ def test_a_site_that_is_down_gets_its_report_when_it_comes_back(
     assert (done.state, done.attempts, done.last_error) == ("delivered", 2, None)
     assert [a.outcome for a in attempts(world)] == ["failed", "delivered"]
     objects = [pydicom.dcmread(path) for path in sorted(received.iterdir())]
-    assert sorted(str(ds.SOPClassUID) for ds in objects) == sorted([SR_CLASS, PDF_CLASS])
+    assert sorted(str(ds.SOPClassUID) for ds in objects) == sorted([SR_CLASS, PDF_CLASS, IMAGE_CLASS])
     sr = next(ds for ds in objects if ds.SOPClassUID == SR_CLASS)
     assert sr.SpecificCharacterSet == "ISO_IR 192"
     assert "左侧基底节区脑出血（急性期）。" in sr_texts(sr)

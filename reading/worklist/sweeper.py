@@ -58,8 +58,11 @@ def hand_over_late_ai(sessions: sessionmaker[Session], timeout: timedelta, *, no
     return handed
 
 
-def route_pending(sessions: sessionmaker[Session], *, demo: bool, now: datetime) -> int:
-    """Turn due ``reading.route`` jobs into tasks, each job in its own transaction."""
+def route_pending(
+    sessions: sessionmaker[Session], *, demo: bool, now: datetime, assign_lease: timedelta | None = None
+) -> int:
+    """Turn due ``reading.route`` jobs into tasks, each job in its own transaction
+    (``assign_lease``: auto-assign each new task, see ``route_study``)."""
     routed = 0
     for _ in range(BATCH):
         job_id: int | None = None
@@ -73,7 +76,14 @@ def route_pending(sessions: sessionmaker[Session], *, demo: bool, now: datetime)
                 # Only a clinically validated model may reorder a real queue (issue C); in demo
                 # mode a phantom-trained one may.
                 may_raise = bool(ai.get("validated")) or demo
-                route_study(session, job.payload["study_uid"], ai=ai, ai_may_raise=may_raise, now=now)
+                route_study(
+                    session,
+                    job.payload["study_uid"],
+                    ai=ai,
+                    ai_may_raise=may_raise,
+                    now=now,
+                    assign_lease=assign_lease,
+                )
                 job.state, job.updated_at, job.attempts = JobState.DONE, now, job.attempts + 1
             routed += 1
         except IndexUnavailable:
@@ -213,7 +223,8 @@ def sweep_once(
 ) -> None:
     now = now or utcnow()
     hand_over_late_ai(sessions, timedelta(seconds=settings.reading_ai_timeout_s), now=now)
-    route_pending(sessions, demo=demo, now=now)
+    lease = timedelta(seconds=settings.reading_lease_s) if settings.reading_auto_assign else None
+    route_pending(sessions, demo=demo, now=now, assign_lease=lease)
     expire_leases(sessions, now=now)
     flag_breaches(sessions, auto_escalate=settings.reading_auto_escalate, now=now)
     flag_late_images(sessions, now=now)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pacs.index.db import append_change
@@ -28,7 +28,7 @@ from reading.models import (
     TaskState,
 )
 from reading.worklist.readers import facts_of, readers_serving
-from reading.worklist.routing import Route, RuleFacts, StudyFacts, main_modality, route
+from reading.worklist.routing import ReaderFacts, Route, RuleFacts, StudyFacts, main_modality, route
 from reading.worklist.sla import SlaEntry, deadline, parse_priority, sla_minutes
 from reading.worklist.transitions import HELD_STATES, OPEN_STATES, transition
 
@@ -89,10 +89,19 @@ def sla_entries(session: Session, consortium_id: int) -> list[SlaEntry]:
 
 
 def route_study(
-    session: Session, study_uid: str, *, ai: dict[str, Any], ai_may_raise: bool, now: datetime, actor: str = "router"
+    session: Session,
+    study_uid: str,
+    *,
+    ai: dict[str, Any],
+    ai_may_raise: bool,
+    now: datetime,
+    actor: str = "router",
+    assign_lease: timedelta | None = None,
 ) -> ReadingTask | None:
     """Create the reading task of a study that is ready for reading, or — when the study has
-    one already (AI came after the timeout, images came late) — update it. Returns the task."""
+    one already (AI came after the timeout, images came late) — update it. Returns the task.
+    With ``assign_lease`` a new task is claimed at once for the on-duty reader who may read it
+    and holds the fewest tasks (auto-assign)."""
     study = session.scalar(_locked(session, select(Study).where(Study.study_uid == study_uid)))
     if study is None:
         raise NotFound(f"study {study_uid} is not in the index")
@@ -127,15 +136,47 @@ def route_study(
         requested_priority=parse_priority(request.priority) if request else None,
         second_opinion=bool(request and request.second_opinion),
     )
+    readers = readers_serving(session, site.id, now=now)
     decision = route(
         facts,
-        readers_serving(session, site.id, now=now),
+        readers,
         _rules(session, consortium.id),
         sla_entries(session, consortium.id),
         timezone=consortium.timezone,
         now=now,
     )
-    return _create_task(session, study, site, decision, flags=flags, now=now, actor=actor)
+    task = _create_task(session, study, site, decision, flags=flags, now=now, actor=actor)
+    if assign_lease is not None:
+        _auto_assign(session, task, readers, lease=assign_lease, now=now)
+    return task
+
+
+def _auto_assign(
+    session: Session, task: ReadingTask, readers: list[ReaderFacts], *, lease: timedelta, now: datetime
+) -> None:
+    fit = [
+        r.reader_id
+        for r in readers
+        if r.on_duty
+        and r.tier == task.tier
+        and r.credentialed(task.modality, task.body_part)
+        and (task.group_id is None or task.group_id in r.group_ids)
+    ]
+    if not fit:
+        return
+    held: dict[int, int] = {
+        int(reader_id or 0): int(count)
+        for reader_id, count in session.execute(  # claimed_by is set: the IN filters NULL out
+            select(ReadingTask.claimed_by, func.count())
+            .where(ReadingTask.claimed_by.in_(fit), ReadingTask.state.in_([s.value for s in HELD_STATES]))
+            .group_by(ReadingTask.claimed_by)
+        )
+    }
+    chosen = min(fit, key=lambda reader_id: (held.get(reader_id, 0), reader_id))
+    transition(
+        session, task, TaskState.CLAIMED, actor="auto-assign", now=now, reader_id=chosen, open_tasks=held.get(chosen, 0)
+    )
+    task.claimed_by, task.claimed_at, task.lease_expires_at = chosen, now, now + lease
 
 
 def _create_task(

@@ -158,3 +158,32 @@ def test_images_after_a_claim_flag_the_task(make_world: Callable[..., World]) ->
     assert flag_late_images(world.services.sessions, now=world.now()) == 1
     assert world.task_of(uid).new_images
     assert flag_late_images(world.services.sessions, now=world.now()) == 0
+
+
+def test_auto_assign_gives_a_new_task_to_the_on_duty_reader_with_the_least_open_work(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world()
+    first = world.task_of(world.ready_study()).id
+    with transaction(world.services.sessions) as session:  # li holds one task already
+        claim(session, find_reader(session, "li"), first, lease=LEASE, now=world.now())
+        li, wang = find_reader(session, "li").id, find_reader(session, "wang").id
+    uid = world.ingest_study()
+    mark_stable_studies(world.services.sessions, timedelta(0))
+    with transaction(world.services.sessions) as session:
+        from pacs.readiness import mark_ready_for_reading
+
+        mark_ready_for_reading(session, uid, reason="test", actor="test")
+    route_pending(world.services.sessions, demo=False, now=world.now(), assign_lease=LEASE)
+    task = world.task_of(uid)
+    assert (task.state, task.claimed_by) == ("claimed", wang)
+    assert li != wang
+
+
+def test_illegal_transitions_are_refused_and_name_the_allowed_moves() -> None:
+    from reading.worklist.transitions import ALLOWED, IllegalTransition
+
+    assert TaskState.SIGNED not in ALLOWED[TaskState.QUEUED]
+    error = IllegalTransition(7, TaskState.SIGNED, TaskState.QUEUED)
+    assert "task 7 is signed: it cannot become queued (allowed from signed: amended)" in str(error)
+    assert "none (the task is closed)" in str(IllegalTransition(8, TaskState.ESCALATED, TaskState.CLAIMED))

@@ -21,6 +21,7 @@ DICOM_NODE_REMOVED: Final = "dicom_node.removed"
 USER_CREATED: Final = "user.created"
 TOKEN_CREATED: Final = "token.created"  # the token itself is never logged or stored
 TOKEN_REVOKED: Final = "token.revoked"
+BREAK_GLASS_OPENED: Final = "access.break_glass"  # a reader opened a study beyond his scope, with a reason
 USER_GRANTED: Final = "user.granted"  # a user may now see another site's or consortium's studies
 
 JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable

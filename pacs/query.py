@@ -206,8 +206,9 @@ def matching_statement(
             .add_columns(Instance.id)
         )
         key = Instance.id
-    if scope.site_ids is not None:
-        statement = statement.where(Study.site_id.in_(sorted(scope.site_ids)))
+    visible = scope.condition(Study.site_id, Study.study_uid)
+    if visible is not None:
+        statement = statement.where(visible)
     if study_uid is not None:
         statement = statement.where(Study.study_uid == study_uid)
     if series_uid is not None:

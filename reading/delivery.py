@@ -24,6 +24,7 @@ from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.index.models import Site
 from pacs.index.types import utcnow
 from reading import events
+from reading.errors import NotFound
 from reading.models import Delivery, DeliveryAttempt, DeliveryState, Report
 
 log = structlog.get_logger(__name__)
@@ -162,8 +163,6 @@ def record_attempt(
 
 def acknowledge_pull(session: Session, delivery_id: int, *, site_id: int, by: str, now: datetime) -> Delivery:
     """A site that pulls its reports confirms one arrived."""
-    from reading.errors import NotFound
-
     delivery = session.get(Delivery, delivery_id)
     if delivery is None or delivery.site_id != site_id:
         raise NotFound(f"no delivery {delivery_id} for your site")

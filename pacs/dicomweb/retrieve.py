@@ -66,8 +66,9 @@ def _scoped(
         .join(Study, Study.id == Series.study_pk)
         .where(Study.study_uid == study_uid, Instance.is_current.is_(True))
     )
-    if scope.site_ids is not None:
-        statement = statement.where(Study.site_id.in_(sorted(scope.site_ids)))
+    visible = scope.condition(Study.site_id, Study.study_uid)
+    if visible is not None:
+        statement = statement.where(visible)
     if series_uid is not None:
         statement = statement.where(Series.series_uid == series_uid)
     if sop_uid is not None:

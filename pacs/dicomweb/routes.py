@@ -70,7 +70,7 @@ def _require_visible(session: Any, who: Principal, study_uid: str, series_uid: s
     """404 for a study (or series) that does not exist or that the caller may not see: the same
     answer for both, so nothing leaks about other sites' studies."""
     site_id = session.scalar(select(Study.site_id).where(Study.study_uid == study_uid))
-    if site_id is None or not who.scope.allows(site_id):
+    if site_id is None or not who.scope.allows(site_id, study_uid):
         raise HTTPException(404, f"no study {study_uid} here")
     if series_uid is not None:
         found = session.scalar(

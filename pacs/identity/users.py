@@ -11,14 +11,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from pacs import events
 from pacs.identity.sites import IdentityError, find_site
 from pacs.index.db import append_change
-from pacs.index.models import ApiToken, Consortium, Role, Site, User, UserGrant
+from pacs.index.models import ApiToken, BreakGlass, Consortium, Role, Site, User, UserGrant
 from pacs.index.types import utcnow
 
 TOKEN_PREFIX = "yy_"
@@ -27,12 +28,25 @@ DEFAULT_TOKEN_DAYS = 365
 
 @dataclass(frozen=True)
 class Scope:
-    """The sites whose studies a principal may see; ``None`` means every site."""
+    """The sites whose studies a principal may see (``None``: every site), and single studies
+    beyond them opened by an audited break-glass."""
 
     site_ids: frozenset[int] | None
+    study_uids: frozenset[str] = frozenset()
 
-    def allows(self, site_id: int) -> bool:
-        return self.site_ids is None or site_id in self.site_ids
+    def allows(self, site_id: int, study_uid: str | None = None) -> bool:
+        return (
+            self.site_ids is None
+            or site_id in self.site_ids
+            or (study_uid is not None and study_uid in self.study_uids)
+        )
+
+    def condition(self, site_column: Any, study_uid_column: Any) -> Any:
+        """A SQL condition on a study's site and UID; ``None`` when the scope is everything."""
+        if self.site_ids is None:
+            return None
+        within = site_column.in_(sorted(self.site_ids))
+        return or_(within, study_uid_column.in_(sorted(self.study_uids))) if self.study_uids else within
 
 
 @dataclass(frozen=True)
@@ -191,7 +205,10 @@ def scope_of(session: Session, user: User) -> Scope:
         ids = session.scalars(select(Site.id).where(Site.consortium_id == user.consortium_id))
         return Scope(frozenset(ids))
     if user.role == Role.READER:
-        return Scope(granted_site_ids(session, user.id))
+        opened = session.scalars(
+            select(BreakGlass.study_uid).where(BreakGlass.user_id == user.id, BreakGlass.expires_at > utcnow())
+        )
+        return Scope(granted_site_ids(session, user.id), frozenset(opened))
     return Scope(frozenset())
 
 

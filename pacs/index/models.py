@@ -167,6 +167,21 @@ class UserGrant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BreakGlass(Base):
+    """Emergency access (break-glass) of one user to one study beyond his scope, with the
+    reason he gave; it expires. Every use is also in the access audit."""
+
+    __tablename__ = "break_glass"
+    __table_args__ = (Index("ix_break_glass_user_expires", "user_id", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    study_uid: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ApiToken(Base):
     """A bearer token; only its SHA-256 is kept (the token itself is shown once, at creation)."""
 

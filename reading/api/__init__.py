@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from reading.api import admin, reports, site, worklist
+from reading.api import access, admin, reports, site, worklist
 
 router = APIRouter(prefix="/api")
 router.include_router(worklist.router)
 router.include_router(reports.router)
 router.include_router(site.router)
 router.include_router(admin.router)
+router.include_router(access.router)

@@ -3,6 +3,7 @@ and a report's renderings (PDF, FHIR, HL7 v2)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -19,6 +20,9 @@ from reading.api.deps import reading_settings, require_role, unit_of_work
 from reading.errors import NotFound, OutOfScope
 from reading.models import ReadingTask, Report
 from reading.reports.assemble import document_of
+from reading.reports.outputs.fhir import build_diagnostic_report
+from reading.reports.outputs.hl7 import build_oru_r01
+from reading.reports.outputs.pdf import build_pdf
 from reading.reports.service import (
     ReportInput,
     add_addendum,
@@ -200,15 +204,9 @@ def get_report(
         if format == "json":
             return report_json(report)
         document = document_of(session, report.id, centre_name=reading_settings(request).centre_name)
-    from reading.reports.outputs.fhir import build_diagnostic_report
-    from reading.reports.outputs.hl7 import build_oru_r01
-    from reading.reports.outputs.pdf import build_pdf
-
     if format == "pdf":
         content: bytes = build_pdf(document)
     elif format == "fhir":
-        import json
-
         content = json.dumps(build_diagnostic_report(document, pdf=build_pdf(document)), ensure_ascii=False).encode()
     else:
         content = build_oru_r01(document, sending_facility="YUNYING", receiving_facility=document.site_name).encode()

@@ -13,7 +13,8 @@ from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.index.models import Consortium, Role, Site, Study
 from pacs.index.types import utcnow
 from reading.api.deps import reading_settings, require_role, unit_of_work
-from reading.errors import Invalid
+from reading.api.reports import report_json
+from reading.errors import Invalid, NotFound, OutOfScope
 from reading.models import Priority, Reader, ReadingTask, TaskState
 from reading.reports.service import carried_report, latest_report
 from reading.worklist.queries import Filters, WorklistRow, worklist
@@ -103,13 +104,9 @@ def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[
         task = get_task(session, task_id)
         why = may_read(session, reader, task, now=utcnow())
         if why is not None:
-            from reading.errors import OutOfScope
-
             raise OutOfScope(why)
         study = session.get_one(Study, task.study_pk)
         site = session.get_one(Site, task.site_id)
-        from reading.api.reports import report_json
-
         report = latest_report(session, task.id)
         carried = carried_report(session, task)
         services_of(request).audit.record_once(who, "open-task", study_uid=task.study_uid, site_id=task.site_id)
@@ -148,8 +145,6 @@ def post_claim_next(request: Request, who: Authenticated) -> dict[str, Any]:
     with unit_of_work(request) as session:
         task = claim_next(session, _reader(session, who), lease=_lease(request), now=utcnow())
         if task is None:
-            from reading.errors import NotFound
-
             raise NotFound("no queued task in your worklist")
         return _task_json(task)
 

@@ -235,3 +235,41 @@ def test_a_site_asks_for_a_second_opinion_and_admins_configure_readers(api: Api)
     task = api.world.task_of(uid)
     assert (task.tier, task.priority) == ("provincial", "urgent")
     assert "second opinion" in task.route_reason
+
+
+def test_break_glass_opens_one_study_beyond_the_readers_sites_and_is_audited(api: Api) -> None:
+    from pacs.identity.sites import add_site
+    from pacs.index.models import AccessRecord
+
+    with transaction(api.world.services.sessions) as session:
+        other = add_site(session, consortium="Xiyang", name="Xiyang Clinic", tier="township").id
+        add_user(session, username="qa", role="qa", consortium="Xiyang")
+        api.tokens["qa"] = create_token(session, find_user(session, "qa"))[1]
+    uid = api.world.ingest_study(site_id=other)
+    own = api.world.ingest_study()
+    search = {"StudyInstanceUID": uid}
+    assert api.call("li", "GET", "/dicomweb/studies", params=search).json() == []
+    assert len(api.call("li", "GET", "/dicomweb/studies", params={"StudyInstanceUID": own}).json()) == 1
+    assert api.call("li", "GET", f"/dicomweb/studies/{uid}/metadata").status_code == 404
+    short = api.call("li", "POST", "/api/break-glass", json={"study_uid": uid, "reason": "urgent"})
+    assert short.status_code == 422 and "at least 10 characters" in short.text
+    assert (
+        api.call("li", "POST", "/api/break-glass", json={"study_uid": "1.2.3.4", "reason": "x" * 20}).status_code == 404
+    )
+    assert (
+        api.call("fudong", "POST", "/api/break-glass", json={"study_uid": uid, "reason": "x" * 20}).status_code == 403
+    )
+    reason = "患者转入我院急诊，需查看外院头颅CT"
+    opened = api.call("li", "POST", "/api/break-glass", json={"study_uid": uid, "reason": reason})
+    assert opened.status_code == 201, opened.text
+    found = api.call("li", "GET", "/dicomweb/studies", params=search)
+    assert found.status_code == 200 and len(found.json()) == 1
+    assert api.call("li", "GET", f"/dicomweb/studies/{uid}/metadata").status_code == 200
+    assert api.call("wang", "GET", "/dicomweb/studies", params=search).json() == []  # li's opening, not his
+    listed = api.call("qa", "GET", "/api/break-glass").json()
+    assert [(b["user"], b["reason"]) for b in listed] == [("li", reason)]
+    api.world.services.audit.flush()
+    with transaction(api.world.services.sessions) as session:
+        actions = session.scalars(select(AccessRecord.action).where(AccessRecord.study_uid == uid)).all()
+        kinds = session.scalars(select(Change.kind).where(Change.study_uid == uid)).all()
+    assert "break-glass" in actions and "access.break_glass" in kinds

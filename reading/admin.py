@@ -15,20 +15,24 @@ from pacs.identity.sites import IdentityError, find_site
 from pacs.identity.users import add_user, find_user, grant_scope
 from pacs.index.db import append_change
 from pacs.index.models import Consortium, Role, Site, Tier
+from pacs.index.types import utcnow
 from reading import events
-from reading.errors import Invalid, NotFound
+from reading.errors import Conflict, Invalid, NotFound
 from reading.models import (
     Priority,
     Reader,
     ReadingGroup,
     ReadingGroupMember,
     ReadingRequest,
+    ReadingTask,
     ReadingTier,
     RosterWindow,
     RoutingRule,
     SlaRule,
+    TaskState,
 )
 from reading.worklist.roster import parse_hhmm
+from reading.worklist.tasks import update_route
 
 MODALITIES = frozenset({"CT", "DX", "CR", "MR", "MG", "US", "XA", "RF", "NM", "PT"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -320,6 +324,24 @@ def request_reading(
         raise Invalid(f"priority must be one of {', '.join(p.value for p in Priority)}")
     if not study_uid or len(study_uid) > 64:
         raise Invalid("study_uid is a DICOM UID of at most 64 characters")
+    task = session.scalar(
+        select(ReadingTask)
+        .where(ReadingTask.study_uid == study_uid, ReadingTask.state != TaskState.ESCALATED)
+        .order_by(ReadingTask.id.desc())
+        .limit(1)
+    )
+    if task is not None:
+        # Routed already: a higher priority still applies; a second opinion or a changed tier is
+        # the reader's call (he escalates) — said plainly rather than filed and ignored.
+        if task.state not in {TaskState.QUEUED, TaskState.CLAIMED, TaskState.PRELIMINARY}:
+            raise Conflict(f"study {study_uid} is reported already ({task.state}): call the reading centre")
+        if second_opinion and task.tier != ReadingTier.PROVINCIAL:
+            raise Conflict(
+                f"study {study_uid} is with the {task.tier} tier already: its reader can escalate it; "
+                "call the reading centre"
+            )
+        if priority is not None:
+            update_route(session, task, [], Priority(priority), now=utcnow(), actor=by)
     request = ReadingRequest(
         study_uid=study_uid,
         site_id=site_id,

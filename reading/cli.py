@@ -22,7 +22,7 @@ from pacs.service import Services
 from pacs.settings import Mode
 from reading.admin import add_group, add_reader, add_rule, find_reader, parse_window, set_roster, set_sla
 from reading.errors import ReadingError
-from reading.models import Delivery, DeliveryState, Reader, RosterWindow, RoutingRule, SlaRule
+from reading.models import Delivery, Reader, RosterWindow, RoutingRule, SlaRule
 from reading.settings import ReadingSettings
 from reading.worklist.queries import Filters, worklist
 
@@ -207,7 +207,7 @@ def rule_list() -> None:
                 )
                 then = " ".join(
                     f"{k}={v}"
-                    for k, v in (("tier", r.to_tier), ("group", r.to_group_id), ("priority>=", r.min_priority))
+                    for k, v in (("tier", r.to_tier), ("group", r.to_group_id), ("min_priority", r.min_priority))
                     if v
                 )
                 table.add_row(str(r.id), str(r.position), r.name, match, then)
@@ -287,7 +287,7 @@ def delivery_list(
         with transaction(services.sessions, read_only=True) as session:
             statement = select(Delivery, Site.name).join(Site, Site.id == Delivery.site_id).order_by(Delivery.id)
             if state:
-                statement = statement.where(Delivery.state == DeliveryState(state))
+                statement = statement.where(Delivery.state == state)
             table = Table("id", "report", "site", "state", "attempts", "destination", "last error")
             for d, site_name in session.execute(statement):
                 table.add_row(

@@ -95,6 +95,12 @@ def take_due(sessions: sessionmaker[Session], worker: str, *, lease: timedelta, 
         return int(delivery_id) if taken else None
 
 
+def stored(status: int | None) -> bool:
+    """PS3.4 B.2.3: Success, or a Warning (0xB000 coercion, 0xB006 elements discarded, 0xB007
+    data set does not match the SOP class): the object is stored either way and is not re-sent."""
+    return status is not None and (status == 0x0000 or 0xB000 <= status <= 0xBFFF)
+
+
 def retry_delay(attempts: int, *, first: float, longest: float) -> timedelta:
     return timedelta(seconds=min(longest, first * 2 ** max(0, attempts - 1)))
 
@@ -112,7 +118,7 @@ def record_attempt(
 ) -> Delivery:
     """Write one attempt's outcome: delivered when every object got Success (0x0000), else
     pending again after the backoff with the error kept on the delivery."""
-    delivered = error is None and bool(statuses) and all(s == 0 for s in statuses.values())
+    delivered = error is None and bool(statuses) and all(stored(s) for s in statuses.values())
     with transaction(sessions) as session:
         delivery = session.get_one(Delivery, delivery_id)
         delivery.attempts += 1
@@ -141,7 +147,7 @@ def record_attempt(
             )
         else:
             delivery.last_error = error or "not every object was stored: " + ", ".join(
-                f"{uid}: {'no response' if s is None else f'0x{s:04X}'}" for uid, s in statuses.items() if s != 0
+                f"{uid}: {'no response' if s is None else f'0x{s:04X}'}" for uid, s in statuses.items() if not stored(s)
             )
             delivery.next_attempt_at = now + retry_delay(
                 delivery.attempts, first=first_retry_s, longest=longest_retry_s
@@ -220,27 +226,35 @@ class DeliveryWorker:
         delivery_id = take_due(self.sessions, self.name, lease=timedelta(seconds=settings.delivery_lease_s), now=now)
         if delivery_id is None:
             return False
-        with transaction(self.sessions, read_only=True) as session:
-            delivery = session.get_one(Delivery, delivery_id)
-            site = session.get_one(Site, delivery.site_id)
-            datasets = delivery_objects(session, delivery.report_id, site, centre_name=settings.centre_name)
-            destination = (delivery.ae_title or "", delivery.host or "", delivery.port or 0)
         statuses: dict[str, int | None] = {}
         error: str | None = None
         try:
-            results = send_datasets(
-                datasets,
-                host=destination[1],
-                port=destination[2],
-                called_ae=destination[0],
-                calling_ae=settings.delivery_ae_title,
-                timeout_s=settings.delivery_timeout_s,
-            )
-            statuses = {r.sop_instance_uid: r.status for r in results}
-        except AssociationRefused as exc:
-            error = str(exc)
-        except OSError as exc:
-            error = f"{destination[0]}@{destination[1]}:{destination[2]} unreachable: {exc}"
+            with transaction(self.sessions, read_only=True) as session:
+                delivery = session.get_one(Delivery, delivery_id)
+                site = session.get_one(Site, delivery.site_id)
+                datasets = delivery_objects(session, delivery.report_id, site, centre_name=settings.centre_name)
+                destination = (delivery.ae_title or "", delivery.host or "", delivery.port or 0)
+        except IndexUnavailable:
+            raise  # the lease lapses and another pass retries; nothing to record without an index
+        except Exception as exc:  # a report that cannot be built stays visibly undelivered, with why
+            log.exception("delivery.build_failed", delivery_id=delivery_id)
+            datasets, destination = [], ("", "", 0)
+            error = f"the report objects could not be built: {type(exc).__name__}: {exc}"
+        if error is None:
+            try:
+                results = send_datasets(
+                    datasets,
+                    host=destination[1],
+                    port=destination[2],
+                    called_ae=destination[0],
+                    calling_ae=settings.delivery_ae_title,
+                    timeout_s=settings.delivery_timeout_s,
+                )
+                statuses = {r.sop_instance_uid: r.status for r in results}
+            except AssociationRefused as exc:
+                error = str(exc)
+            except OSError as exc:
+                error = f"{destination[0]}@{destination[1]}:{destination[2]} unreachable: {exc}"
         delivery = record_attempt(
             self.sessions,
             delivery_id,

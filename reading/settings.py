@@ -17,7 +17,7 @@ class ReadingSettings(BaseSettings):
     reading_sweep_poll_s: float = Field(default=2.0, gt=0)
     # A county task still queued past its deadline goes to the provincial tier.
     reading_auto_escalate: bool = True
-    # Give a new county task straight to the on-duty reader with the least open work.
+    # Give a new task straight to the on-duty reader (of its tier) who may read it and holds the fewest tasks.
     reading_auto_assign: bool = False
     # 危急值: the site must acknowledge a critical result within this, else the duty officer is alerted.
     critical_ack_minutes: int = Field(default=15, gt=0)

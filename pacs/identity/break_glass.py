@@ -15,6 +15,11 @@ from pacs.identity.sites import IdentityError
 from pacs.index.db import append_change
 from pacs.index.models import BreakGlass, Study
 
+
+class UnknownStudy(IdentityError):
+    """No such study in the index."""
+
+
 MIN_REASON: Final = 10  # characters: "emergency" alone is not a reason a reviewer can check
 DEFAULT_HOURS: Final = 8
 
@@ -38,7 +43,7 @@ def open_study(
         )
     site_id = session.scalar(select(Study.site_id).where(Study.study_uid == study_uid))
     if site_id is None:
-        raise IdentityError(f"no study {study_uid} here")
+        raise UnknownStudy(f"no study {study_uid} here")
     opened = BreakGlass(
         user_id=user_id, study_uid=study_uid, reason=reason, opened_at=now, expires_at=now + timedelta(hours=hours)
     )

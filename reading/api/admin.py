@@ -4,6 +4,7 @@ administers his own consortium, an installation admin every one."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -13,22 +14,32 @@ from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated
 from pacs.identity.users import Principal
-from pacs.index.models import Consortium, Role, User
+from pacs.index.models import Consortium, Role, Site, User
+from pacs.index.types import utcnow
 from reading.admin import WEEKDAYS, WindowSpec, add_group, add_reader, add_rule, parse_window, set_roster, set_sla
 from reading.api.deps import require_role, unit_of_work
 from reading.errors import NotFound, OutOfScope
-from reading.models import Delivery, DeliveryState, Reader, RosterWindow, RoutingRule, SlaRule
+from reading.models import Delivery, DeliveryState, Reader, ReadingTask, RosterWindow, RoutingRule, SlaRule, TaskState
+from reading.worklist.readers import readers_serving
+from reading.worklist.transitions import OPEN_STATES
 
 router = APIRouter(prefix="/admin", tags=["administration"])
 
 
-def _administers(session: Session, who: Principal, consortium: str) -> None:
+def _administers(
+    session: Session, who: Principal, consortium: str, *, sites: Sequence[str] = (), consortiums: Sequence[str] = ()
+) -> None:
+    """The caller administers ``consortium`` — and the sites and consortiums he grants."""
     require_role(who, Role.ADMIN)
     if who.consortium_id is None:
         return
-    owner = session.scalar(select(Consortium.id).where(Consortium.name == consortium))
-    if owner != who.consortium_id:
-        raise OutOfScope(f"you administer another consortium than {consortium!r}")
+    for name in [consortium, *consortiums]:
+        owner = session.scalar(select(Consortium.id).where(Consortium.name == name))
+        if owner != who.consortium_id:
+            raise OutOfScope(f"you administer another consortium than {name!r}")
+    for name in sites:
+        if session.scalar(select(Site.consortium_id).where(Site.name == name)) != who.consortium_id:
+            raise OutOfScope(f"site {name!r} is not in the consortium you administer")
 
 
 def _day(window: RosterWindow) -> str:
@@ -77,7 +88,7 @@ def list_readers(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 @router.post("/readers", status_code=201)
 def create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        _administers(session, who, body.consortium)
+        _administers(session, who, body.consortium, sites=body.reads_for_sites, consortiums=body.reads_for_consortiums)
         reader = add_reader(
             session,
             username=body.username,
@@ -101,6 +112,7 @@ class RosterBody(BaseModel):
 
 @router.put("/readers/{username}/roster")
 def put_roster(request: Request, who: Authenticated, username: str, body: RosterBody) -> dict[str, Any]:
+    require_role(who, Role.ADMIN)
     with unit_of_work(request) as session:
         reader = session.scalar(select(Reader).join(User, User.id == Reader.user_id).where(User.username == username))
         if reader is None:
@@ -215,6 +227,60 @@ def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, An
         return {"priority": row.priority, "modality": row.modality, "minutes": row.minutes}
 
 
+@router.get("/tasks")
+def all_tasks(
+    request: Request,
+    who: Authenticated,
+    state: Annotated[list[TaskState] | None, Query()] = None,
+    unclaimable: Annotated[bool, Query(description="only tasks no active reader may read")] = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[dict[str, Any]]:
+    """Reading tasks of the admin's consortium, most urgent first — with, for each, how many
+    active readers may read it, so a task nobody can see (no credentialed reader) shows up."""
+    require_role(who, Role.ADMIN, Role.QA)
+    now = utcnow()
+    with unit_of_work(request, read_only=True) as session:
+        statement = (
+            select(ReadingTask)
+            .where(ReadingTask.state.in_([s.value for s in (state or list(OPEN_STATES))]))
+            .order_by(ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
+            .limit(limit)
+        )
+        if who.scope.site_ids is not None:
+            statement = statement.where(ReadingTask.site_id.in_(sorted(who.scope.site_ids)))
+        answer = []
+        readers_by_site: dict[int, list[Any]] = {}
+        for task in session.scalars(statement):
+            if task.site_id not in readers_by_site:
+                readers_by_site[task.site_id] = readers_serving(session, task.site_id, now=now)
+            able = sum(
+                1
+                for r in readers_by_site[task.site_id]
+                if r.tier == task.tier
+                and r.credentialed(task.modality, task.body_part)
+                and (task.group_id is None or task.group_id in r.group_ids)
+            )
+            if unclaimable and able:
+                continue
+            answer.append(
+                {
+                    "id": task.id,
+                    "study_uid": task.study_uid,
+                    "site_id": task.site_id,
+                    "tier": task.tier,
+                    "state": task.state,
+                    "priority": task.priority,
+                    "deadline_at": task.deadline_at.isoformat(),
+                    "modality": task.modality,
+                    "body_part": task.body_part,
+                    "route_reason": task.route_reason,
+                    "claimed_by": task.claimed_by,
+                    "readers_able": able,
+                }
+            )
+        return answer
+
+
 @router.get("/deliveries")
 def delivery_board(
     request: Request,
@@ -226,6 +292,8 @@ def delivery_board(
     require_role(who, Role.ADMIN, Role.QA)
     with unit_of_work(request, read_only=True) as session:
         statement = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+        if who.scope.site_ids is not None:
+            statement = statement.where(Delivery.site_id.in_(sorted(who.scope.site_ids)))
         if state is not None:
             statement = statement.where(Delivery.state == state)
         return [
@@ -242,5 +310,4 @@ def delivery_board(
                 "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
             }
             for d in session.scalars(statement)
-            if who.scope.allows(d.site_id)
         ]

@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from reading.api.deps import reading_settings, require_role, unit_of_work
 from reading.errors import NotFound, OutOfScope
 from reading.models import ReadingTask, Report
 from reading.reports.assemble import document_of
+from reading.reports.outputs.errors import ReportOutputError
 from reading.reports.outputs.fhir import build_diagnostic_report
 from reading.reports.outputs.hl7 import build_oru_r01
 from reading.reports.outputs.pdf import build_pdf
@@ -178,8 +179,8 @@ def _visible_report(session: Session, who: Principal, report_id: int) -> Report:
         why = may_read(session, reader_of_user(session, who.user_id), task, now=utcnow())
         if why is not None:
             raise OutOfScope(why)
-    elif not who.scope.allows(task.site_id):
-        raise NotFound(f"no report {report_id}")
+    elif not who.scope.allows(task.site_id, report.study_uid) or report.signed_at is None:
+        raise NotFound(f"no report {report_id}")  # drafts and preliminaries never leave the centre
     return report
 
 
@@ -204,10 +205,16 @@ def get_report(
         if format == "json":
             return report_json(report)
         document = document_of(session, report.id, centre_name=reading_settings(request).centre_name)
-    if format == "pdf":
-        content: bytes = build_pdf(document)
-    elif format == "fhir":
-        content = json.dumps(build_diagnostic_report(document, pdf=build_pdf(document)), ensure_ascii=False).encode()
-    else:
-        content = build_oru_r01(document, sending_facility="YUNYING", receiving_facility=document.site_name).encode()
+    try:
+        if format == "pdf":
+            content: bytes = build_pdf(document)
+        elif format == "fhir":
+            resource = build_diagnostic_report(document, pdf=build_pdf(document))
+            content = json.dumps(resource, ensure_ascii=False).encode()
+        else:
+            content = build_oru_r01(
+                document, sending_facility="YUNYING", receiving_facility=document.site_name
+            ).encode()
+    except ReportOutputError as exc:
+        raise HTTPException(422, f"report {report_id} cannot be rendered as {format}: {exc}") from None
     return Response(content, media_type=RENDERINGS[format])

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated
+from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.index.models import Study
 from pacs.index.types import utcnow
 from reading.admin import request_reading
 from reading.api.deps import require_site_user, unit_of_work
 from reading.api.reports import report_json
 from reading.delivery import acknowledge_pull
-from reading.errors import OutOfScope
+from reading.errors import NotFound
 from reading.models import CriticalResult, CriticalState, Delivery, DeliveryState, ReadingTask, Report
 from reading.reports.service import acknowledge_critical
 
@@ -55,6 +55,14 @@ def site_studies(
             .limit(limit)
             .offset(offset)
         ).all()
+        services_of(request).audit.record(
+            who,
+            "site-studies",
+            site_id=site_id,
+            source=request.client.host if request.client else None,
+            answered=len(studies),
+            studies=[s.study_uid for s in studies][:100],
+        )
         tasks: dict[int, ReadingTask] = {}
         for task in session.scalars(
             select(ReadingTask).where(ReadingTask.study_pk.in_([s.id for s in studies])).order_by(ReadingTask.id)
@@ -171,7 +179,7 @@ def site_request(request: Request, who: Authenticated, body: RequestBody) -> dic
     with unit_of_work(request) as session:
         owner = session.scalar(select(Study.site_id).where(Study.study_uid == body.study_uid))
         if owner is not None and owner != site_id:
-            raise OutOfScope("that study belongs to another site")
+            raise NotFound(f"no study {body.study_uid} of your site")  # as DICOMweb answers: nothing leaks
         row = request_reading(
             session,
             site_id=site_id,

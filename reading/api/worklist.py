@@ -92,6 +92,13 @@ def get_worklist(
             mine=mine,
         )
         rows, counts = worklist(session, reader, filters, now=utcnow(), limit=limit, offset=offset)
+        services_of(request).audit.record(
+            who,
+            "worklist",
+            source=request.client.host if request.client else None,
+            answered=len(rows),
+            studies=[row.task.study_uid for row in rows][:100],
+        )
         return {"tasks": [_row_json(row) for row in rows], "counts": counts, "limit": limit, "offset": offset}
 
 

@@ -66,7 +66,10 @@ def document_of(session: Session, report_id: int, *, centre_name: str = "") -> R
         CommunicationFact(c.told, c.method, c.at, c.recorded_by)
         for c in session.scalars(
             select(CriticalCommunication)
-            .where(CriticalCommunication.report_id.in_([v.id for v in versions]))
+            .where(
+                CriticalCommunication.report_id.in_([v.id for v in versions]),
+                *([CriticalCommunication.recorded_at <= report.signed_at] if report.signed_at else []),
+            )
             .order_by(CriticalCommunication.at)
         )
     )

@@ -84,7 +84,8 @@ def save_report(
     report.fields = dict(body.fields)
     report.findings, report.impression = body.findings, body.impression
     report.critical, report.referral = body.critical, body.referral
-    report.status = ReportStatus.PRELIMINARY if preliminary else ReportStatus.DRAFT
+    if preliminary or report.status != ReportStatus.PRELIMINARY:  # a draft save keeps a preliminary one
+        report.status = ReportStatus.PRELIMINARY if preliminary else ReportStatus.DRAFT
     report.updated_at = now
     session.flush()
     kind = events.REPORT_PRELIMINARY if preliminary else events.REPORT_SAVED
@@ -142,6 +143,8 @@ def sign_report(
         if report is None:
             report = Report(task_id=task.id, study_uid=task.study_uid, version=1, author_id=reader.id, created_at=now)
             session.add(report)
+        elif cosign:
+            report.author_id = reader.id  # he edited the county text: the words are his
         report.template_id, report.fields = body.template_id, dict(body.fields)
         report.findings, report.impression = body.findings, body.impression
         report.critical, report.referral = body.critical, body.referral
@@ -180,9 +183,11 @@ def _after_signing(
         version=report.version,
         critical=report.critical,
     )
+    # One critical result per task: an addendum of a critical report does not alert the site again.
+    earlier = select(Report.id).where(Report.task_id == task.id)
     if (
         report.critical
-        and session.scalar(select(CriticalResult.id).where(CriticalResult.report_id == report.id)) is None
+        and session.scalar(select(CriticalResult.id).where(CriticalResult.report_id.in_(earlier))) is None
     ):
         critical = CriticalResult(
             report_id=report.id,
@@ -278,7 +283,7 @@ def record_communication(
     if at > now + timedelta(minutes=5):
         raise Invalid("the communication time is in the future")
     row = CriticalCommunication(
-        report_id=report_id, told=told.strip(), method=method, at=at, recorded_by=f"reader:{reader.id}"
+        report_id=report_id, told=told.strip(), method=method, at=at, recorded_by=f"reader:{reader.id}", recorded_at=now
     )
     session.add(row)
     session.flush()

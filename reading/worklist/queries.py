@@ -8,13 +8,18 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from pacs.index.models import Site, Study
 from reading.models import Reader, ReadingTask, TaskState
 from reading.worklist.readers import facts_of
 from reading.worklist.transitions import OPEN_STATES
+
+COUNT_CAP = 1000
+# The partial index's predicate, as literal SQL: with bound parameters neither SQLite nor a
+# generic PostgreSQL plan can prove the query implies it, and the index would go unused.
+OPEN_PREDICATE: ColumnElement[bool] = text("reading_task.state IN ('claimed', 'preliminary', 'queued')")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Filters:
 def _scope(session: Session, reader: Reader, *, now: datetime) -> list[ColumnElement[bool]]:
     facts = facts_of(session, reader, now=now)
     conditions: list[ColumnElement[bool]] = [
+        OPEN_PREDICATE,  # the partial worklist index's own predicate, so both databases use it
         ReadingTask.tier == reader.tier,
         ReadingTask.site_id.in_(sorted(facts.site_ids)),
         ReadingTask.modality.in_(sorted(facts.modalities)),
@@ -39,9 +45,6 @@ def _scope(session: Session, reader: Reader, *, now: datetime) -> list[ColumnEle
     ]
     if facts.body_parts:
         conditions.append(or_(ReadingTask.body_part.is_(None), ReadingTask.body_part.in_(sorted(facts.body_parts))))
-    # The consortiums of those sites, so the worklist index (state, tier, consortium, …) is used.
-    consortiums = select(Site.consortium_id).where(Site.id.in_(sorted(facts.site_ids))).distinct()
-    conditions.append(ReadingTask.consortium_id.in_(consortiums.scalar_subquery()))
     return conditions
 
 
@@ -62,13 +65,16 @@ def _filters(filters: Filters, reader: Reader) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def worklist_statement(session: Session, reader: Reader, filters: Filters, *, now: datetime) -> Select[Any]:
-    """Tasks in ``filters.states`` the reader may read, in worklist order."""
+def worklist_statement(
+    session: Session, reader: Reader, filters: Filters, *, now: datetime, scope: list[ColumnElement[bool]] | None = None
+) -> Select[Any]:
+    """Tasks in ``filters.states`` the reader may read, in worklist order: walked in the order
+    of the partial index on open tasks (tier, priority, deadline) until a page is found."""
     return (
         select(ReadingTask)
         .where(ReadingTask.state.in_([s.value for s in filters.states]))
-        .where(*_scope(session, reader, now=now), *_filters(filters, reader))
-        .order_by(ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
+        .where(*(scope if scope is not None else _scope(session, reader, now=now)), *_filters(filters, reader))
+        .order_by(ReadingTask.tier, ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
     )
 
 
@@ -86,8 +92,11 @@ class WorklistRow:
 def worklist(
     session: Session, reader: Reader, filters: Filters, *, now: datetime, limit: int = 50, offset: int = 0
 ) -> tuple[list[WorklistRow], dict[str, int]]:
-    """One page of the reader's worklist and the number of his tasks in each state."""
-    page = worklist_statement(session, reader, filters, now=now).limit(limit).offset(offset).subquery()
+    """One page of the reader's worklist and the number of his tasks in each state, counted up
+    to ``COUNT_CAP`` (a worklist shows "1000+", not an exact count that costs a scan of every
+    open task on each refresh)."""
+    scope = _scope(session, reader, now=now)
+    page = worklist_statement(session, reader, filters, now=now, scope=scope).limit(limit).offset(offset).subquery()
     rows = session.execute(
         select(
             ReadingTask,
@@ -101,14 +110,15 @@ def worklist(
         .join(page, page.c.id == ReadingTask.id)
         .join(Study, Study.id == ReadingTask.study_pk)
         .join(Site, Site.id == ReadingTask.site_id)
-        .order_by(ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
+        .order_by(ReadingTask.tier, ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
     ).all()
-    counted = session.execute(
-        select(ReadingTask.state, func.count())
-        .where(ReadingTask.state.in_([s.value for s in OPEN_STATES]))
-        .where(*_scope(session, reader, now=now), *_filters(filters, reader))
-        .group_by(ReadingTask.state)
-    ).all()
-    counts = {state.value: 0 for state in sorted(OPEN_STATES)}
-    counts.update({state: int(n) for state, n in counted})
+    counts = {}
+    for state in sorted(OPEN_STATES):
+        capped = (
+            select(ReadingTask.id)
+            .where(ReadingTask.state == state, *scope, *_filters(filters, reader))
+            .limit(COUNT_CAP)
+            .subquery()
+        )
+        counts[state.value] = int(session.scalar(select(func.count()).select_from(capped)) or 0)
     return [WorklistRow(*row) for row in rows], counts

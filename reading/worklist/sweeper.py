@@ -28,6 +28,7 @@ from reading import events
 from reading.errors import ReadingError
 from reading.models import CriticalResult, CriticalState, ReadingTask, ReadingTier, TaskState
 from reading.settings import ReadingSettings
+from reading.worklist.readers import readers_serving
 from reading.worklist.tasks import escalate, route_study
 from reading.worklist.transitions import HELD_STATES, transition
 
@@ -146,7 +147,12 @@ def flag_breaches(sessions: sessionmaker[Session], *, auto_escalate: bool, now: 
                 interval=interval,
                 deadline_at=task.deadline_at.isoformat(),
             )
-            if auto_escalate and task.state == TaskState.QUEUED and task.tier == ReadingTier.COUNTY:
+            if (
+                auto_escalate
+                and task.state == TaskState.QUEUED
+                and task.tier == ReadingTier.COUNTY
+                and _provincial_serves(session, task, now)
+            ):
                 escalate(
                     session,
                     task,
@@ -155,6 +161,14 @@ def flag_breaches(sessions: sessionmaker[Session], *, auto_escalate: bool, now: 
                     now=now,
                 )
     return len(tasks)
+
+
+def _provincial_serves(session: Session, task: ReadingTask, now: datetime) -> bool:
+    """Whether any provincial reader may read the task (else escalating would hide it)."""
+    return any(
+        r.tier == ReadingTier.PROVINCIAL and r.credentialed(task.modality, task.body_part)
+        for r in readers_serving(session, task.site_id, now=now)
+    )
 
 
 def flag_late_images(sessions: sessionmaker[Session], *, now: datetime) -> int:

@@ -114,7 +114,7 @@ def route_study(
         .limit(1)
     )
     if existing is not None:
-        _update_existing(session, existing, flags, ai_priority if ai_may_raise else None, now=now, actor=actor)
+        update_route(session, existing, flags, ai_priority if ai_may_raise else None, now=now, actor=actor)
         return existing
     site = session.get_one(Site, study.site_id)
     consortium = session.get_one(Consortium, site.consortium_id)
@@ -176,7 +176,7 @@ def _auto_assign(
     transition(
         session, task, TaskState.CLAIMED, actor="auto-assign", now=now, reader_id=chosen, open_tasks=held.get(chosen, 0)
     )
-    task.claimed_by, task.claimed_at, task.lease_expires_at = chosen, now, now + lease
+    _take(session, task, chosen, lease=lease, now=now)
 
 
 def _create_task(
@@ -231,7 +231,7 @@ def _create_task(
     return task
 
 
-def _update_existing(
+def update_route(
     session: Session,
     task: ReadingTask,
     flags: list[dict[str, Any]],
@@ -304,6 +304,15 @@ def _check_holder(task: ReadingTask, reader: Reader, now: datetime) -> None:
 # ---------------------------------------------------------------- claims
 
 
+def _take(session: Session, task: ReadingTask, reader_id: int, *, lease: timedelta, now: datetime) -> None:
+    """Hold the task for ``reader_id``; he sees every image received so far, so only later ones
+    flag it as ``new_images``."""
+    task.claimed_by, task.claimed_at, task.lease_expires_at = reader_id, now, now + lease
+    last = session.scalar(select(Study.last_received_at).where(Study.id == task.study_pk))
+    if last is not None and last > task.images_seen_at:
+        task.images_seen_at = last
+
+
 def claim(session: Session, reader: Reader, task_id: int, *, lease: timedelta, now: datetime) -> ReadingTask:
     """Claim a queued task for ``lease``; claiming one's own claim again renews it. Under
     concurrency exactly one claimer wins: the row is locked (PostgreSQL ``FOR UPDATE``; SQLite
@@ -317,7 +326,7 @@ def claim(session: Session, reader: Reader, task_id: int, *, lease: timedelta, n
         holder = f" by reader {task.claimed_by}" if task.claimed_by else ""
         raise Conflict(f"task {task.id} is already {task.state}{holder}")
     transition(session, task, TaskState.CLAIMED, actor=f"reader:{reader.id}", now=now, reader_id=reader.id)
-    task.claimed_by, task.claimed_at, task.lease_expires_at = reader.id, now, now + lease
+    _take(session, task, reader.id, lease=lease, now=now)
     return task
 
 
@@ -332,7 +341,7 @@ def claim_next(session: Session, reader: Reader, *, lease: timedelta, now: datet
     if task is None:
         return None
     transition(session, task, TaskState.CLAIMED, actor=f"reader:{reader.id}", now=now, reader_id=reader.id)
-    task.claimed_by, task.claimed_at, task.lease_expires_at = reader.id, now, now + lease
+    _take(session, task, reader.id, lease=lease, now=now)
     return task
 
 

@@ -85,6 +85,7 @@ def test_a_reader_claims_writes_and_signs(api: Api) -> None:
     saved = api.call("li", "PUT", f"/api/tasks/{task['id']}/report", json={**CT_HEAD, "preliminary": True})
     assert saved.status_code == 200, saved.text
     assert api.call("li", "GET", f"/api/tasks/{task['id']}").json()["state"] == "preliminary"
+    assert api.call("fudong", "GET", f"/api/reports/{saved.json()['id']}").status_code == 404  # not signed yet
     signed = api.call("li", "POST", f"/api/tasks/{task['id']}/sign", json={})
     assert signed.status_code == 200, signed.text
     assert signed.json()["status"] == "final" and signed.json()["impression"] == CT_HEAD["impression"]
@@ -221,7 +222,7 @@ def test_a_site_asks_for_a_second_opinion_and_admins_configure_readers(api: Api)
         "fudong", "POST", "/api/site/requests", json={"study_uid": uid, "second_opinion": True, "priority": "urgent"}
     )
     assert asked.status_code == 201, asked.text
-    assert api.call("county-site", "POST", "/api/site/requests", json={"study_uid": uid}).status_code == 403
+    assert api.call("county-site", "POST", "/api/site/requests", json={"study_uid": uid}).status_code == 404
     from datetime import timedelta
 
     from pacs.readiness import mark_ready_for_reading
@@ -235,6 +236,12 @@ def test_a_site_asks_for_a_second_opinion_and_admins_configure_readers(api: Api)
     task = api.world.task_of(uid)
     assert (task.tier, task.priority) == ("provincial", "urgent")
     assert "second opinion" in task.route_reason
+    # Once routed, a higher priority still applies; anything else is refused, not filed away.
+    raised = api.call("fudong", "POST", "/api/site/requests", json={"study_uid": uid, "priority": "stat"})
+    assert raised.status_code == 201 and api.world.task_of(uid).priority == "stat"
+    own = api.world.ready_study()
+    late = api.call("fudong", "POST", "/api/site/requests", json={"study_uid": own, "second_opinion": True})
+    assert late.status_code == 409 and "can escalate" in late.text
 
 
 def test_break_glass_opens_one_study_beyond_the_readers_sites_and_is_audited(api: Api) -> None:

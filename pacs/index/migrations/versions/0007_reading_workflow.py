@@ -158,6 +158,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_task_lease', ['state', 'lease_expires_at'], unique=False)
         batch_op.create_index('ix_task_reader', ['claimed_by', 'state'], unique=False)
         batch_op.create_index('ix_task_worklist', ['state', 'tier', 'consortium_id', 'priority_rank', 'deadline_at'], unique=False)
+        batch_op.create_index(
+            'ix_task_open_order', ['tier', 'priority_rank', 'deadline_at', 'id'], unique=False,
+            postgresql_where=sa.text("state IN ('claimed', 'preliminary', 'queued')"),
+            sqlite_where=sa.text("state IN ('claimed', 'preliminary', 'queued')"),
+        )
 
     op.create_table('roster_window',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -209,6 +214,7 @@ def upgrade() -> None:
     sa.Column('method', sa.String(length=32), nullable=False),
     sa.Column('at', pacs.index.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('recorded_by', sa.String(length=64), nullable=False),
+    sa.Column('recorded_at', pacs.index.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['report_id'], ['report.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

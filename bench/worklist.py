@@ -362,6 +362,8 @@ def run_index(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             result["claims"] = measure_claims(base, url, world, args)
         return result
     finally:
+        if args.keep:
+            console.print(f"({kind}) kept: {url} and {home}")
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
             if pg_name:

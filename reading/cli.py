@@ -22,7 +22,7 @@ from pacs.service import Services
 from pacs.settings import Mode
 from reading.admin import add_group, add_reader, add_rule, find_reader, parse_window, set_roster, set_sla
 from reading.errors import ReadingError
-from reading.models import Delivery, Reader, RosterWindow, RoutingRule, SlaRule
+from reading.models import Delivery, DeliveryState, Reader, RosterWindow, RoutingRule, SlaRule
 from reading.settings import ReadingSettings
 from reading.worklist.queries import Filters, worklist
 
@@ -279,7 +279,7 @@ def worklist_command(
 
 @delivery_app.command("list")
 def delivery_list(
-    state: Annotated[str | None, typer.Option(help="pending | awaiting_pull | delivered")] = None,
+    state: Annotated[DeliveryState | None, typer.Option(help="Only deliveries in this state.")] = None,
 ) -> None:
     """Deliveries with their attempts and last error."""
     services = _services()

@@ -116,7 +116,8 @@ def record_attempt(
     first_retry_s: float,
     longest_retry_s: float,
 ) -> Delivery:
-    """Write one attempt's outcome: delivered when every object got Success (0x0000), else
+    """Write one attempt's outcome: delivered when every object was stored (Success, or a
+    Warning: ``stored``), else
     pending again after the backoff with the error kept on the delivery."""
     delivered = error is None and bool(statuses) and all(stored(s) for s in statuses.values())
     with transaction(sessions) as session:

@@ -128,7 +128,7 @@ class DicomNode(Base):
 
 class Role(StrEnum):
     ADMIN = "admin"  # administers a consortium (or, without one, the whole installation)
-    READER = "reader"  # a radiologist: sees the studies routed to him (issue D)
+    READER = "reader"  # a radiologist: sees the sites he reads for (grants) and break-glass openings
     SITE = "site"  # a site's staff or its systems: that site's studies only
     QA = "qa"  # quality and audit staff of a consortium
 

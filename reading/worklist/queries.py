@@ -16,7 +16,7 @@ from reading.models import Reader, ReadingTask, TaskState
 from reading.worklist.readers import facts_of
 from reading.worklist.transitions import OPEN_STATES
 
-COUNT_CAP = 1000
+COUNT_CAP = 100
 # The partial index's predicate, as literal SQL: with bound parameters neither SQLite nor a
 # generic PostgreSQL plan can prove the query implies it, and the index would go unused.
 OPEN_PREDICATE: ColumnElement[bool] = text("reading_task.state IN ('claimed', 'preliminary', 'queued')")  # type: ignore[assignment]
@@ -37,7 +37,6 @@ class Filters:
 def _scope(session: Session, reader: Reader, *, now: datetime) -> list[ColumnElement[bool]]:
     facts = facts_of(session, reader, now=now)
     conditions: list[ColumnElement[bool]] = [
-        OPEN_PREDICATE,  # the partial worklist index's own predicate, so both databases use it
         ReadingTask.tier == reader.tier,
         ReadingTask.site_id.in_(sorted(facts.site_ids)),
         ReadingTask.modality.in_(sorted(facts.modalities)),
@@ -70,9 +69,11 @@ def worklist_statement(
 ) -> Select[Any]:
     """Tasks in ``filters.states`` the reader may read, in worklist order: walked in the order
     of the partial index on open tasks (tier, priority, deadline) until a page is found."""
+    # Open states only: the partial index's own predicate, so both databases can use it.
+    open_only = [OPEN_PREDICATE] if set(filters.states) <= OPEN_STATES else []
     return (
         select(ReadingTask)
-        .where(ReadingTask.state.in_([s.value for s in filters.states]))
+        .where(*open_only, ReadingTask.state.in_([s.value for s in filters.states]))
         .where(*(scope if scope is not None else _scope(session, reader, now=now)), *_filters(filters, reader))
         .order_by(ReadingTask.tier, ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
     )
@@ -93,7 +94,7 @@ def worklist(
     session: Session, reader: Reader, filters: Filters, *, now: datetime, limit: int = 50, offset: int = 0
 ) -> tuple[list[WorklistRow], dict[str, int]]:
     """One page of the reader's worklist and the number of his tasks in each state, counted up
-    to ``COUNT_CAP`` (a worklist shows "1000+", not an exact count that costs a scan of every
+    to ``COUNT_CAP`` (a worklist shows "100+", not an exact count that costs a scan of every
     open task on each refresh)."""
     scope = _scope(session, reader, now=now)
     page = worklist_statement(session, reader, filters, now=now, scope=scope).limit(limit).offset(offset).subquery()

@@ -265,6 +265,9 @@ class CriticalResult(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the notifiers were told of the raise and of the escalation (reading/notify.py).
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalation_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CriticalCommunication(Base):

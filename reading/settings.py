@@ -21,6 +21,8 @@ class ReadingSettings(BaseSettings):
     reading_auto_assign: bool = False
     # 危急值: the site must acknowledge a critical result within this, else the duty officer is alerted.
     critical_ack_minutes: int = Field(default=15, gt=0)
+    # Adapters told of every critical result besides the site portal, e.g. '["acme.sms:Notifier"]'.
+    critical_notifiers: list[str] = Field(default_factory=list)
     # The reading centre's name on printed reports; empty: the consortium's name + 影像诊断中心.
     centre_name: str = ""
     # Report delivery by C-STORE to a site's return destination.

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from pacs.dicomweb.auth import Authenticated, services_of
-from pacs.index.models import Study
+from pacs.index.models import Alert, Study
 from pacs.index.types import utcnow
 from reading.admin import request_reading
 from reading.api.deps import require_site_user, unit_of_work
@@ -162,6 +162,29 @@ def site_ack_critical(request: Request, who: Authenticated, critical_id: int) ->
             "state": critical.state,
             "acknowledged_at": critical.acknowledged_at.isoformat() if critical.acknowledged_at else None,
         }
+
+
+@router.get("/alerts")
+def site_alerts(
+    request: Request, who: Authenticated, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[dict[str, Any]]:
+    """The site's alerts (the portal banner: critical results to acknowledge, refused
+    instances), newest first."""
+    site_id = require_site_user(who)
+    with unit_of_work(request, read_only=True) as session:
+        rows = session.scalars(
+            select(Alert).where(Alert.site_id == site_id).order_by(Alert.id.desc()).limit(limit)
+        ).all()
+        return [
+            {
+                "id": a.id,
+                "kind": a.kind,
+                "study_uid": a.study_uid,
+                "message": a.message,
+                "created_at": a.created_at.isoformat(),
+            }
+            for a in rows
+        ]
 
 
 class RequestBody(BaseModel):

@@ -15,18 +15,19 @@ import threading
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events as pacs_events
 from pacs.index.db import IndexUnavailable, append_change, transaction
-from pacs.index.models import Alert, JobState, Study, StudyState
+from pacs.index.models import JobState, Study, StudyState
 from pacs.index.types import utcnow
 from pacs.jobs import next_due, record_failure
 from pacs.readiness import mark_ready_for_reading
 from reading import events
 from reading.errors import ReadingError
-from reading.models import CriticalResult, CriticalState, ReadingTask, ReadingTier, TaskState
+from reading.models import CriticalResult, CriticalState, ReadingTask, ReadingTier, Report, TaskState
+from reading.notify import CriticalNotice, CriticalNotifier, PortalNotifier, load_notifiers
 from reading.settings import ReadingSettings
 from reading.worklist.readers import readers_serving
 from reading.worklist.tasks import escalate, route_study
@@ -210,16 +211,6 @@ def escalate_unacknowledged(sessions: sessionmaker[Session], *, now: datetime) -
         ).all()
         for critical in overdue:
             critical.state, critical.escalated_at = CriticalState.ESCALATED, now
-            session.add(
-                Alert(
-                    kind=events.CRITICAL_ESCALATED,
-                    site_id=critical.site_id,
-                    study_uid=critical.study_uid,
-                    message=f"critical result of report {critical.report_id} not acknowledged by the site by "
-                    f"{critical.ack_due_at:%Y-%m-%d %H:%M} UTC: call the site",
-                    created_at=now,
-                )
-            )
             append_change(
                 session,
                 events.CRITICAL_ESCALATED,
@@ -232,8 +223,44 @@ def escalate_unacknowledged(sessions: sessionmaker[Session], *, now: datetime) -
     return len(overdue)
 
 
+def notify_critical(sessions: sessionmaker[Session], notifiers: list[CriticalNotifier], *, now: datetime) -> int:
+    """Tell the notifiers of each critical result raised or escalated since the last pass, then
+    stamp it (a notifier that fails is retried on the next pass; the others may hear twice)."""
+    with transaction(sessions, read_only=True) as session:
+        pending = session.execute(
+            select(CriticalResult, Report.impression)
+            .join(Report, Report.id == CriticalResult.report_id)
+            .where(
+                or_(
+                    CriticalResult.notified_at.is_(None),
+                    and_(CriticalResult.escalated_at.is_not(None), CriticalResult.escalation_notified_at.is_(None)),
+                )
+            )
+            .limit(BATCH)
+        ).all()
+    for critical, impression in pending:
+        step = "raised" if critical.notified_at is None else "escalated"
+        notice = CriticalNotice(
+            step, critical.id, critical.report_id, critical.study_uid, critical.site_id, impression, critical.ack_due_at
+        )
+        for notifier in notifiers:
+            notifier.notify(notice)
+        with transaction(sessions) as session:
+            row = session.get_one(CriticalResult, critical.id)
+            if step == "raised":
+                row.notified_at = now
+            else:
+                row.escalation_notified_at = now
+    return len(pending)
+
+
 def sweep_once(
-    sessions: sessionmaker[Session], settings: ReadingSettings, *, demo: bool, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    settings: ReadingSettings,
+    *,
+    demo: bool,
+    now: datetime | None = None,
+    notifiers: list[CriticalNotifier] | None = None,
 ) -> None:
     now = now or utcnow()
     hand_over_late_ai(sessions, timedelta(seconds=settings.reading_ai_timeout_s), now=now)
@@ -243,6 +270,7 @@ def sweep_once(
     flag_breaches(sessions, auto_escalate=settings.reading_auto_escalate, now=now)
     flag_late_images(sessions, now=now)
     escalate_unacknowledged(sessions, now=now)
+    notify_critical(sessions, notifiers if notifiers is not None else [PortalNotifier(sessions)], now=now)
 
 
 class ReadingSweeper:
@@ -252,6 +280,8 @@ class ReadingSweeper:
         self.sessions = sessions
         self.settings = settings
         self.demo = demo
+        # Built at start-up so a mistyped adapter path stops the service with the fix.
+        self.notifiers = load_notifiers(settings.critical_notifiers, sessions)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reading-sweeper", daemon=True)
 
@@ -265,7 +295,7 @@ class ReadingSweeper:
     def _run(self) -> None:
         while not self._stop.wait(self.settings.reading_sweep_poll_s):
             try:
-                sweep_once(self.sessions, self.settings, demo=self.demo)
+                sweep_once(self.sessions, self.settings, demo=self.demo, notifiers=self.notifiers)
             except IndexUnavailable as exc:
                 log.warning("reading.index_unavailable", error=str(exc))
             except ReadingError as exc:

@@ -18,6 +18,7 @@ from pacs.index.db import transaction
 from pacs.index.models import Change
 from reading import events
 from reading.models import Delivery, ReadingTask, Report
+from reading.notify import PortalNotifier
 from reading.settings import ReadingSettings
 from tests.dicomweb.conftest import served
 from tests.reading.world import World
@@ -104,6 +105,13 @@ def test_a_reader_claims_writes_and_signs(api: Api) -> None:
     ):
         assert kind in kinds
     # The site sees its critical result and acknowledges it; its report is there to fetch.
+    from reading.worklist.sweeper import notify_critical
+
+    notify_critical(api.world.services.sessions, [PortalNotifier(api.world.services.sessions)], now=api.world.now())
+    banner = api.call("fudong", "GET", "/api/site/alerts").json()
+    assert [a["kind"] for a in banner] == ["critical.raised"] and api.call(
+        "county-site", "GET", "/api/site/alerts"
+    ).json() == []
     critical = api.call("fudong", "GET", "/api/site/critical").json()
     assert [c["impression"] for c in critical] == [CT_HEAD["impression"]]
     assert api.call("county-site", "GET", "/api/site/critical").json() == []
@@ -162,6 +170,7 @@ def test_bad_requests_get_a_clear_4xx_and_change_nothing(api: Api) -> None:
     assert api.call("zhao", "POST", f"/api/tasks/{task_id}/claim").status_code == 403  # DX only
     assert api.call("fudong", "GET", "/api/worklist").status_code == 403  # not a reader
     assert api.call("li", "POST", "/api/tasks/999999/claim").status_code == 404
+    assert api.call("li", "PUT", "/api/tasks/999999/report", json=CT_HEAD).status_code == 404  # no such study/task
     api.call("li", "POST", f"/api/tasks/{task_id}/claim")
     before = api.changes()
     unknown_field = api.call(

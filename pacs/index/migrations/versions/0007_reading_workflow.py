@@ -232,6 +232,8 @@ def upgrade() -> None:
     sa.Column('acknowledged_at', pacs.index.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('acknowledged_by', sa.String(length=64), nullable=True),
     sa.Column('escalated_at', pacs.index.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('notified_at', pacs.index.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('escalation_notified_at', pacs.index.types.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['report_id'], ['report.id'], ),
     sa.ForeignKeyConstraint(['site_id'], ['site.id'], ),
     sa.PrimaryKeyConstraint('id'),

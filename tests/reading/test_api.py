@@ -289,3 +289,45 @@ def test_break_glass_opens_one_study_beyond_the_readers_sites_and_is_audited(api
         actions = session.scalars(select(AccessRecord.action).where(AccessRecord.study_uid == uid)).all()
         kinds = session.scalars(select(Change.kind).where(Change.study_uid == uid)).all()
     assert "break-glass" in actions and "access.break_glass" in kinds
+
+
+def test_admins_add_sites_and_their_modalities(api: Api) -> None:
+    site = api.call(
+        "admin",
+        "POST",
+        "/api/admin/sites",
+        json={
+            "consortium": "Dongtai",
+            "name": "Touzao",
+            "tier": "township",
+            "return_ae_title": "TOUZAO_WS",
+            "return_host": "10.20.0.5",
+            "return_port": 104,
+            "report_image": True,
+        },
+    )
+    assert site.status_code == 201, site.text
+    assert site.json()["report_image"] is True
+    bad_tier = api.call(
+        "admin", "POST", "/api/admin/sites", json={"consortium": "Dongtai", "name": "X", "tier": "city"}
+    )
+    assert bad_tier.status_code == 422 and "tier must be one of" in bad_tier.text
+    other = api.call("admin", "POST", "/api/admin/sites", json={"consortium": "Xiyang", "name": "Y", "tier": "village"})
+    assert other.status_code == 403
+    site_id = site.json()["id"]
+    bad_address = api.call(
+        "admin",
+        "POST",
+        f"/api/admin/sites/{site_id}/aes",
+        json={"ae_title": "TOUZAO_DR", "allowed_address": "10.20.0.300"},
+    )
+    assert bad_address.status_code == 422
+    added = api.call(
+        "admin",
+        "POST",
+        f"/api/admin/sites/{site_id}/aes",
+        json={"ae_title": "TOUZAO_DR", "allowed_address": "10.20.0.0/24", "assumed_charset": "GB18030"},
+    )
+    assert added.status_code == 201 and added.json()["aes"][0]["ae_title"] == "TOUZAO_DR"
+    assert "Touzao" in [s["name"] for s in api.call("admin", "GET", "/api/admin/sites").json()]
+    assert api.call("li", "GET", "/api/admin/sites").status_code == 403

@@ -82,7 +82,7 @@ def get_worklist(
     """The tasks the reader may read, stat first then nearest deadline, with counts per state."""
     with unit_of_work(request, read_only=True) as session:
         reader = _reader(session, who)
-        timezone = session.get_one(Consortium, reader.consortium_id).timezone
+        timezone = session.get_one(Consortium, reader.consortium_id).timezone if day else "Asia/Shanghai"
         filters = Filters(
             states=tuple(state) if state else Filters().states,
             site_id=site,
@@ -92,7 +92,10 @@ def get_worklist(
             timezone=timezone,
             mine=mine,
         )
-        rows, counts = worklist(session, reader, filters, now=utcnow(), limit=limit, offset=offset)
+        # The token check computed the reader's sites (his grants): the worklist reuses them.
+        rows, counts = worklist(
+            session, reader, filters, now=utcnow(), limit=limit, offset=offset, site_ids=who.scope.site_ids
+        )
         services_of(request).audit.record(
             who,
             "worklist",

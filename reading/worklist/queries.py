@@ -34,8 +34,10 @@ class Filters:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _scope(session: Session, reader: Reader, *, now: datetime) -> list[ColumnElement[bool]]:
-    facts = facts_of(session, reader, now=now)
+def _scope(
+    session: Session, reader: Reader, *, now: datetime, site_ids: frozenset[int] | None = None
+) -> list[ColumnElement[bool]]:
+    facts = facts_of(session, reader, now=now, site_ids=site_ids, with_duty=False)
     conditions: list[ColumnElement[bool]] = [
         ReadingTask.tier == reader.tier,
         ReadingTask.site_id.in_(sorted(facts.site_ids)),
@@ -91,12 +93,19 @@ class WorklistRow:
 
 
 def worklist(
-    session: Session, reader: Reader, filters: Filters, *, now: datetime, limit: int = 50, offset: int = 0
+    session: Session,
+    reader: Reader,
+    filters: Filters,
+    *,
+    now: datetime,
+    limit: int = 50,
+    offset: int = 0,
+    site_ids: frozenset[int] | None = None,
 ) -> tuple[list[WorklistRow], dict[str, int]]:
     """One page of the reader's worklist and the number of his tasks in each state, counted up
     to ``COUNT_CAP`` (a worklist shows "100+", not an exact count that costs a scan of every
     open task on each refresh)."""
-    scope = _scope(session, reader, now=now)
+    scope = _scope(session, reader, now=now, site_ids=site_ids)
     page = worklist_statement(session, reader, filters, now=now, scope=scope).limit(limit).offset(offset).subquery()
     rows = session.execute(
         select(

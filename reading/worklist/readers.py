@@ -34,17 +34,30 @@ def reader_of_user(session: Session, user_id: int | None) -> Reader:
     return reader
 
 
-def facts_of(session: Session, reader: Reader, *, now: datetime) -> ReaderFacts:
-    windows = session.scalars(select(RosterWindow).where(RosterWindow.reader_id == reader.id)).all()
-    timezone = session.scalar(select(Consortium.timezone).where(Consortium.id == reader.consortium_id))
+def facts_of(
+    session: Session,
+    reader: Reader,
+    *,
+    now: datetime,
+    site_ids: frozenset[int] | None = None,
+    with_duty: bool = True,
+) -> ReaderFacts:
+    """The reader as routing sees him. ``site_ids``: his grants when the caller has them already
+    (the token check computed them); ``with_duty=False`` skips the roster (``on_duty`` is then
+    False) for callers that only need his scope, like the worklist."""
+    duty = False
+    if with_duty:
+        windows = session.scalars(select(RosterWindow).where(RosterWindow.reader_id == reader.id)).all()
+        timezone = session.scalar(select(Consortium.timezone).where(Consortium.id == reader.consortium_id))
+        duty = on_duty([window_of(w) for w in windows], now, timezone or "Asia/Shanghai")
     groups = session.scalars(select(ReadingGroupMember.group_id).where(ReadingGroupMember.reader_id == reader.id))
     return ReaderFacts(
         reader_id=reader.id,
         tier=reader.tier,
         modalities=frozenset(reader.modalities),
         body_parts=frozenset(reader.body_parts),
-        site_ids=granted_site_ids(session, reader.user_id),
-        on_duty=on_duty([window_of(w) for w in windows], now, timezone or "Asia/Shanghai"),
+        site_ids=site_ids if site_ids is not None else granted_site_ids(session, reader.user_id),
+        on_duty=duty,
         group_ids=frozenset(groups),
     )
 

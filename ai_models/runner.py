@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -121,6 +122,8 @@ class ModelRunner:
 
 def _serve(connection: Connection, threads: int) -> None:
     """The child's loop: load (once) and run the model of each request until the pipe closes."""
+    # Ctrl-C reaches the whole process group; the worker stops its child itself (close()).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     inference: Any = contextlib.nullcontext
     try:
         import torch

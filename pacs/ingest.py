@@ -70,6 +70,10 @@ class Origin:
     assumed_charset: str | None = None
     expected_sop_instance_uid: str | None = None
     expected_sop_class_uid: str | None = None
+    # An object the centre made from the study itself (an AI pre-screen's SR or heat map): it
+    # joins the study without re-opening a stable study or counting as a late image — which
+    # would make the study stable again, queue AI again and loop for ever.
+    derived: bool = False
 
 
 class Ingest:
@@ -256,11 +260,12 @@ class Ingest:
             connection.execute(_SQL.retire_instance, {"b_pk": current.pk})
         else:
             connection.execute(_SQL.count_series, {"b_pk": series_pk})
-        connection.execute(
-            _SQL.count_study,
-            {"b_pk": study.pk, "b_new": 0 if current else 1, "b_size": inspected.size, "b_now": now},
-        )
-        if study.state == StudyState.STABLE:
+        counts = {"b_pk": study.pk, "b_new": 0 if current else 1, "b_size": inspected.size}
+        if origin.derived:
+            connection.execute(_SQL.count_study_derived, counts)
+        else:
+            connection.execute(_SQL.count_study, {**counts, "b_now": now})
+        if study.state == StudyState.STABLE and not origin.derived:
             session.execute(
                 update(Study).where(Study.id == study.pk).values(state=StudyState.RECEIVING, stable_at=None)
             )
@@ -302,6 +307,7 @@ class Ingest:
                 series_uid=inspected.series_uid,
                 size=inspected.size,
                 charset_assumed=inspected.charset_assumed,
+                **({"derived": True} if origin.derived else {}),
             )
             return IngestOutcome(
                 OutcomeKind.STORED, study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid
@@ -528,6 +534,16 @@ class _SQL:
             num_instances=_STUDY.c.num_instances + bindparam("b_new", type_=Integer),
             bytes=_STUDY.c.bytes + bindparam("b_size", type_=BigInteger),
             last_received_at=bindparam("b_now", type_=UTCDateTime),
+        )
+    )
+    # A derived object leaves last_received_at alone: reading compares it with what a reader
+    # has seen to flag late images.
+    count_study_derived = (
+        update(_STUDY)
+        .where(_STUDY.c.id == bindparam("b_pk"))
+        .values(
+            num_instances=_STUDY.c.num_instances + bindparam("b_new", type_=Integer),
+            bytes=_STUDY.c.bytes + bindparam("b_size", type_=BigInteger),
         )
     )
 

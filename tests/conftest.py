@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
+from ai_models import records as ai_records  # noqa: F401  (its tables join Base.metadata: migrations, truncation)
 from pacs.dimse.receiver import Receiver
 from pacs.identity.sites import add_site, add_site_ae
 from pacs.index.db import transaction

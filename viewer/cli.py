@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ai_models import cli as ai_cli
 from pacs import cli as pacs_cli
 from pacs.index.db import transaction
 from pacs.index.migrate import upgrade
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 pacs_cli.register(app)
 reading_cli.register(app)
+ai_cli.register(app, reading_cli.worker_app)
 console = Console()
 
 
@@ -85,8 +87,9 @@ def demo(
         studies = generate_demo_studies(data_root, ct_slices=ct_slices)
     reading = ReadingSettings()
     if "reading_ai_timeout_s" not in reading.model_fields_set:
-        # No AI worker runs yet (issue C): the demo hands stable studies to reading within seconds.
-        reading = reading.model_copy(update={"reading_ai_timeout_s": 5.0})
+        # The AI worker runs in the service and hands studies over itself; the sweeper only
+        # steps in for a study AI has not finished within this.
+        reading = reading.model_copy(update={"reading_ai_timeout_s": 60.0})
     service = EmbeddedService(services, reading)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -99,8 +102,9 @@ def demo(
             f"{settings.stability_seconds:g} s quiet)\n"
             f"  yunying changes               the change feed (study.received, study.stable, …)\n"
             f"  yunying site list / ae list   the demo consortium\n"
-            f"  yunying worklist demo-li      the county reader's worklist (studies arrive "
-            f"{settings.stability_seconds:g} s + {reading.reading_ai_timeout_s:g} s after the last image)\n"
+            f"  yunying worklist demo-li      the county reader's worklist (studies arrive once stable and "
+            f"pre-screened by AI; without AI at most {reading.reading_ai_timeout_s:g} s after stable)\n"
+            f"  yunying ai models / ai monitor the AI models, and how often readers agree with them\n"
             f"  yunying delivery list         reports on their way back to the sites\n"
             f"  curl http://{settings.http_host}:{settings.http_port}/readyz\n"
             f'  curl -H "Authorization: Bearer $(cat {tokens["demo-admin"]})" '
@@ -131,6 +135,9 @@ def demo(
 FOLLOWED_KINDS = (
     "study.received",
     "study.stable",
+    "ai.done",
+    "ai.failed",
+    "ai.skipped",
     "study.ready_for_reading",
     "task.queued",
     "study.reopened",
@@ -172,7 +179,11 @@ def follow_changes(
         for change in rows:
             last_seq = change.seq
             if change.kind in FOLLOWED_KINDS:
-                detail = {k: v for k, v in change.payload.items() if k in ("num_instances", "calling_ae", "reason")}
+                detail = {
+                    k: v
+                    for k, v in change.payload.items()
+                    if k in ("num_instances", "calling_ae", "reason", "model", "positives")
+                }
                 console.print(
                     f"  #{change.seq} {change.at:%H:%M:%S} {change.kind:<22} {change.study_uid or ''} {detail or ''}"
                 )

@@ -1,5 +1,5 @@
-"""The embedded shape in one process: DICOM receiver, web, the reading sweeper and the delivery
-worker (the AI worker joins with issue C)."""
+"""The embedded shape in one process: DICOM receiver, web, the AI pre-screen worker, the reading
+sweeper and the delivery worker."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 import uvicorn
 
+from ai_models.registry import Registry
+from ai_models.settings import AISettings
+from ai_models.worker import AiWorker
 from pacs.receiving import Receiving
 from pacs.service import Services, settle_heap
 from pacs.settings import Mode
@@ -20,11 +23,17 @@ from viewer.app import create_app
 class EmbeddedService:
     """Everything ``yunying serve`` runs; ``start()`` returns when all of it is listening."""
 
-    def __init__(self, services: Services, reading: ReadingSettings | None = None) -> None:
+    def __init__(
+        self, services: Services, reading: ReadingSettings | None = None, ai: AISettings | None = None
+    ) -> None:
         self.services = services
         settings = services.settings
         self.reading = reading or ReadingSettings()
+        self.ai = ai or AISettings()
         self.receiving = Receiving(services)
+        self.ai_worker = (
+            AiWorker(services, self.ai, Registry.from_file(self.ai.registry)) if self.ai.in_service else None
+        )
         self.sweeper = ReadingSweeper(services.sessions, self.reading, demo=settings.mode is Mode.DEMO)
         self.delivery = DeliveryWorker(services.sessions, self.reading)
         config = uvicorn.Config(
@@ -39,6 +48,8 @@ class EmbeddedService:
 
     def start(self) -> None:
         self.receiving.start()
+        if self.ai_worker is not None:
+            self.ai_worker.start()
         self.sweeper.start()
         self.delivery.start()
         self._web_thread.start()
@@ -56,6 +67,8 @@ class EmbeddedService:
         self._web_thread.join(timeout=5)
         self.delivery.stop()
         self.sweeper.stop()
+        if self.ai_worker is not None:
+            self.ai_worker.stop()
         self.receiving.stop()
 
 

@@ -27,9 +27,7 @@ def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
     by_site = {s["site"]: s for s in studies}
     # The AI pre-screen adds its SR to a study as a derived series once it has run (the demo may
     # exit before it has): 6 CT slices, plus that SR when it is there.
-    fudong_ct = next(
-        s for s in studies if s["site"] == "Fudong Health Centre" and "CT" in s["modalities"].split("\\")
-    )
+    fudong_ct = next(s for s in studies if s["site"] == "Fudong Health Centre" and "CT" in s["modalities"].split("\\"))
     ai_objects = 1 if "SR" in fudong_ct["modalities"].split("\\") else 0
     assert fudong_ct["patient_name"] == "王^桂英" and fudong_ct["num_instances"] == 6 + ai_objects
     renji = by_site["Dongtai Renji Hospital (private)"]

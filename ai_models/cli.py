@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ai_models.feedback import agreement
-from ai_models.registry import Registry, RegistryError
+from ai_models.registry import DEFAULT_REGISTRY, Registry, RegistryError
 from ai_models.settings import AISettings
 from pacs.cli_support import console, fail, load_settings, open_services
 from pacs.index.db import IndexUnavailable, transaction
@@ -102,3 +102,82 @@ def register(app: typer.Typer, worker_app: typer.Typer) -> None:
     """Add ``yunying ai …`` to the root app and ``ai`` to its ``worker`` group."""
     app.add_typer(ai_app, name="ai")
     worker_app.command("ai")(worker_ai)
+
+
+@ai_app.command("train")
+def train(
+    model: Annotated[str, typer.Argument(help="The model to train: chest-dx-triage or head-ct-ich.")],
+    cases: Annotated[int | None, typer.Option(help="Training cases (default: the recipe's, as shipped).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the recipe's).")] = None,
+    seed: Annotated[int, typer.Option(help="First seed of the training cases.")] = 100_000,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+) -> None:
+    """Train MODEL from scratch on generated phantoms (seeded), write its weights, pick its
+    operating points on a validation set and record weights, sha256 and thresholds in the
+    registry. Then run `yunying ai eval MODEL --write-card`."""
+    from ai_models.training import TrainingError
+    from ai_models.training import train as run_training
+
+    settings = AISettings()
+    path = settings.registry or DEFAULT_REGISTRY
+    try:
+        run_training(
+            model, path, seed=seed, cases_override=cases, epochs_override=epochs, threads=threads, on_line=console.print
+        )
+    except (TrainingError, RegistryError) as exc:
+        raise fail(str(exc)) from None
+
+
+@ai_app.command("eval")
+def evaluate(
+    model: Annotated[str, typer.Argument(help="The model to evaluate: chest-dx-triage or head-ct-ich.")],
+    cases: Annotated[int | None, typer.Option(help="Held-out cases (default: the recipe's, as in the card).")] = None,
+    seed: Annotated[int, typer.Option(help="First seed of the held-out cases (training used others).")] = 900_000,
+    size: Annotated[int | None, typer.Option(help="Film size (chest) or slices per study (head).")] = None,
+    write_card: Annotated[bool, typer.Option("--write-card", help="Write the figures into the model's card.")] = False,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+) -> None:
+    """Evaluate MODEL as registered (weights checked) on held-out phantoms: AUC, sensitivity and
+    specificity at its operating points, per label."""
+    from ai_models.training import TrainingError, card_block
+    from ai_models.training import evaluate as run_evaluation
+    from ai_models.training import write_card as write_figures
+
+    settings = AISettings()
+    registry = load_registry(settings)
+    try:
+        result = run_evaluation(
+            model, settings.registry or DEFAULT_REGISTRY, seed=seed, count=cases, size=size, threads=threads
+        )
+    except (TrainingError, RegistryError) as exc:
+        raise fail(str(exc)) from None
+    table = Table(
+        "label",
+        "AUC",
+        "sensitivity",
+        "specificity",
+        "operating point",
+        "positives",
+        "negatives",
+        title=f"{model} {result.version}",
+    )
+    for f in result.labels:
+        table.add_row(
+            f.label,
+            f"{f.auc:.3f}",
+            f"{f.sensitivity:.3f}",
+            f"{f.specificity:.3f}",
+            f"{f.threshold:.2f}",
+            str(f.positives),
+            str(f.negatives),
+        )
+    console.print(table)
+    console.print(
+        f"{result.cases} cases, seeds {result.seeds[0]}–{result.seeds[1]}, {result.seconds_per_case:.2f} s per case"
+    )
+    if write_card:
+        card = registry.card_path(registry.get(model))
+        write_figures(card, result)
+        console.print(f"wrote the figures into {card}")
+    else:
+        console.print(card_block(result), markup=False, soft_wrap=True)

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, cast, get_args
+from typing import Final, Literal, Protocol, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,9 @@ __all__ = [
     "STRUCTURES",
     "STRUCTURE_HU",
     "CTKind",
+    "CTLesion",
     "Charset",
+    "ChestLesion",
     "Exam",
     "PatientSpec",
     "PhantomSlice",
@@ -64,6 +66,7 @@ __all__ = [
     "random_patient",
     "random_study",
     "slice_fraction",
+    "structure_label",
     "write_series",
     "write_study",
 ]
@@ -409,6 +412,46 @@ class PhantomSlice:
     labels: npt.NDArray[np.uint8]
 
 
+class CTLesion(Protocol):
+    """Something a CT slice shows that the healthy phantom does not (``datasets/lesions.py``).
+
+    ``paint`` changes the noise-free HU map of the slice at series fraction ``t`` in place
+    (``labels`` names the healthy structure of each pixel, ``x``/``y`` are the pixel centres in
+    patient mm, isocentre at 0) and returns how many pixels it changed: the ground truth."""
+
+    def paint(
+        self,
+        hu: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.uint8],
+        x: npt.NDArray[np.float64],
+        y: npt.NDArray[np.float64],
+        t: float,
+    ) -> int: ...
+
+
+class ChestLesion(Protocol):
+    """Something a chest film shows that the healthy phantom does not (``datasets/lesions.py``).
+
+    ``apply`` changes the film's line integrals in place before the lungs are cut out of the
+    body: ``body`` (soft tissue and bone), ``lungs`` (the air each lung removes) and
+    ``vessels`` (markings, shown where there is lung) on image-fraction axes ``u`` (−1…1, left
+    to right of the image) and ``v`` (0…1, top to bottom)."""
+
+    def apply(
+        self,
+        body: npt.NDArray[np.float32],
+        lungs: npt.NDArray[np.float32],
+        vessels: npt.NDArray[np.float32],
+        u: npt.NDArray[np.float32],
+        v: npt.NDArray[np.float32],
+    ) -> None: ...
+
+
+def structure_label(name: str) -> int:
+    """The value ``name`` (one of STRUCTURES) has in a phantom slice's label map."""
+    return _LABEL[name]
+
+
 @dataclass(frozen=True)
 class _Ellipse:
     """One painted ellipse in patient mm (x → patient left, y → posterior)."""
@@ -647,8 +690,17 @@ def _check_ct_args(kind: str, slices: int, rows: int, cols: int) -> None:
         raise ValueError(f"rows and cols must be >= 16, got {rows}x{cols}")
 
 
-def ct_phantom_slice(kind: CTKind, t: float, *, seed: int, rows: int = 512, cols: int = 512) -> PhantomSlice:
-    """Render the noise-free phantom at series fraction ``t`` (see slice_fraction).
+def ct_phantom_slice(
+    kind: CTKind,
+    t: float,
+    *,
+    seed: int,
+    rows: int = 512,
+    cols: int = 512,
+    lesions: Sequence[CTLesion] = (),
+) -> PhantomSlice:
+    """Render the noise-free phantom at series fraction ``t`` (see slice_fraction), with
+    ``lesions`` painted over it (the labels stay those of the healthy structures).
 
     Tests use the labels to find structures in a generated series. Raises
     ValueError on an unknown kind, a negative seed or a size below 16.
@@ -661,6 +713,8 @@ def ct_phantom_slice(kind: CTKind, t: float, *, seed: int, rows: int = 512, cols
     shapes = _abdomen_shapes(t, lay) if kind == "abdomen" else _head_shapes(t, lay)
     for e in shapes:
         _paint(hu, labels, x, y, e)
+    for lesion in lesions:
+        lesion.paint(hu, labels, x, y, t)
     return PhantomSlice(hu, labels)
 
 
@@ -692,11 +746,13 @@ class _CTSeries:
     serial: str
     tube_ma: int
     operator: str
+    lesions: tuple[CTLesion, ...] = ()
 
     def slice(self, i: int) -> Dataset:
         """Build slice ``i`` (0-based, most superior first)."""
         kind, rows, cols = self.kind, self.rows, self.cols
-        ph = ct_phantom_slice(kind, slice_fraction(i, self.slices), seed=self.seed, rows=rows, cols=cols)
+        t = slice_fraction(i, self.slices)
+        ph = ct_phantom_slice(kind, t, seed=self.seed, rows=rows, cols=cols, lesions=self.lesions)
         # Per-slice stream: slice i has the same noise whatever the series length.
         noise = _rng(self.seed, _STREAM_NOISE, i).standard_normal((rows, cols), dtype=np.float32)
         img = _blur121(ph.hu + noise * np.float32(_NOISE_HU[kind] / _BLUR_NOISE_GAIN))
@@ -784,6 +840,7 @@ def iter_ct_series(
     study_uid: str | None = None,
     slice_thickness: float | None = None,
     series_number: int = 2,
+    lesions: Sequence[CTLesion] = (),
 ) -> Iterator[Dataset]:
     """Yield the slices of ct_series one at a time (flat memory); same arguments.
 
@@ -817,6 +874,7 @@ def iter_ct_series(
         serial=str(int(eq.integers(10**5, 10**6))),
         tube_ma=int(eq.integers(180, 320)) if kind == "abdomen" else int(eq.integers(250, 350)),
         operator=_chinese_name(_rng(seed, _STREAM_STUDY, 1), "F"),
+        lesions=tuple(lesions),
     )
     return map(ctx.slice, range(slices))
 
@@ -833,6 +891,7 @@ def ct_series(
     study_uid: str | None = None,
     slice_thickness: float | None = None,
     series_number: int = 2,
+    lesions: Sequence[CTLesion] = (),
 ) -> list[Dataset]:
     """Generate an axial CT Image Storage series, slice 1 most superior.
 
@@ -854,6 +913,7 @@ def ct_series(
             study_uid=study_uid,
             slice_thickness=slice_thickness,
             series_number=series_number,
+            lesions=lesions,
         )
     )
 
@@ -915,7 +975,7 @@ def _add_band(
     acc[r0:r1, c0:c1] += np.float32(amp) * prof * taper
 
 
-def _chest_attenuation(size: int, seed: int, sex: str) -> npt.NDArray[np.float32]:
+def _chest_attenuation(size: int, seed: int, sex: str, lesions: Sequence[ChestLesion] = ()) -> npt.NDArray[np.float32]:
     """Return a PA chest line-integral map in arbitrary units (0 = direct beam)."""
     rng = _rng(seed, _STREAM_LAYOUT, 2)
     u = ((np.arange(size) - (size - 1) / 2.0) / ((size - 1) / 2.0)).astype(np.float32)
@@ -963,6 +1023,8 @@ def _chest_attenuation(size: int, seed: int, sex: str) -> npt.NDArray[np.float32
                 r = 0.008 * (1 - 0.7 * f)
                 amp = 0.05 * min(1.0, f / 0.3) * (1 - 0.8 * f)  # no hilar pile-up
                 _add_ellipsoid(vessels, u, v, px, py, r, r, amp)
+    for lesion in lesions:
+        lesion.apply(acc, lungs, vessels, u, v)
     acc -= lungs
     acc += vessels * (lungs > 0.05)
 
@@ -1022,6 +1084,7 @@ def radiograph(
     photometric: Photometric = "MONOCHROME2",
     bits_stored: int | None = None,
     series_number: int = 1,
+    lesions: Sequence[ChestLesion] = (),
 ) -> Dataset:
     """Generate a processed PA chest radiograph (DX For Presentation or CR).
 
@@ -1046,7 +1109,7 @@ def radiograph(
     vendors = _XR_VENDORS[modality]
     vendor = vendors[int(eq.integers(len(vendors)))]
 
-    att = _chest_attenuation(size, seed, patient.sex)
+    att = _chest_attenuation(size, seed, patient.sex, lesions)
     maxv = float(2**bits - 1)
     # For Presentation data are roughly log-exposure: linear in attenuation.
     sig = np.float32(0.05 * maxv) + att * np.float32(0.85 * maxv / 2.2)

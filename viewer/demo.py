@@ -155,7 +155,7 @@ class DemoStudy:
 
 def generate_demo_studies(root: Path, *, ct_slices: int = 40) -> list[DemoStudy]:
     """Write the demo studies under ``root`` once (seeded, so re-runs reuse them)."""
-    from datasets import synthetic
+    from datasets import lesions, synthetic
 
     plans = [
         (
@@ -183,12 +183,17 @@ def generate_demo_studies(root: Path, *, ct_slices: int = 40) -> list[DemoStudy]
             "fudong-dx-chest",
             lambda: [synthetic.radiograph("DX", seed=12, size=1024)],
         ),
-        ("ANFENG_CT", "CT head, Anfeng", "anfeng-ct-head", lambda: synthetic.ct_series("head", ct_slices, seed=23)),
+        (
+            "ANFENG_CT",
+            "CT head with a haemorrhage (phantom), Anfeng",
+            "anfeng-ct-head-bleed",
+            lambda: lesions.head_ct(seed=23, haemorrhage=True, slices=ct_slices).slices,
+        ),
         (
             "XINJIE_DR",
-            "CR chest, Xinjie village clinic",
-            "xinjie-cr-chest",
-            lambda: [synthetic.radiograph("CR", seed=34, size=1024)],
+            "CR chest with a pneumothorax (phantom), Xinjie village clinic",
+            "xinjie-cr-chest-ptx",
+            lambda: [lesions.chest_film(seed=34, labels=["pneumothorax"], size=1024, modality="CR").dataset],
         ),
         (
             "RENJI_CT",

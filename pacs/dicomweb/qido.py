@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sqlalchemy import Select, func, select
@@ -147,6 +147,12 @@ class Result:
 def search(session: Session, query: Query, scope: Scope, *, base_url: str) -> list[Result]:
     """The matching studies, series or instances within ``scope``, as DICOM JSON model objects."""
     attributes = attributes_at(query.level)
+    # An includefield the index already answers at this level (StudyDescription of a study…)
+    # needs no stored header: only the others are looked up.
+    answered = {a.tag for a in attributes}
+    extra = tuple(tag for tag in query.include if tag not in answered)
+    if extra != query.include:
+        query = replace(query, include=extra)
     results: list[Result] = []
     representative: dict[int, int] = {}  # result index → its study, series or instance pk
     for row in session.execute(_statement(query, scope)):

@@ -78,6 +78,16 @@ def test_series_and_instances_paging_and_includefield(web: Web) -> None:
     )
     assert named[0]["00080070"]["Value"] == [chinese.Manufacturer]
     assert named[0]["00180050"]["Value"] == [float(chinese.SliceThickness)]
+    # Asking for what the study level already answers (StudyDescription) with something it does
+    # not: the first from the index, the second from the header, each once.
+    mixed = client.search_for_studies(
+        search_filters={"StudyInstanceUID": chinese.StudyInstanceUID}, fields=["StudyDescription", "Manufacturer"]
+    )
+    assert mixed[0]["00081030"] == named[0]["00081030"] and mixed[0]["00080070"]["Value"] == [chinese.Manufacturer]
+    only_indexed = client.search_for_studies(
+        search_filters={"StudyInstanceUID": chinese.StudyInstanceUID}, fields=["00081030"]
+    )
+    assert only_indexed[0]["00081030"] == named[0]["00081030"] and "00080070" not in only_indexed[0]
     everything = web.get(
         f"/studies/{chinese.StudyInstanceUID}/instances", who="fudong", params={"includefield": "all"}
     ).json()

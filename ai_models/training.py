@@ -28,10 +28,12 @@ import torch
 from monai.metrics.rocauc import compute_roc_auc
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ai_models import qc
 from ai_models.contract import SeriesInput, StudyInput
 from ai_models.geometry import sorted_along_normal
 from ai_models.models import chest_dx, head_ct, nets
 from ai_models.registry import Registry, RegistryEntry, file_sha256
+from datasets import synthetic
 from datasets.lesions import CHEST_LABELS, ChestLabel, chest_film
 from datasets.lesions import head_ct as head_ct_phantom
 
@@ -65,6 +67,8 @@ class Recipe:
 RECIPES: Final[dict[str, Recipe]] = {
     "chest-dx-triage": Recipe("chest-dx-triage", 1200, 120, 120, 30, 32, 2e-3, (512, 512, 768, 1024), 2048),
     "head-ct-ich": Recipe("head-ct-ich", 160, 40, 60, 10, 32, 2e-3, tuple(range(20, 50, 2)), 32),
+    # Rules: nothing to train; evaluated on phantoms with one defect each (or none).
+    "image-qc": Recipe("image-qc", 0, 0, 160, 0, 0, 0.0, (64,), 64),
 }
 
 
@@ -141,12 +145,108 @@ def head_case(seed: int, slices: int) -> Case:
     return Case(study, {head_ct.LABEL: phantom.haemorrhage}, truth, int(first.Rows))
 
 
+QC_DEFECTS: Final = (
+    None,
+    "qc.missing_slices",
+    "qc.slice_spacing",
+    "qc.body_part",
+    "qc.truncated_fov",
+    "qc.noise",
+    "qc.saturation",
+    "qc.orientation",
+)
+_QC_DESCRIPTIONS: Final = {"HEAD": "头颅CT平扫", "ABDOMEN": "腹部CT平扫", "CHEST": "胸部正位片"}
+
+
+def _set_hu(ds: Any, hu: npt.NDArray[np.float32]) -> None:
+    ds.PixelData = (np.clip(np.rint(hu), -1024, 3071) + 1024).astype("<i2").tobytes()
+
+
+def qc_case(seed: int, size: int) -> Case:
+    """A small CT (head or abdomen) or chest film with at most one technical defect, the way
+    real studies go wrong: the defect cycles with the seed (none, then each rule's), its
+    severity and place are drawn from the seed. Films get only the defects a film can have."""
+    rng = np.random.default_rng([seed, 3])
+    defect = QC_DEFECTS[seed % len(QC_DEFECTS)]
+    film = defect in {None, "qc.body_part", "qc.noise", "qc.saturation", "qc.orientation"} and rng.random() < 0.4
+    truth = {label: label == defect for label in QC_DEFECTS if label}
+    if film:
+        ds = synthetic.radiograph("DX", seed=seed, size=4 * size)
+        part, description = "CHEST", _QC_DESCRIPTIONS["CHEST"]
+        pixels = ds.pixel_array.astype(np.float32)
+        top = float(2 ** int(ds.BitsStored) - 1)
+        if defect == "qc.body_part":
+            description = str(rng.choice(["头颅正位", "腹部平片", "Skull AP"]))
+        elif defect == "qc.noise":
+            spread = float(np.percentile(pixels, 99) - np.percentile(pixels, 1))
+            pixels += rng.normal(0.0, float(rng.uniform(0.15, 0.4)) * spread, pixels.shape).astype(np.float32)
+        elif defect == "qc.saturation":
+            rows = int(pixels.shape[0] * rng.uniform(0.4, 0.7))
+            pixels[:rows] = top
+        elif defect == "qc.orientation":
+            ds.PatientOrientation = list(rng.choice([["R", "F"], ["L", "H"]]))
+        ds.PixelData = np.clip(pixels, 0, top).astype("<u2").tobytes()
+        series = SeriesInput(str(ds.SeriesInstanceUID), "DX", part, description, (ds,))
+        return Case(StudyInput(str(ds.StudyInstanceUID), "DX", part, (series,)), truth, grid=4 * size)
+    kind: Literal["head", "abdomen"] = "abdomen" if defect == "qc.truncated_fov" or rng.random() < 0.4 else "head"
+    slices = synthetic.ct_series(kind, int(rng.integers(12, 21)), seed=seed, rows=size, cols=size)
+    part = kind.upper()
+    header: str | None = part
+    description = _QC_DESCRIPTIONS[part]
+    if defect == "qc.missing_slices":
+        start = int(rng.integers(2, len(slices) - 4))
+        del slices[start : start + int(rng.integers(1, 3))]
+    elif defect == "qc.slice_spacing":
+        index = int(rng.integers(2, len(slices) - 2))
+        position = [float(v) for v in slices[index].ImagePositionPatient]
+        step = float(slices[0].SliceThickness)
+        position[2] += float(rng.choice([-1, 1])) * step * float(rng.uniform(0.2, 0.4))
+        slices[index].ImagePositionPatient = position
+    elif defect == "qc.body_part":
+        if rng.random() < 0.5:
+            header = "CHEST"
+        else:
+            header, description = None, "Routine 5mm"
+    elif defect == "qc.truncated_fov":
+        band = int(rng.integers(3, 8))
+        for ds in slices:
+            hu = qc.hounsfield(ds)
+            hu[:, :band] = 40.0
+            _set_hu(ds, hu)
+    elif defect == "qc.noise":
+        sigma = float(rng.uniform(150.0, 400.0))
+        for ds in slices:
+            _set_hu(ds, qc.hounsfield(ds) + rng.normal(0.0, sigma, (size, size)).astype(np.float32))
+    elif defect == "qc.saturation":
+        ds = slices[int(rng.integers(len(slices) // 3, 2 * len(slices) // 3))]
+        hu = qc.hounsfield(ds)
+        side = int(size * rng.uniform(0.25, 0.4))
+        hu[size // 2 - side // 2 : size // 2 + side // 2, size // 2 - side // 2 : size // 2 + side // 2] = 3071.0
+        _set_hu(ds, hu)
+    elif defect == "qc.orientation":
+        if rng.random() < 0.5:
+            for ds in slices:
+                ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+        else:
+            a, b = rng.choice(len(slices), 2, replace=False)
+            slices[a].InstanceNumber, slices[b].InstanceNumber = slices[b].InstanceNumber, slices[a].InstanceNumber
+    instances = sorted_along_normal(slices)
+    first = instances[0]
+    series = SeriesInput(str(first.SeriesInstanceUID), "CT", header, description, tuple(instances))
+    return Case(StudyInput(str(first.StudyInstanceUID), "CT", header, (series,)), truth, grid=size)
+
+
 def cases(name: str, base: int, count: int, sizes: tuple[int, ...]) -> Iterator[Case]:
-    """``count`` cases of model ``name`` from seeds ``base``, ``base + 1``…; the size (chest)
-    or slice count (head) cycles through ``sizes``."""
+    """``count`` cases of model ``name`` from seeds ``base``, ``base + 1``…; the size (chest,
+    QC) or slice count (head) cycles through ``sizes``."""
     for n in range(count):
         size = sizes[n % len(sizes)]
-        yield chest_case(base + n, size) if name == "chest-dx-triage" else head_case(base + n, size)
+        if name == "chest-dx-triage":
+            yield chest_case(base + n, size)
+        elif name == "image-qc":
+            yield qc_case(base + n, size)
+        else:
+            yield head_case(base + n, size)
 
 
 # ---------------------------------------------------------------------------
@@ -187,6 +287,8 @@ def train(
     plan = recipe(name)
     registry = Registry.from_file(registry_path)
     entry = registry.get(name)
+    if entry.kind == "rules":
+        raise TrainingError(f"{name} is rule-based: there is nothing to train; `yunying ai eval {name}` evaluates it")
     torch.set_num_threads(threads)
     _seed_everything(seed)
     count = cases_override or plan.train_cases
@@ -358,7 +460,9 @@ def evaluate(
         for case in cases(name, seed, count, (size,)):
             prepared = model.prepare(case.study)
             findings = {f.label: f for f in model.findings(case.study, model.predict(prepared))}
-            scores.append([float(findings[label].probability or 0.0) for label in entry.labels])
+            # A rule has no probability: its call is the score (AUC is then not stated).
+            # A label the model did not state (a CT-only rule on a film) is left out of its figures.
+            scores.append([_score(findings.get(label)) for label in entry.labels])
             truths.append([case.truth[label] for label in entry.labels])
             progress.advance(task)
     elapsed = time.perf_counter() - started
@@ -366,21 +470,30 @@ def evaluate(
     result = Evaluation(name, entry.version, count, (seed, seed + count - 1), size, seconds_per_case=elapsed / count)
     for i, label in enumerate(entry.labels):
         threshold = entry.threshold(label)
-        called = s[:, i] >= threshold
-        pos, neg = int(t[:, i].sum()), int((~t[:, i]).sum())
-        auc = _auc(s[:, i], t[:, i]) if pos and neg else float("nan")
+        stated = ~np.isnan(s[:, i])
+        score, truth = s[stated, i], t[stated, i]
+        called = score >= threshold
+        pos, neg = int(truth.sum()), int((~truth).sum())
+        auc = _auc(score, truth) if pos and neg and entry.kind != "rules" else float("nan")
         result.labels.append(
             LabelFigures(
                 label=label,
                 threshold=threshold,
                 auc=auc,
-                sensitivity=float((called & t[:, i]).sum() / pos) if pos else float("nan"),
-                specificity=float((~called & ~t[:, i]).sum() / neg) if neg else float("nan"),
+                sensitivity=float((called & truth).sum() / pos) if pos else float("nan"),
+                specificity=float((~called & ~truth).sum() / neg) if neg else float("nan"),
                 positives=pos,
                 negatives=neg,
             )
         )
     return result
+
+
+def _score(finding: Any) -> float:
+    """A finding's score: its probability, or for a rule its call (1 or 0); NaN when absent."""
+    if finding is None:
+        return float("nan")
+    return float(finding.probability) if finding.probability is not None else float(finding.positive)
 
 
 def _auc(scores: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_]) -> float:
@@ -391,24 +504,37 @@ def _auc(scores: npt.NDArray[np.float32], truth: npt.NDArray[np.bool_]) -> float
 def card_block(evaluation: Evaluation) -> str:
     """The card's evaluation section, as ``yunying ai eval --write-card`` writes it."""
     unit = "films" if evaluation.model == "chest-dx-triage" else "studies"
-    size = f"{evaluation.size}² films" if unit == "films" else f"{evaluation.size} slices of 512² each"
+    size = {
+        "chest-dx-triage": f"{evaluation.size}² films",
+        "head-ct-ich": f"{evaluation.size} slices of 512² each",
+        "image-qc": f"CT of 12–20 slices at {evaluation.size}², or a {4 * evaluation.size}² chest film; "
+        "one defect or none each",
+    }.get(evaluation.model, str(evaluation.size))
     lines = [
         CARD_BEGIN,
         f"Held-out evaluation, written by `yunying ai eval {evaluation.model} --write-card`: "
         f"{evaluation.cases} generated {unit} ({size}), seeds {evaluation.seeds[0]}–{evaluation.seeds[1]} "
-        f"(training used {TRAIN_SEED}…, operating points were picked on {VALIDATION_SEED}…). "
-        f"Version {evaluation.version}; {evaluation.seconds_per_case:.2f} s per case on 2 CPU threads.",
+        + (
+            "(rules: their limits are fixed in ai_models/qc.py; a rule's call is its score, so no AUC). "
+            if evaluation.model == "image-qc"
+            else f"(training used {TRAIN_SEED}…, operating points were picked on {VALIDATION_SEED}…). "
+        )
+        + f"Version {evaluation.version}; {evaluation.seconds_per_case:.2f} s per case on 2 CPU threads.",
         "",
         "| label | AUC | sensitivity | specificity | operating point | positives | negatives |",
         "|---|---|---|---|---|---|---|",
     ]
     for f in evaluation.labels:
         lines.append(
-            f"| {f.label} | {f.auc:.3f} | {f.sensitivity:.3f} | {f.specificity:.3f} | {f.threshold:.2f} "
+            f"| {f.label} | {_figure(f.auc)} | {_figure(f.sensitivity)} | {_figure(f.specificity)} | {f.threshold:.2f} "
             f"| {f.positives} | {f.negatives} |"
         )
     lines.append(CARD_END)
     return "\n".join(lines)
+
+
+def _figure(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.3f}"
 
 
 def write_card(card: Path, evaluation: Evaluation) -> None:
@@ -432,7 +558,7 @@ def card_figures(card: Path) -> dict[str, dict[str, float]]:
         if len(cells) == 7 and cells[0] not in {"label", "---"}:
             try:
                 figures[cells[0]] = {
-                    "auc": float(cells[1]),
+                    "auc": float("nan") if cells[1] == "n/a" else float(cells[1]),
                     "sensitivity": float(cells[2]),
                     "specificity": float(cells[3]),
                     "threshold": float(cells[4]),

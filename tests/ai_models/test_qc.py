@@ -99,6 +99,16 @@ def test_truncated_field_of_view() -> None:
     assert problem is not None and "touches the image edge on 8 of 8 slices" in problem.explanation
 
 
+def test_a_noisy_scan_is_noisy_not_truncated() -> None:
+    # Found by the phantom evaluation: σ 400 HU lifts one air pixel in ten above −500 HU.
+    rng = np.random.default_rng(2)
+    slices = _ct("abdomen")
+    for ds in slices:
+        _set_hu(ds, qc.hounsfield(ds) + rng.normal(0, 400, (48, 48)))
+    series = _series(slices, description="腹部", body_part="ABDOMEN")
+    assert qc.check_noise(series) is not None and qc.check_truncated_fov(series) is None
+
+
 def test_extreme_noise_ct_and_radiograph() -> None:
     rng = np.random.default_rng(1)
     slices = _ct()

@@ -99,7 +99,7 @@ def test_applicable_models_follow_modality_and_body_part() -> None:
         DEFAULT_REGISTRY.parent,
     )
     head_ct = [(e.name, e.version) for e in registry.applicable(_study())]
-    assert head_ct == [("image-qc", "1.0"), ("site-ich", "2.1")]  # QC first, newest version only
+    assert head_ct == [("image-qc", "1.1"), ("site-ich", "2.1")]  # QC first, newest version only
     assert [e.name for e in registry.applicable(_study(body_part=None, description="头颅CT平扫"))] == [
         "image-qc",
         "site-ich",

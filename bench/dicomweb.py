@@ -95,6 +95,8 @@ class Service:
             "YUNYING_LOG_LEVEL": "WARNING",
             "YUNYING_DICOM_HOST": "127.0.0.1",
             "YUNYING_STABILITY_SECONDS": "2",
+            # DICOMweb is measured, not the AI pre-screen (it would add its series to the CT).
+            "YUNYING_AI_IN_SERVICE": "false",
             "COLUMNS": "200",
         }
         self.proc: subprocess.Popen[bytes] | None = None

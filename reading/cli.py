@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 
 from pacs.cli_support import console, fail, load_settings, open_services
 from pacs.index.db import IndexUnavailable, transaction
-from pacs.index.models import Site, User
+from pacs.index.models import Consortium, Site, User
 from pacs.index.types import utcnow
 from pacs.logs import configure_logging
 from pacs.service import Services
 from pacs.settings import Mode
 from reading.admin import add_group, add_reader, add_rule, find_reader, parse_window, set_roster, set_sla
-from reading.errors import ReadingError
+from reading.errors import NotFound, ReadingError
 from reading.models import Delivery, DeliveryState, Reader, RosterWindow, RoutingRule, SlaRule
 from reading.settings import ReadingSettings
 from reading.worklist.queries import Filters, worklist
@@ -35,20 +35,26 @@ sla_app = typer.Typer(help="The SLA table (minutes to a signed report) of a cons
 group_app = typer.Typer(help="Reading groups.", no_args_is_help=True)
 delivery_app = typer.Typer(help="Report deliveries back to the sites.", no_args_is_help=True)
 worker_app = typer.Typer(help="Background workers as their own processes (production shape).", no_args_is_help=True)
+qa_app = typer.Typer(
+    help="Quality: turnaround, SLA compliance and breaches, from the change log.", no_args_is_help=True
+)
 
 
 def _services() -> Services:
     return open_services(load_settings())
 
 
-def _run(action: str, work: Callable[[Session], str]) -> None:
-    """Run ``work(session)`` in one transaction and print what it says it did; refusals print
-    their fix and exit 1."""
+def _run(action: str, work: Callable[[Session], str], *, plain: bool = False) -> None:
+    """Run ``work(session)`` in one transaction and print what it says it did (``plain``: as
+    is, e.g. CSV, never wrapped or styled); refusals print their fix and exit 1."""
     services = _services()
     try:
         with transaction(services.sessions) as session:
             done = work(session)
-        console.print(done)
+        if plain:
+            typer.echo(done, nl=False)
+        else:
+            console.print(done)
     except ReadingError as exc:
         raise fail(f"{action}: {exc}") from None
     except IndexUnavailable as exc:
@@ -342,8 +348,123 @@ def worker_delivery() -> None:
     _run_workers(sweeper=False, delivery=True)
 
 
+@qa_app.command("recompute")
+def qa_recompute() -> None:
+    """Rebuild the turnaround table from the whole change log (it is only ever derived)."""
+    from reading.qa.store import recompute
+
+    _run("qa recompute", lambda session: f"{recompute(session)} reading task(s) recomputed from the change log")
+
+
+def _consortium_id(session: Session, name: str | None) -> int | None:
+    if name is None:
+        return None
+    found = session.scalar(select(Consortium.id).where(Consortium.name == name))
+    if found is None:
+        raise NotFound(f"no consortium {name!r}; `yunying site list` shows them")
+    return found
+
+
+@qa_app.command("turnaround")
+def qa_turnaround(
+    group_by: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: consortium, site, site_tier, reader, tier, modality, body_part, priority, period."
+        ),
+    ] = "site",
+    period: Annotated[str, typer.Option(help="day, week or month (with --group-by period).")] = "month",
+    start: Annotated[str | None, typer.Option("--from", help="First local date, e.g. 2026-10-01.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="The local date after the last, e.g. 2026-11-01.")] = None,
+    month: Annotated[str | None, typer.Option(help="A whole month, e.g. 2026-10 (instead of --from/--to).")] = None,
+    consortium: Annotated[str | None, typer.Option(help="Only this consortium.")] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+) -> None:
+    """Turnaround per group: count, SLA compliance, p50/p90/p95 minutes per interval."""
+    from reading.qa.service import figures, figures_csv, month_range, parse_day
+
+    dimensions = [g.strip() for g in group_by.split(",") if g.strip()]
+
+    def work(session: Session) -> str:
+        first, after = month_range(month) if month else (parse_day(start, "--from"), parse_day(end, "--to"))
+        groups = figures(
+            session,
+            _consortium_id(session, consortium),
+            group_by=dimensions,
+            period=period,
+            start=first,
+            end=after,
+            now=utcnow(),
+        )
+        if csv_out:
+            return figures_csv(groups, dimensions)
+        table = Table(*dimensions, "tasks", "SLA met", "wait p50/p90", "signed p50/p90", "report p50/p90/p95 (min)")
+        for group in groups:
+            data = group.as_json()
+            m = data["minutes"]
+            compliance = f"{group.compliance:.0%}" if group.compliance is not None else "—"
+            table.add_row(
+                *(group.key[d] for d in dimensions),
+                str(group.count),
+                f"{compliance} ({group.met}/{group.met + group.breached})",
+                _pair(m["claimed"]),
+                _pair(m["signed"]),
+                _pair(m["report"], with_p95=True),
+            )
+        console.print(table)
+        return f"{sum(g.count for g in groups)} task(s) in {len(groups)} group(s)"
+
+    _run("qa turnaround", work, plain=csv_out)
+
+
+def _pair(figure: dict[str, Any], *, with_p95: bool = False) -> str:
+    if not figure["n"]:
+        return "—"
+    values = [figure["p50"], figure["p90"]] + ([figure["p95"]] if with_p95 else [])
+    return "/".join(f"{v:.0f}" for v in values)
+
+
+@qa_app.command("breaches")
+def qa_breaches(
+    start: Annotated[str | None, typer.Option("--from", help="First local date, e.g. 2026-10-01.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="The local date after the last.")] = None,
+    consortium: Annotated[str | None, typer.Option(help="Only this consortium.")] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+) -> None:
+    """Reading tasks past their deadline, with the interval that ran long."""
+    from reading.qa.service import breach_list, breaches_csv, name_lookup, parse_day
+
+    def work(session: Session) -> str:
+        found = breach_list(
+            session,
+            _consortium_id(session, consortium),
+            start=parse_day(start, "--from"),
+            end=parse_day(end, "--to"),
+            now=utcnow(),
+        )
+        names = name_lookup(session)
+        if csv_out:
+            return breaches_csv(found, names)
+        table = Table("task", "site", "tier", "priority", "deadline", "late (min)", "cause")
+        for b in found:
+            table.add_row(
+                str(b.task_id),
+                names("site", b.site_id),
+                b.tier,
+                b.priority,
+                f"{b.deadline_at:%m-%d %H:%M}",
+                f"{b.late_minutes:.0f}",
+                b.cause,
+            )
+        console.print(table)
+        return f"{len(found)} breach(es)"
+
+    _run("qa breaches", work, plain=csv_out)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(reader_app, name="reader")
+    app.add_typer(qa_app, name="qa")
     app.add_typer(roster_app, name="roster")
     app.add_typer(group_app, name="group")
     app.add_typer(rule_app, name="rule")

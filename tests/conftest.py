@@ -33,6 +33,7 @@ from pacs.index.models import Base, Change
 from pacs.service import Services, build_services
 from pacs.settings import Settings, StorageBackend
 from reading import models as reading_models  # noqa: F401  (its tables join Base.metadata: migrations, truncation)
+from reading.qa import models as qa_models  # noqa: F401  (the same for the derived QA tables)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -83,7 +83,8 @@ def centre(make_services: Callable[..., Services], tmp_path: Path) -> Iterator[C
         set_roster(session, "li", ALWAYS)
         set_roster(session, "chen", ALWAYS)
         add_user(session, username="fudong", role="site", site="Fudong")
-        tokens = {name: create_token(session, find_user(session, name))[1] for name in ("li", "chen", "fudong")}
+        add_user(session, username="wang", role="qa", consortium="Dongtai")
+        tokens = {name: create_token(session, find_user(session, name))[1] for name in ("li", "chen", "fudong", "wang")}
         assert session.get(Site, site.id) is not None
     reading = ReadingSettings(reading_ai_timeout_s=1, reading_sweep_poll_s=0.2, delivery_poll_s=0.2)
     service = EmbeddedService(services, reading)
@@ -154,6 +155,20 @@ def test_a_township_ct_is_read_by_the_county_and_the_report_returns_to_the_towns
     times = [at for _, at in timeline]
     assert times == sorted(times) and all(at.tzinfo is not None for at in times)
     assert centre.call("fudong", "GET", "/api/site/studies").json()[0]["reading"] == "signed"
+
+    # QA sees the run in its turnaround figures, each interval from these very events.
+    first = dict(reversed(timeline))  # the earliest time of each kind
+    groups = centre.call("wang", "GET", "/api/qa/turnaround", params={"group_by": "site"}).json()["groups"]
+    [fudong] = [g for g in groups if g["site"] == "Fudong"]
+    assert fudong["count"] == 1 and fudong["sla"] == {"met": 1, "breached": 0, "compliance": 1.0}
+
+    def minutes(start: str, end: str) -> float:
+        return (first[end] - first[start]).total_seconds() / 60
+
+    figures = fudong["minutes"]
+    assert figures["claimed"]["p50"] == pytest.approx(minutes("task.queued", "task.claimed"), abs=0.01)
+    assert figures["report"]["p50"] == pytest.approx(minutes("study.received", "task.signed"), abs=0.01)
+    assert figures["site"]["p50"] == pytest.approx(minutes("study.received", "delivery.delivered"), abs=0.01)
 
 
 @pytest.mark.slow

@@ -1,0 +1,96 @@
+"""``/api/qa``: turnaround and SLA figures and the breach list, for QA staff (role ``qa``) and
+admins; a consortium's QA staff see their consortium only. ``format=csv`` gives the same as a
+spreadsheet. Every figure is derived from the change log (``reading/qa``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from pacs.dicomweb.auth import Authenticated
+from pacs.index.models import Role
+from pacs.index.types import utcnow
+from reading.api.deps import require_role, unit_of_work
+from reading.errors import Invalid
+from reading.qa.service import breach_list, breaches_csv, figures, figures_csv, name_lookup, parse_day
+
+router = APIRouter(prefix="/qa", tags=["quality"])
+
+GroupBy = Annotated[
+    str,
+    Query(
+        description="comma-separated: consortium, site, site_tier, reader, tier, modality, body_part, priority, period"
+    ),
+]
+Day = Annotated[str | None, Query(description="local date of the consortium, e.g. 2026-10-01")]
+Format = Annotated[str, Query(pattern="^(json|csv)$")]
+
+
+@router.get("/turnaround", response_model=None)
+def get_turnaround(
+    request: Request,
+    who: Authenticated,
+    group_by: GroupBy = "site",
+    period: Annotated[str, Query(description="day, week or month (with group_by=period)")] = "month",
+    start: Annotated[str | None, Query(alias="from", description="first local date, e.g. 2026-10-01")] = None,
+    end: Annotated[str | None, Query(alias="to", description="local date after the last, e.g. 2026-11-01")] = None,
+    format: Format = "json",
+) -> dict[str, Any] | Response:
+    """Counts, SLA compliance and p50/p90/p95 minutes of every interval (first image → stable
+    → AI → queued → claimed → preliminary → signed → delivered) and end to end, per group."""
+    require_role(who, Role.QA, Role.ADMIN)
+    dimensions = [g.strip() for g in group_by.split(",") if g.strip()]
+    with unit_of_work(request) as session:
+        if not dimensions:
+            raise Invalid("group_by names at least one dimension")
+        groups = figures(
+            session,
+            who.consortium_id,
+            group_by=dimensions,
+            period=period,
+            start=parse_day(start, "from"),
+            end=parse_day(end, "to"),
+            now=utcnow(),
+        )
+    if format == "csv":
+        return Response(figures_csv(groups, dimensions), media_type="text/csv; charset=utf-8")
+    return {"group_by": dimensions, "period": period, "groups": [g.as_json() for g in groups]}
+
+
+@router.get("/breaches", response_model=None)
+def get_breaches(
+    request: Request,
+    who: Authenticated,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    format: Format = "json",
+) -> dict[str, Any] | Response:
+    """Tasks past their deadline (signed late or still open), with the interval that ran long."""
+    require_role(who, Role.QA, Role.ADMIN)
+    with unit_of_work(request) as session:
+        found = breach_list(
+            session, who.consortium_id, start=parse_day(start, "from"), end=parse_day(end, "to"), now=utcnow()
+        )
+        names = name_lookup(session)
+        if format == "csv":
+            return Response(breaches_csv(found, names), media_type="text/csv; charset=utf-8")
+        return {
+            "breaches": [
+                {
+                    "task_id": b.task_id,
+                    "study_uid": b.study_uid,
+                    "site": names("site", b.site_id),
+                    "tier": b.tier,
+                    "priority": b.priority,
+                    "deadline_at": b.deadline_at.isoformat(),
+                    "late_minutes": b.late_minutes,
+                    "open": b.open,
+                    "interval": b.interval,
+                    "interval_minutes": b.interval_minutes,
+                    "cause": b.cause,
+                }
+                for b in found
+            ]
+        }

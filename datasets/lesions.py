@@ -243,8 +243,13 @@ def _lung_side(lungs: npt.NDArray[np.float32], u: npt.NDArray[np.float32], side:
     return mask
 
 
-def _rows_with(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.intp]:
-    return cast(npt.NDArray[np.intp], np.flatnonzero(mask.any(axis=1)))
+def _one_lung(
+    lungs: npt.NDArray[np.float32], u: npt.NDArray[np.float32], side: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.intp]] | None:
+    """One lung's pixels and the rows it spans; ``None`` when the film shows none (a tiny film)."""
+    lung = _lung_side(lungs, u, side)
+    rows = cast(npt.NDArray[np.intp], np.flatnonzero(lung.any(axis=1)))
+    return (lung, rows) if rows.size else None
 
 
 @dataclass(frozen=True)
@@ -267,10 +272,10 @@ class Nodule:
         u: npt.NDArray[np.float32],
         v: npt.NDArray[np.float32],
     ) -> None:
-        lung = _lung_side(lungs, u, self.side)
-        rows = _rows_with(lung)
-        if rows.size == 0:
+        found = _one_lung(lungs, u, self.side)
+        if found is None:
             return
+        lung, rows = found
         row = int(rows[0] + self.fy * (rows[-1] - rows[0]))
         cols = np.flatnonzero(lung[row])
         if cols.size == 0:
@@ -300,10 +305,10 @@ class PleuralEffusion:
         u: npt.NDArray[np.float32],
         v: npt.NDArray[np.float32],
     ) -> None:
-        lung = _lung_side(lungs, u, self.side)
-        rows = _rows_with(lung)
-        if rows.size == 0:
+        found = _one_lung(lungs, u, self.side)
+        if found is None:
             return
+        lung, rows = found
         top, bottom = float(v[rows[0]]), float(v[rows[-1]])
         surface = bottom - self.level * (bottom - top)
         lateral = np.abs(u)[None, :]
@@ -330,10 +335,10 @@ class Pneumothorax:
         u: npt.NDArray[np.float32],
         v: npt.NDArray[np.float32],
     ) -> None:
-        lung = _lung_side(lungs, u, self.side)
-        rows = _rows_with(lung)
-        if rows.size == 0:
+        found = _one_lung(lungs, u, self.side)
+        if found is None:
             return
+        lung, rows = found
         height = rows[-1] - rows[0]
         outer = u[None, :] * self.side  # distance from the midline, on this side
         edge_in = np.where(lung, outer, np.inf).min(axis=1)

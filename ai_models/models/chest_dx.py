@@ -55,17 +55,11 @@ class Prediction:
     heatmaps: dict[int, npt.NDArray[np.float32]]  # label index → map at the model's size
 
 
-class ChestTriage:
+class ChestTriage(nets.TrainedModel):
     """The registry's ``chest-dx-triage`` (factory ``ai_models.models.chest_dx:ChestTriage``)."""
 
     def __init__(self, entry: RegistryEntry, weights: Path | None) -> None:
-        if weights is None:
-            raise ValueError(f"model {entry.name} needs its weights file")
-        self.entry = entry
-        self.name = entry.name
-        self.version = entry.version
-        self.labels = tuple(entry.labels) or LABELS
-        self.checkpoint = nets.load(weights, self.labels)
+        super().__init__(entry, weights, tuple(entry.labels) or LABELS)
         self.size = int(entry.input_spec.get("size", [256, 256])[0])
 
     def prepare(self, study: StudyInput) -> Film:

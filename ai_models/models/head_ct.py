@@ -113,17 +113,12 @@ class Prediction:
     heatmaps: dict[int, npt.NDArray[np.float32]]  # slice index → map at the model's size
 
 
-class HeadCTHaemorrhage:
+class HeadCTHaemorrhage(nets.TrainedModel):
     """The registry's ``head-ct-ich`` (factory ``ai_models.models.head_ct:HeadCTHaemorrhage``).
     Raises ``CheckpointError`` when the weights are not this model's."""
 
     def __init__(self, entry: RegistryEntry, weights: Path | None) -> None:
-        if weights is None:
-            raise ValueError(f"model {entry.name} needs its weights file")
-        self.entry = entry
-        self.name = entry.name
-        self.version = entry.version
-        self.checkpoint = nets.load(weights, (LABEL,))
+        super().__init__(entry, weights, (LABEL,))
         spec = entry.input_spec
         self.size = int(spec.get("size", [128, 128])[0])
         window = spec.get("window", [40, 80])

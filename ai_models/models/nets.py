@@ -22,6 +22,8 @@ import torch
 from monai.networks.nets.densenet import DenseNet
 from monai.visualize.class_activation_maps import GradCAM
 
+from ai_models.registry import RegistryEntry
+
 CHECKPOINT_FORMAT: Final = "yunying-densenet/1"
 DEFAULT_ARCH: Final[dict[str, Any]] = {
     "spatial_dims": 2,
@@ -86,6 +88,20 @@ def load(path: Path, expected_labels: tuple[str, ...]) -> Checkpoint:
     net.load_state_dict(raw["state_dict"])
     net.eval()
     return Checkpoint(net, labels, dict(raw.get("meta", {})))
+
+
+class TrainedModel:
+    """What the project's torch models share: the registry entry, and the checkpoint loaded
+    for the labels the entry lists (``CheckpointError`` when the weights are another model's)."""
+
+    def __init__(self, entry: RegistryEntry, weights: Path | None, labels: tuple[str, ...]) -> None:
+        if weights is None:
+            raise ValueError(f"model {entry.name} needs its weights file")
+        self.entry = entry
+        self.name = entry.name
+        self.version = entry.version
+        self.labels = labels
+        self.checkpoint = load(weights, labels)
 
 
 def probabilities(net: DenseNet, batch: torch.Tensor, chunk: int = 64) -> npt.NDArray[np.float32]:

@@ -24,7 +24,7 @@ from reading.qa.timeline import interval_minutes
 from tests.conftest import BACKENDS, free_port, receiver_env, yunying
 from tests.reading.qa_history import CONSORTIUM, NOW, History, build_history, extend_history
 
-pytestmark = pytest.mark.parametrize("backend", BACKENDS)
+on_both = pytest.mark.parametrize("backend", BACKENDS)
 
 
 def _rows(services: Services) -> dict[int, QaTurnaround]:
@@ -54,12 +54,13 @@ def _history(services: Services) -> History:
         return build_history(session)
 
 
-def test_percentiles_interpolate_between_order_statistics(backend: str) -> None:
+def test_percentiles_interpolate_between_order_statistics() -> None:
     assert percentile([10, 20, 30, 40], 50) == 25
     assert percentile([7, 20], 90) == pytest.approx(18.7)  # 7 + 13 × 0.9
     assert percentile([5], 95) == 5
 
 
+@on_both
 def test_each_tasks_milestones_and_intervals_come_from_its_events(
     make_services: Callable[..., Services], backend: str
 ) -> None:
@@ -91,6 +92,7 @@ def test_each_tasks_milestones_and_intervals_come_from_its_events(
     assert provincial.reader_id == history.readers["chen"] and county.reader_id == history.readers["li"]
 
 
+@on_both
 def test_figures_per_site_match_the_hand_worked_expectations(
     make_services: Callable[..., Services], backend: str
 ) -> None:
@@ -109,6 +111,7 @@ def test_figures_per_site_match_the_hand_worked_expectations(
     assert xinjie["minutes"]["claimed"] == {"n": 3, "p50": 10.0, "p90": 58.0, "p95": 64.0}
 
 
+@on_both
 def test_groups_by_priority_tier_and_local_month(make_services: Callable[..., Services], backend: str) -> None:
     services = make_services(backend)
     _history(services)
@@ -126,6 +129,7 @@ def test_groups_by_priority_tier_and_local_month(make_services: Callable[..., Se
     assert readers[("李",)]["count"] == 4 and readers[("陈",)]["count"] == 1 and readers[("—",)]["count"] == 2
 
 
+@on_both
 def test_breaches_name_the_interval_that_ran_long(make_services: Callable[..., Services], backend: str) -> None:
     services = make_services(backend)
     history = _history(services)
@@ -141,6 +145,7 @@ def test_breaches_name_the_interval_that_ran_long(make_services: Callable[..., S
     assert not late.open and late.late_minutes == 40 and late.cause == "70 min in the queue before a reader claimed it"
 
 
+@on_both
 def test_recompute_gives_what_the_incremental_refresh_built(
     make_services: Callable[..., Services], backend: str
 ) -> None:
@@ -162,6 +167,7 @@ def _columns(row: QaTurnaround) -> tuple[Any, ...]:
     return tuple(getattr(row, c.key) for c in QaTurnaround.__table__.columns)
 
 
+@on_both
 def test_the_api_answers_qa_staff_of_the_consortium_in_json_and_csv(
     make_services: Callable[..., Services], backend: str
 ) -> None:
@@ -213,11 +219,9 @@ def test_the_api_answers_qa_staff_of_the_consortium_in_json_and_csv(
 
 
 def test_the_cli_recomputes_and_prints_figures_and_breaches(
-    make_services: Callable[..., Services], backend: str, tmp_path: Path
+    make_services: Callable[..., Services], tmp_path: Path
 ) -> None:
-    if backend != "sqlite-folder":
-        pytest.skip("the CLI reads the same index either way; once is enough")
-    services = make_services(backend)
+    services = make_services("sqlite-folder")
     _history(services)
     env = receiver_env(tmp_path / "var")
     assert "7 reading task(s) recomputed" in yunying("qa", "recompute", env=env).stdout

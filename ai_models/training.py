@@ -158,7 +158,8 @@ QC_DEFECTS: Final = (
 _QC_DESCRIPTIONS: Final = {"HEAD": "头颅CT平扫", "ABDOMEN": "腹部CT平扫", "CHEST": "胸部正位片"}
 
 
-def _set_hu(ds: Any, hu: npt.NDArray[np.float32]) -> None:
+def set_hounsfield(ds: Any, hu: npt.NDArray[np.float32]) -> None:
+    """Write HU values back as the generator stores them (intercept −1024, 12-bit range)."""
     ds.PixelData = (np.clip(np.rint(hu), -1024, 3071) + 1024).astype("<i2").tobytes()
 
 
@@ -212,17 +213,17 @@ def qc_case(seed: int, size: int) -> Case:
         for ds in slices:
             hu = qc.hounsfield(ds)
             hu[:, :band] = 40.0
-            _set_hu(ds, hu)
+            set_hounsfield(ds, hu)
     elif defect == "qc.noise":
         sigma = float(rng.uniform(150.0, 400.0))
         for ds in slices:
-            _set_hu(ds, qc.hounsfield(ds) + rng.normal(0.0, sigma, (size, size)).astype(np.float32))
+            set_hounsfield(ds, qc.hounsfield(ds) + rng.normal(0.0, sigma, (size, size)).astype(np.float32))
     elif defect == "qc.saturation":
         ds = slices[int(rng.integers(len(slices) // 3, 2 * len(slices) // 3))]
         hu = qc.hounsfield(ds)
         side = int(size * rng.uniform(0.25, 0.4))
         hu[size // 2 - side // 2 : size // 2 + side // 2, size // 2 - side // 2 : size // 2 + side // 2] = 3071.0
-        _set_hu(ds, hu)
+        set_hounsfield(ds, hu)
     elif defect == "qc.orientation":
         if rng.random() < 0.5:
             for ds in slices:
@@ -261,12 +262,9 @@ def _tensors(name: str, entry: RegistryEntry, case: Case) -> tuple[torch.Tensor,
         x = chest_dx.film_input(case.study.series[0].instances[0], size)
         y = torch.tensor([[float(case.truth[label]) for label in entry.labels]])
         return x, y
-    size = int(entry.input_spec.get("size", [128, 128])[0])
-    window = entry.input_spec.get("window", [40, 80])
-    volume = head_ct.volume_input(case.study.series[0].instances, size, (float(window[0]), float(window[1])))
     blood = np.asarray(case.slice_truth) * (512 / case.grid) ** 2
     keep = (blood == 0) | (blood >= _BLOOD_PIXELS_512)
-    x = volume.tensor[torch.from_numpy(keep)]
+    x = _volume(entry, case)[torch.from_numpy(keep)]
     y = torch.from_numpy((blood[keep] > 0).astype(np.float32))[:, None]
     return x, y
 

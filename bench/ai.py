@@ -43,7 +43,9 @@ from rich.table import Table
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
 
+from dicomweb import percentile  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from ai_models.registry import Registry  # noqa: E402
@@ -61,11 +63,6 @@ from pacs.settings import Settings  # noqa: E402
 from pacs.stability import mark_stable_studies  # noqa: E402
 
 console = Console()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def peak_rss_mib(pid: int) -> float:

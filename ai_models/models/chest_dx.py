@@ -53,6 +53,7 @@ class Film:
 class Prediction:
     probabilities: npt.NDArray[np.float32]  # one per label
     heatmaps: dict[int, npt.NDArray[np.float32]]  # label index → map at the model's size
+    film: Dataset  # the film prepare chose
 
 
 class ChestTriage(nets.TrainedModel):
@@ -75,10 +76,10 @@ class ChestTriage(nets.TrainedModel):
                 heat = nets.grad_cam(net, prepared.tensor, index)[0]
                 if float(heat.max()) > 0.0:  # a map without heat points nowhere: none is shown
                     heatmaps[index] = heat
-        return Prediction(probabilities, heatmaps)
+        return Prediction(probabilities, heatmaps, prepared.dataset)
 
     def findings(self, study: StudyInput, prediction: Prediction) -> list[Finding]:
-        ds = frontal_film(study)
+        ds = prediction.film
         uid = str(ds.SOPInstanceUID)
         grid = (int(ds.Rows), int(ds.Columns))
         result = []

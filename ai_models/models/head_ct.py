@@ -111,6 +111,8 @@ def volume_input(instances: Sequence[Dataset], size: int, window: tuple[float, f
 class Prediction:
     slice_probabilities: npt.NDArray[np.float32]  # one per slice, in series order
     heatmaps: dict[int, npt.NDArray[np.float32]]  # slice index → map at the model's size
+    sop_instance_uids: tuple[str, ...]  # of the slices scored (the volume prepare built)
+    grid: tuple[int, int]  # their pixel grid
 
 
 class HeadCTHaemorrhage(nets.TrainedModel):
@@ -137,10 +139,10 @@ class HeadCTHaemorrhage(nets.TrainedModel):
             top = [int(i) for i in np.argsort(-scores)[:HEATMAP_SLICES]]
             maps = nets.grad_cam(net, prepared.tensor[top], 0)
             heatmaps = {index: maps[n] for n, index in enumerate(top) if float(maps[n].max()) > 0.0}
-        return Prediction(scores, heatmaps)
+        return Prediction(scores, heatmaps, prepared.sop_instance_uids, prepared.grid)
 
     def findings(self, study: StudyInput, prediction: Prediction) -> list[Finding]:
-        volume_uids = _series_uids(study, self.min_slices)
+        volume_uids = prediction.sop_instance_uids
         scores = prediction.slice_probabilities
         threshold = self.entry.threshold(LABEL)
         order = [int(i) for i in np.argsort(-scores)]
@@ -148,7 +150,7 @@ class HeadCTHaemorrhage(nets.TrainedModel):
         probability = float(scores[best])
         positive = probability >= threshold
         driving = [i for i in order[:3] if scores[i] >= threshold] if positive else [best]
-        rows, cols = _grid(study, self.min_slices)
+        rows, cols = prediction.grid
         locations = []
         heatmap = None
         for index in driving:
@@ -194,12 +196,3 @@ def _axial_series(study: StudyInput, min_slices: int) -> SeriesInput:
         longest = max((len(s.instances) for s in study.series if s.modality == "CT"), default=0)
         raise NotApplicable(f"no CT series of at least {min_slices} slices (longest: {longest})")
     return max(candidates, key=lambda s: len(s.instances))
-
-
-def _series_uids(study: StudyInput, min_slices: int) -> tuple[str, ...]:
-    return tuple(str(ds.SOPInstanceUID) for ds in _axial_series(study, min_slices).instances)
-
-
-def _grid(study: StudyInput, min_slices: int) -> tuple[int, int]:
-    first = _axial_series(study, min_slices).instances[0]
-    return int(first.Rows), int(first.Columns)

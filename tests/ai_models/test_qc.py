@@ -15,6 +15,7 @@ from ai_models.anatomy import body_parts_named
 from ai_models.contract import SeriesInput, StudyInput
 from ai_models.geometry import sorted_along_normal
 from ai_models.registry import Registry
+from ai_models.training import set_hounsfield
 from datasets import synthetic
 
 Check = Callable[[SeriesInput], qc.Problem | None]
@@ -31,10 +32,6 @@ def _series(
     modality = str(first.Modality)
     ordered = sorted_along_normal(instances) if modality == "CT" else tuple(instances)
     return SeriesInput(str(first.SeriesInstanceUID), modality, body_part, description, ordered)
-
-
-def _set_hu(ds: Dataset, hu: np.ndarray) -> None:
-    ds.PixelData = (np.clip(np.rint(hu), -1024, 3071) + 1024).astype("<i2").tobytes()
 
 
 NORMAL_CT = _series(_ct())
@@ -94,7 +91,7 @@ def test_truncated_field_of_view() -> None:
     for ds in slices:
         hu = qc.hounsfield(ds)
         hu[:, :6] = 40.0  # soft tissue running off the left edge: the patient was cut off
-        _set_hu(ds, hu)
+        set_hounsfield(ds, hu)
     problem = qc.check_truncated_fov(_series(slices, description="腹部", body_part="ABDOMEN"))
     assert problem is not None and "touches the image edge on 8 of 8 slices" in problem.explanation
 
@@ -104,7 +101,7 @@ def test_a_noisy_scan_is_noisy_not_truncated() -> None:
     rng = np.random.default_rng(2)
     slices = _ct("abdomen")
     for ds in slices:
-        _set_hu(ds, qc.hounsfield(ds) + rng.normal(0, 400, (48, 48)))
+        set_hounsfield(ds, qc.hounsfield(ds) + rng.normal(0, 400, (48, 48)))
     series = _series(slices, description="腹部", body_part="ABDOMEN")
     assert qc.check_noise(series) is not None and qc.check_truncated_fov(series) is None
 
@@ -113,7 +110,7 @@ def test_extreme_noise_ct_and_radiograph() -> None:
     rng = np.random.default_rng(1)
     slices = _ct()
     for ds in slices:
-        _set_hu(ds, qc.hounsfield(ds) + rng.normal(0, 200, (48, 48)))
+        set_hounsfield(ds, qc.hounsfield(ds) + rng.normal(0, 200, (48, 48)))
     problem = qc.check_noise(_series(slices))
     assert problem is not None and "HU in soft tissue" in problem.explanation
 
@@ -128,7 +125,7 @@ def test_saturation_ct_and_radiograph() -> None:
     slices = _ct()
     hu = qc.hounsfield(slices[0])
     hu[10:30, 10:30] = 3071.0  # the reconstruction clipped
-    _set_hu(slices[0], hu)
+    set_hounsfield(slices[0], hu)
     problem = qc.check_saturation(_series(slices))
     assert problem is not None and "3071 HU ceiling" in problem.explanation
 

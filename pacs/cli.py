@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from pacs import audit_cli
 from pacs.cli_support import console, err, fail, load_settings, open_services
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
@@ -418,6 +419,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(study_app, name="study")
     app.add_typer(quarantine_app, name="quarantine")
     identity_cli.register(app)
+    audit_cli.register(app)
     node_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)

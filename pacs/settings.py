@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     stow_max_bytes: int = Field(default=2 * 1024**3, gt=0)
     stow_max_parts: int = Field(default=5_000, gt=0)
 
+    # The access audit's hash chain (pacs/audit_chain.py). The chain is keyed (HMAC-SHA256) so
+    # that whoever can write the database cannot re-seal what he altered: the key is
+    # YUNYING_AUDIT_KEY, or derived from YUNYING_SECRET_KEY when empty. Keep it: records sealed
+    # under another key no longer verify. A background sealer chains new records every
+    # ``audit_seal_interval_s``; retention deletes sealed records older than
+    # ``audit_retention_days`` (0 keeps them forever) — 15 years by default, the longest that
+    # Chinese rules ask of a medical record.
+    audit_key: str = ""
+    audit_seal_interval_s: float = Field(default=10.0, gt=0)
+    audit_retention_days: int = Field(default=15 * 365 + 4, ge=0)
+
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:
         if self.mode is Mode.PRODUCTION:
@@ -106,6 +117,8 @@ class Settings(BaseSettings):
                 problems.append("set YUNYING_SECRET_KEY to a random string of 32+ characters")
             if not self.database_url or self.database_url.startswith("sqlite"):
                 problems.append("set YUNYING_DATABASE_URL to a PostgreSQL URL")
+            if self.audit_key and len(self.audit_key) < 32:
+                problems.append("set YUNYING_AUDIT_KEY to 32+ characters, or leave it empty to derive it")
             if self.storage_backend is StorageBackend.S3 and self.s3_secret_key == "minioadmin":
                 problems.append("set YUNYING_S3_ACCESS_KEY / YUNYING_S3_SECRET_KEY (not minioadmin)")
             if problems:

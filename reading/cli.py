@@ -311,6 +311,7 @@ def delivery_list(
 
 
 def _run_workers(*, sweeper: bool, delivery: bool) -> None:
+    from pacs.audit_chain import AuditSealer
     from reading.delivery import DeliveryWorker
     from reading.worklist.sweeper import ReadingSweeper
 
@@ -321,9 +322,10 @@ def _run_workers(*, sweeper: bool, delivery: bool) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    workers: list[ReadingSweeper | DeliveryWorker] = []
+    workers: list[ReadingSweeper | DeliveryWorker | AuditSealer] = []
     if sweeper:
         workers.append(ReadingSweeper(services.sessions, reading, demo=settings.mode is Mode.DEMO))
+        workers.append(AuditSealer(services.sessions, settings))
     if delivery:
         workers.append(DeliveryWorker(services.sessions, reading))
     for worker in workers:
@@ -338,7 +340,7 @@ def _run_workers(*, sweeper: bool, delivery: bool) -> None:
 @worker_app.command("reading")
 def worker_reading() -> None:
     """The reading sweeper: AI timeout hand-over, routing, leases, SLA breaches, late images,
-    unacknowledged critical results. Several may run."""
+    unacknowledged critical results; and the access audit's sealer. Several may run."""
     _run_workers(sweeper=True, delivery=False)
 
 

@@ -3,6 +3,8 @@
 
 from typing import Final
 
+from pacs.events import administrative
+
 TASK_QUEUED: Final = "task.queued"
 TASK_CLAIMED: Final = "task.claimed"
 TASK_RELEASED: Final = "task.released"  # back to the queue by the reader
@@ -36,3 +38,6 @@ ROUTING_RULE_ADDED: Final = "routing_rule.added"
 SLA_CHANGED: Final = "sla.changed"
 READING_GROUP_CHANGED: Final = "reading_group.changed"
 READING_REQUESTED: Final = "reading.requested"  # a site asked for a priority or a second opinion
+
+# Reading's administrative changes are access-audit records too (pacs.events.ADMINISTRATIVE).
+administrative(READER_ADDED, ROSTER_CHANGED, ROUTING_RULE_ADDED, SLA_CHANGED, READING_GROUP_CHANGED)

@@ -11,6 +11,7 @@ import uvicorn
 from ai_models.registry import Registry
 from ai_models.settings import AISettings
 from ai_models.worker import AiWorker
+from pacs.audit_chain import AuditSealer
 from pacs.receiving import Receiving
 from pacs.service import Services, settle_heap
 from pacs.settings import Mode
@@ -36,6 +37,7 @@ class EmbeddedService:
         )
         self.sweeper = ReadingSweeper(services.sessions, self.reading, demo=settings.mode is Mode.DEMO)
         self.delivery = DeliveryWorker(services.sessions, self.reading)
+        self.sealer = AuditSealer(services.sessions, settings)
         config = uvicorn.Config(
             create_app(services, self.reading),
             host=settings.http_host,
@@ -52,6 +54,7 @@ class EmbeddedService:
             self.ai_worker.start()
         self.sweeper.start()
         self.delivery.start()
+        self.sealer.start()
         self._web_thread.start()
         while not self.web.started and self._web_thread.is_alive():
             threading.Event().wait(0.05)
@@ -67,6 +70,8 @@ class EmbeddedService:
         self._web_thread.join(timeout=5)
         self.delivery.stop()
         self.sweeper.stop()
+        self.services.audit.flush()
+        self.sealer.stop()  # seals what the last requests recorded
         if self.ai_worker is not None:
             self.ai_worker.stop()
         self.receiving.stop()

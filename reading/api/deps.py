@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import services_of
 from pacs.identity.users import Principal
-from pacs.index.db import IndexUnavailable, transaction
+from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
 from pacs.index.models import Role
 from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError
 from reading.settings import ReadingSettings
@@ -38,6 +38,10 @@ def unit_of_work(request: Request, *, read_only: bool = False) -> Iterator[Sessi
     is written then: the transaction rolls back)."""
     try:
         with transaction(services_of(request).sessions, read_only=read_only) as session:
+            who: Principal | None = getattr(request.state, "principal", None)
+            if who is not None:
+                source = request.client.host if request.client else None
+                session.info[AUDIT_ACTOR] = AuditActor(who.user_id, who.username, who.role, source)
             yield session
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None

@@ -29,6 +29,7 @@ from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteA
 from pacs.ingest import Origin, OutcomeKind
 from pacs.logs import configure_logging
 from pacs.settings import Settings
+from pacs.storage import StoreUnavailable
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 site_app = typer.Typer(help="Sites (facilities) of a consortium.", no_args_is_help=True)
@@ -396,6 +397,73 @@ def quarantine_list(limit: Annotated[int, typer.Option(help="Most recent N.")] =
     console.print(table)
 
 
+def verify(
+    quarantine_orphans: Annotated[
+        bool, typer.Option(help="Move orphans under orphaned/ with a quarantine row (nothing is deleted).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per problem, then a summary.")] = False,
+) -> None:
+    """Check the index against the object store: every indexed object present, whole and with
+    its recorded sha256, and every stored object referenced. Exits 1 on any problem."""
+    from datetime import timedelta
+
+    from pacs.integrity import count_rows, verify_store
+
+    settings = load_settings()
+    services = open_services(settings)
+    try:
+        total = count_rows(services.sessions)
+        with Progress(
+            TextColumn("checking objects"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("verify", total=total)
+            result = verify_store(
+                services.store,
+                services.sessions,
+                orphan_grace=timedelta(seconds=settings.orphan_grace_s),
+                quarantine_orphans=quarantine_orphans,
+                progress=lambda n: progress.advance(task, n),
+            )
+    except (IndexUnavailable, StoreUnavailable) as exc:
+        raise fail(f"cannot verify: {exc}") from None
+    finally:
+        services.close()
+    for finding in result.findings:
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "kind": finding.kind,
+                        "object_key": finding.object_key,
+                        "row": finding.row,
+                        "detail": finding.detail,
+                        "quarantined": finding.object_key in result.quarantined,
+                    }
+                )
+            )
+        else:
+            moved = " — moved under orphaned/" if finding.object_key in result.quarantined else ""
+            console.print(str(finding) + moved, markup=False, style="red")
+    summary = (
+        f"{result.objects_checked} indexed object(s) checked ({result.bytes_checked / 1e6:.1f} MB), "
+        f"{result.objects_listed} stored object(s) listed: {result.count('missing')} missing, "
+        f"{result.count('truncated')} truncated, {result.count('altered')} altered, "
+        f"{result.count('orphan')} orphan(s)"
+        + (f", {len(result.quarantined)} quarantined" if result.quarantined else "")
+    )
+    if as_json:
+        print(json.dumps({"summary": summary, "ok": result.ok}))
+    else:
+        console.print(summary)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def alerts(limit: Annotated[int, typer.Option(help="Most recent N.")] = 50) -> None:
     """List alerts for sites and administrators (corrected re-sends, conflicting re-sends)."""
     services = open_services(load_settings())
@@ -425,3 +493,4 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_files)
     app.command("changes")(changes)
     app.command("alerts")(alerts)
+    app.command("verify")(verify)

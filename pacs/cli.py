@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from pacs import audit_cli
-from pacs.cli_support import console, err, fail, load_settings, open_services
+from pacs.cli_support import console, err, fail, load_settings, open_services, serve_metrics
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
 from pacs.identity import node_cli
@@ -73,10 +73,13 @@ def db_headers() -> None:
 # ---------------------------------------------------------------- receiver
 
 
-def _run_receiver(settings: Settings, *, stability: bool, reuse_port: bool, sweep: bool) -> None:
+def _run_receiver(
+    settings: Settings, *, stability: bool, reuse_port: bool, sweep: bool, process_index: int = 0
+) -> None:
     from pacs.receiving import Receiving
 
     configure_logging(settings)
+    serve_metrics(settings, process_index)
     services = open_services(settings)
     receiving = Receiving(services, stability=stability, sweep=sweep)
     receiving.start(reuse_port=reuse_port)
@@ -105,7 +108,7 @@ def receiver(
         context.Process(
             target=_run_receiver,
             args=(settings,),
-            kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0},
+            kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0, "process_index": i},
         )
         for i in range(processes)
     ]

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     # ``audit_seal_interval_s``; retention deletes sealed records older than
     # ``audit_retention_days`` (0 keeps them forever) — 15 years by default, the longest that
     # Chinese rules ask of a medical record.
+    # Prometheus: /metrics on the web port answers loopback callers, or anyone with this bearer
+    # token when set; a receiver or worker process without a web port serves its own counters
+    # on YUNYING_METRICS_PORT (0: none; ``--processes N`` children use port, port+1, …).
+    metrics_token: str = ""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
     audit_key: str = ""
     audit_seal_interval_s: float = Field(default=10.0, gt=0)
     audit_retention_days: int = Field(default=15 * 365 + 4, ge=0)

@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.cli_support import console, fail, load_settings, open_services
+from pacs.cli_support import console, fail, load_settings, open_services, serve_metrics
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Consortium, Site, User
 from pacs.index.types import utcnow
@@ -317,6 +317,7 @@ def _run_workers(*, sweeper: bool, delivery: bool) -> None:
 
     settings = load_settings()
     configure_logging(settings)
+    serve_metrics(settings)
     reading = ReadingSettings()
     services = open_services(settings)
     stop = threading.Event()

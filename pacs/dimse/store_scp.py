@@ -25,6 +25,7 @@ from pacs.identity.nodes import Caller, NodeEntry, load_nodes, match_calling_nod
 from pacs.identity.sites import SiteAEEntry, load_site_aes, match_calling_site
 from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.ingest import Ingest, Origin, OutcomeKind
+from pacs.metrics import ASSOCIATIONS, OPEN_ASSOCIATIONS
 from pacs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -122,6 +123,8 @@ class StoreSCP:
                 record=False,
             )
             return
+        ASSOCIATIONS.labels("accepted").inc()
+        OPEN_ASSOCIATIONS.inc()
         log.info(
             "association.accepted",
             calling_ae=calling,
@@ -156,6 +159,7 @@ class StoreSCP:
     def _reject(
         self, assoc: Any, reason: tuple[int, int, int], calling: str, address: str, why: str, *, record: bool = True
     ) -> None:
+        ASSOCIATIONS.labels("rejected").inc()
         log.warning("association.rejected", calling_ae=calling, source=address, reason=why, code=reason)
         if record:  # before the reject leaves, so whoever sees the reject can also see the change
             try:
@@ -179,6 +183,7 @@ class StoreSCP:
         with self._lock:
             state = self._states.pop(id(event.assoc), None)
             if state is not None:
+                OPEN_ASSOCIATIONS.dec()
                 remaining = self._per_address.get(state.address, 1) - 1
                 if remaining > 0:
                     self._per_address[state.address] = remaining

@@ -466,6 +466,9 @@ def qa_breaches(
 
 
 def register(app: typer.Typer) -> None:
+    from reading.peer_cli import peer_app  # imports this module's _run: registered once it is loaded
+
+    qa_app.add_typer(peer_app, name="peer")
     app.add_typer(reader_app, name="reader")
     app.add_typer(qa_app, name="qa")
     app.add_typer(roster_app, name="roster")

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from reading.api import access, admin, audit, qa, reports, site, worklist
+from reading.api import access, admin, audit, peer, qa, reports, site, worklist
 
 router = APIRouter(prefix="/api")
 router.include_router(worklist.router)
@@ -12,3 +12,4 @@ router.include_router(admin.router)
 router.include_router(access.router)
 router.include_router(qa.router)
 router.include_router(audit.router)
+router.include_router(peer.router)

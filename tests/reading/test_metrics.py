@@ -46,9 +46,11 @@ def test_metrics_follow_the_stores_and_the_index(
         uid = world.ready_study(slices=3)  # three instances through the ingest path, routed to the county
         after = samples(httpx.get(f"{url}/metrics", timeout=10).text)
     assert uid
-    assert value(after, "yunying_instances_received_total", outcome="stored") - value(
-        before, "yunying_instances_received_total", outcome="stored"
-    ) == 3
+    assert (
+        value(after, "yunying_instances_received_total", outcome="stored")
+        - value(before, "yunying_instances_received_total", outcome="stored")
+        == 3
+    )
     assert value(after, "yunying_ingest_seconds_count") - value(before, "yunying_ingest_seconds_count") == 3
     assert value(after, "yunying_received_bytes_total") > value(before, "yunying_received_bytes_total")
     assert value(after, "yunying_index_up") == 1
@@ -104,8 +106,10 @@ def test_a_stand_alone_receiver_serves_its_counters(tmp_path: Path) -> None:
         assert value(scrape, "yunying_instances_received_total", outcome="stored") == 2
         assert value(scrape, "yunying_associations_total", result="accepted") == 1
         assert value(scrape, "yunying_associations_open") == 0
-        assert re.search(r"^process_resident_memory_bytes ", httpx.get(
-            f"http://127.0.0.1:{metrics_port}/metrics", timeout=5
-        ).text, re.M)
+        assert re.search(
+            r"^process_resident_memory_bytes ",
+            httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text,
+            re.M,
+        )
     finally:
         receiver.stop()

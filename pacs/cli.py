@@ -467,6 +467,58 @@ def verify(
         raise typer.Exit(1)
 
 
+backup_app = typer.Typer(
+    help="Back up and restore the embedded shape (SQLite + folder); PostgreSQL/S3: docs/operations.md.",
+    no_args_is_help=True,
+)
+
+
+def _object_progress() -> Progress:
+    return Progress(
+        TextColumn("objects"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    )
+
+
+@backup_app.command("create")
+def backup_create(folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for this backup.")]) -> None:
+    """Snapshot the index (online, while the service runs) and then the objects into FOLDER."""
+    from pacs.backup import BackupRefused, count_objects, create_backup
+
+    settings = load_settings()
+    try:
+        with _object_progress() as progress:
+            task = progress.add_task("backup", total=count_objects(settings))
+            summary = create_backup(settings, folder, progress=lambda n: progress.advance(task, n))
+    except BackupRefused as exc:
+        raise fail(str(exc), 2) from None
+    console.print(
+        f"Backup in {summary.folder}: index at schema {summary.revision}, {summary.objects} object(s), "
+        f"{summary.bytes / 1e6:.1f} MB ({summary.linked} hard-linked). Restore with `yunying backup restore`."
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    folder: Annotated[Path, typer.Argument(help="A folder made by `yunying backup create`.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing index (stop the service first).")] = False,
+) -> None:
+    """Restore a backup into YUNYING_HOME (the service stopped), then check it with `yunying verify`."""
+    from pacs.backup import BackupRefused, restore_backup
+
+    settings = load_settings()
+    try:
+        with _object_progress() as progress:
+            task = progress.add_task("restore", total=None)
+            summary = restore_backup(settings, folder, force=force, progress=lambda n: progress.advance(task, n))
+    except BackupRefused as exc:
+        raise fail(str(exc), 2) from None
+    upgrade(settings.resolved_database_url)  # a backup from an older release is brought up to date
+    console.print(
+        f"Restored the backup of {summary.taken_at:%Y-%m-%d %H:%M} UTC: {summary.objects} object(s). "
+        "Run `yunying verify` before starting the service."
+    )
+
+
 def alerts(limit: Annotated[int, typer.Option(help="Most recent N.")] = 50) -> None:
     """List alerts for sites and administrators (corrected re-sends, conflicting re-sends)."""
     services = open_services(load_settings())
@@ -489,6 +541,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ae_app, name="ae")
     app.add_typer(study_app, name="study")
     app.add_typer(quarantine_app, name="quarantine")
+    app.add_typer(backup_app, name="backup")
     identity_cli.register(app)
     audit_cli.register(app)
     node_cli.register(app)

@@ -17,7 +17,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from pacs import audit_cli
+from pacs import audit_cli, pki_cli
 from pacs.cli_support import console, err, fail, load_settings, open_services, serve_metrics
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
@@ -82,7 +82,11 @@ def _run_receiver(
     serve_metrics(settings, process_index)
     services = open_services(settings)
     receiving = Receiving(services, stability=stability, sweep=sweep)
-    receiving.start(reuse_port=reuse_port)
+    try:
+        receiving.start(reuse_port=reuse_port)
+    except RuntimeError as exc:  # e.g. DICOM TLS asked for without its certificates
+        services.close()
+        raise fail(str(exc), 2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -544,6 +548,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(backup_app, name="backup")
     identity_cli.register(app)
     audit_cli.register(app)
+    pki_cli.register(app)
     node_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     # DICOM receiver.
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
+    # DICOM over TLS (PS3.15 B.1, mutual certificates from the consortium CA of `yunying pki`):
+    # 0 keeps it off; 2762 is the registered port. The PKI folder holds ca.pem, crl.pem and the
+    # receiver's server.pem / server.key.
+    dicom_tls_port: int = Field(default=0, ge=0, le=65535)
+    pki_dir: Path | None = None  # default ``home/pki``
+    tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
     ae_title: str = "YUNYING"
     max_pdu: int = 1_048_576  # FIELD-NOTES: 16 KB costs about a fifth of the throughput
     acse_timeout_s: float = 10.0
@@ -136,6 +142,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'yunying.db').resolve()}"
+
+    @property
+    def pki_path(self) -> Path:
+        return (self.pki_dir or self.home / "pki").resolve()
 
     @property
     def objects_path(self) -> Path:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
 from pacs.dimse.statuses import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
+from pacs.dimse.tls import peer_identity
 from pacs.identity.nodes import Caller, NodeEntry, load_nodes, match_calling_node
 from pacs.identity.sites import SiteAEEntry, load_site_aes, match_calling_site
 from pacs.index.db import IndexUnavailable, append_change, transaction
@@ -104,6 +105,20 @@ class StoreSCP:
                 "(see `yunying ae list`, `yunying node list`)",
             )
             return
+        identity = peer_identity(assoc.dul.socket.socket if assoc.dul.socket else None)
+        if identity is not None:  # on the TLS port: the certificate must be this AE's (and site's)
+            common_name, unit = identity
+            site_name = site.site_name if site is not None else None
+            if common_name != calling or (site_name is not None and unit and unit != site_name):
+                self._reject(
+                    assoc,
+                    REJECT_CALLING_AE,
+                    calling,
+                    address,
+                    f"the TLS certificate is for AE {common_name!r} of {unit or 'no site'!r}, not this calling AE "
+                    "(`yunying pki issue-site` makes one per AE)",
+                )
+                return
         with self._lock:
             active = self._per_address.get(address, 0)
             if active >= self.settings.max_associations_per_address:

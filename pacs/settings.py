@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     # 0 keeps it off; 2762 is the registered port. The PKI folder holds ca.pem, crl.pem and the
     # receiver's server.pem / server.key.
     dicom_tls_port: int = Field(default=0, ge=0, le=65535)
+    dicom_tls_host: str = "0.0.0.0"
+    # Production refuses plain DICOM beyond loopback unless this says it is deliberate (a
+    # private clinic network whose modalities cannot speak TLS; the edge box is the better way).
+    dicom_plain_allowed: bool = False
     pki_dir: Path | None = None  # default ``home/pki``
     tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
     ae_title: str = "YUNYING"
@@ -97,6 +102,10 @@ class Settings(BaseSettings):
     # Origins allowed to call the API from a browser (an OHIF build served elsewhere), e.g.
     # YUNYING_CORS_ORIGINS='["https://ohif.example.cn"]'. Empty: no CORS headers at all.
     cors_origins: list[str] = Field(default_factory=list)
+    # HTTPS served by Yunying itself (`yunying web`, `yunying serve`); behind a reverse proxy
+    # that terminates TLS, leave these empty and bind HTTP to the proxy's network only.
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
     # STOW-RS: a request's whole body is spooled to ``incoming_path`` (part by part, never held
     # in memory) before any part is ingested, so these bound the disk one request can hold and
     # are answered 413 when passed. 2 GiB holds a thin-slice CT of ~4,000 uncompressed 512²
@@ -131,6 +140,18 @@ class Settings(BaseSettings):
                 problems.append("set YUNYING_DATABASE_URL to a PostgreSQL URL")
             if self.audit_key and len(self.audit_key) < 32:
                 problems.append("set YUNYING_AUDIT_KEY to 32+ characters, or leave it empty to derive it")
+            if not self.dicom_plain_allowed and not _loopback(self.dicom_host):
+                problems.append(
+                    "plain DICOM listens beyond loopback: bind it to 127.0.0.1 (YUNYING_DICOM_HOST) and serve sites "
+                    "over TLS (YUNYING_DICOM_TLS_PORT, `yunying pki`), or set YUNYING_DICOM_PLAIN_ALLOWED=true if "
+                    "that is deliberate"
+                )
+            if "*" in self.cors_origins:
+                problems.append("YUNYING_CORS_ORIGINS holds '*': name the origins that may call the API")
+            if self.log_level.upper() == "DEBUG":
+                problems.append("YUNYING_LOG_LEVEL=DEBUG logs request details: use INFO in production")
+            if bool(self.http_tls_cert) != bool(self.http_tls_key):
+                problems.append("set both YUNYING_HTTP_TLS_CERT and YUNYING_HTTP_TLS_KEY, or neither")
             if self.storage_backend is StorageBackend.S3 and self.s3_secret_key == "minioadmin":
                 problems.append("set YUNYING_S3_ACCESS_KEY / YUNYING_S3_SECRET_KEY (not minioadmin)")
             if problems:
@@ -158,3 +179,13 @@ class Settings(BaseSettings):
         if self.storage_backend is StorageBackend.FOLDER:
             return self.objects_path / ".incoming"
         return (self.home / "incoming").resolve()
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.1, ::1 or localhost; 0.0.0.0 (every interface) is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

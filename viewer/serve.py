@@ -21,6 +21,22 @@ from reading.worklist.sweeper import ReadingSweeper
 from viewer.app import create_app
 
 
+def web_server(services: Services, reading: ReadingSettings) -> uvicorn.Server:
+    """The web app under uvicorn: HTTPS when YUNYING_HTTP_TLS_CERT / _KEY are set."""
+    settings = services.settings
+    config = uvicorn.Config(
+        create_app(services, reading),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(settings.http_tls_cert) if settings.http_tls_cert else None,
+        ssl_keyfile=str(settings.http_tls_key) if settings.http_tls_key else None,
+        ssl_ciphers="ECDHE+AESGCM:ECDHE+CHACHA20",
+    )
+    return uvicorn.Server(config)
+
+
 class EmbeddedService:
     """Everything ``yunying serve`` runs; ``start()`` returns when all of it is listening."""
 
@@ -38,14 +54,7 @@ class EmbeddedService:
         self.sweeper = ReadingSweeper(services.sessions, self.reading, demo=settings.mode is Mode.DEMO)
         self.delivery = DeliveryWorker(services.sessions, self.reading)
         self.sealer = AuditSealer(services.sessions, settings)
-        config = uvicorn.Config(
-            create_app(services, self.reading),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self.web = uvicorn.Server(config)
+        self.web = web_server(services, self.reading)
         self._web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
 
     def start(self) -> None:

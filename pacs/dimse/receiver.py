@@ -94,9 +94,9 @@ class Receiver:
         assert self.tls_server is not None
         return int(self.tls_server.server_address[1])
 
-    def _serve(self, port: int, *, reuse_port: bool, tls: TlsAcceptor | None) -> HardenedServer:
+    def _serve(self, host: str, port: int, *, reuse_port: bool, tls: TlsAcceptor | None) -> HardenedServer:
         server: HardenedServer = self.ae.make_server(  # type: ignore[assignment]
-            (self.settings.dicom_host, port),
+            (host, port),
             evt_handlers=[*self.scp.handlers(), *self.qr_scp.handlers()],
             server_class=HardenedServer,
             max_pdu_bytes=self.settings.max_pdu,
@@ -124,9 +124,11 @@ class Receiver:
             if self.settings.dicom_tls_port
             else None
         )
-        self.server = self._serve(self.settings.dicom_port, reuse_port=reuse_port, tls=None)
+        self.server = self._serve(self.settings.dicom_host, self.settings.dicom_port, reuse_port=reuse_port, tls=None)
         if tls is not None:
-            self.tls_server = self._serve(self.settings.dicom_tls_port, reuse_port=reuse_port, tls=tls)
+            self.tls_server = self._serve(
+                self.settings.dicom_tls_host, self.settings.dicom_tls_port, reuse_port=reuse_port, tls=tls
+            )
             log.info("receiver.listening_tls", port=self.tls_port, pki=str(self.settings.pki_path))
         threading.Thread(target=self._sweep_periodically, name="partial-sweeper", daemon=True).start()
         log.info(

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from pacs.index.db import transaction
 from pacs.index.models import Instance
 from pacs.pki import init_ca, issue_server, issue_site, revoke
-from tests.conftest import Fixture, free_port, receiver_env, require, yunying
+from tests.conftest import VENV_BIN, Fixture, free_port, receiver_env, require, yunying
 from tests.pacs.helpers import write_ct
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -151,3 +151,38 @@ def test_pki_commands_make_what_the_receiver_needs(tmp_path: Path) -> None:
     tls_env = {**env, "YUNYING_DICOM_TLS_PORT": str(free_port()), "YUNYING_DICOM_PORT": str(free_port())}
     refused = yunying("receiver", env=tls_env, check=False, timeout=60)
     assert refused.returncode == 2 and "yunying pki issue-server" in refused.stdout + refused.stderr
+
+
+def test_yunying_web_serves_https_with_a_certificate_of_the_pki(pki: Path, tmp_path: Path) -> None:
+    import httpx
+
+    from tests.conftest import wait_for
+
+    port = free_port()
+    env = receiver_env(
+        tmp_path / "var",
+        http_port=port,
+        http_host="127.0.0.1",
+        http_tls_cert=pki / "server.pem",
+        http_tls_key=pki / "server.key",
+    )
+    yunying("db", "upgrade", env=env)
+    log = (tmp_path / "web.log").open("wb")
+    process = subprocess.Popen([str(VENV_BIN / "yunying"), "web"], env=env, stdout=log, stderr=log)
+    try:
+        url = f"https://127.0.0.1:{port}"
+
+        def up() -> httpx.Response | None:
+            try:
+                return httpx.get(f"{url}/readyz", verify=ssl.create_default_context(cafile=str(pki / "ca.pem")))
+            except httpx.TransportError:
+                return None
+
+        ready = wait_for(up, timeout=30, interval=0.3)
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)  # no plain HTTP on the HTTPS port
+    finally:
+        process.terminate()
+        process.wait(15)
+        log.close()

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Production refuses plain DICOM beyond loopback unless this says it is deliberate (a
     # private clinic network whose modalities cannot speak TLS; the edge box is the better way).
     dicom_plain_allowed: bool = False
+    # Load balancers in TCP mode that prefix connections with PROXY v2 (HAProxy send-proxy-v2):
+    # addresses or networks, e.g. '["10.0.0.5"]'. Connections from them must carry the header;
+    # the client's real address then drives the allow-list and the per-address cap.
+    dicom_proxy_from: list[str] = Field(default_factory=list)
     pki_dir: Path | None = None  # default ``home/pki``
     tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
     ae_title: str = "YUNYING"
@@ -163,6 +167,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'yunying.db').resolve()}"
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.dicom_proxy_from]
 
     @property
     def pki_path(self) -> Path:

@@ -105,6 +105,7 @@ class Receiver:
             reuse_port=reuse_port,
             association_class=RetrieveAssociation,  # C-GET sends stored instances back over it
             tls=tls,
+            proxy_from=self.settings.proxy_networks,
         )
         self.ae._servers.append(server)  # so server.shutdown() and ae.shutdown() find it
         name = "dicom-receiver-tls" if tls else "dicom-receiver"

@@ -463,6 +463,9 @@ def qa_breaches(
 
 
 def register(app: typer.Typer) -> None:
+    from reading.cli_qa import register as register_qa_exports  # qa workload|ai|report
+
+    register_qa_exports(qa_app)
     app.add_typer(reader_app, name="reader")
     app.add_typer(qa_app, name="qa")
     app.add_typer(roster_app, name="roster")

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from reading.api import access, admin, qa, reports, site, worklist
+from reading.api import access, admin, qa, qa_reports, reports, site, worklist
 
 router = APIRouter(prefix="/api")
 router.include_router(worklist.router)
@@ -11,3 +11,4 @@ router.include_router(site.router)
 router.include_router(admin.router)
 router.include_router(access.router)
 router.include_router(qa.router)
+router.include_router(qa_reports.router)

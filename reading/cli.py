@@ -469,6 +469,10 @@ def register(app: typer.Typer) -> None:
     from reading.peer_cli import peer_app  # imports this module's _run: registered once it is loaded
 
     qa_app.add_typer(peer_app, name="peer")
+
+    from reading.cli_qa import register as register_qa_exports  # qa workload|ai|report
+
+    register_qa_exports(qa_app)
     app.add_typer(reader_app, name="reader")
     app.add_typer(qa_app, name="qa")
     app.add_typer(roster_app, name="roster")

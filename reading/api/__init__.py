@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from reading.api import access, admin, audit, peer, qa, reports, site, worklist
+from reading.api import access, admin, audit, peer, qa, qa_reports, reports, site, worklist
 
 router = APIRouter(prefix="/api")
 router.include_router(worklist.router)
@@ -13,3 +13,4 @@ router.include_router(access.router)
 router.include_router(qa.router)
 router.include_router(audit.router)
 router.include_router(peer.router)
+router.include_router(qa_reports.router)

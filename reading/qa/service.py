@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -32,6 +32,12 @@ def rows_between(
     statement = select(QaTurnaround)
     if consortium_id is not None:
         statement = statement.where(QaTurnaround.consortium_id == consortium_id)
+    # Narrow in SQL with a day's margin (no zone is 24 h from UTC); the local test below is exact.
+    arrived = func.coalesce(QaTurnaround.received_at, QaTurnaround.queued_at)
+    if start is not None:
+        statement = statement.where(arrived >= datetime.combine(start, time(), tzinfo=UTC) - timedelta(days=1))
+    if end is not None:
+        statement = statement.where(arrived < datetime.combine(end, time(), tzinfo=UTC) + timedelta(days=1))
     rows = list(session.scalars(statement.order_by(QaTurnaround.task_id)))
     if start is None and end is None:
         return rows

@@ -659,3 +659,29 @@ def test_the_cli_samples_scores_rates_and_exports(make_services: Callable[..., S
     book = load_workbook(target)
     assert book.sheetnames == ["reviews", "rates by reader", "rates by site"]
     assert next(book["rates by site"].iter_rows(min_row=2, values_only=True))[:2] == ("Peer Fudong", 1)
+
+
+def test_the_monthly_report_prints_the_peer_review_rates(
+    make_services: Callable[..., Services], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from reading.qa.monthly import month_scope
+    from reading.qa.report import build_report_pdf, prepare_report
+
+    services = make_services()
+    history = _history(services)
+    _sample(services, 1.0)
+    _score_all(services, history)
+    with transaction(services.sessions) as session:
+        report = prepare_report(session, month_scope(session, None, "Peer Consortium", "2026-10", NOW))
+    pdf = tmp_path / "october.pdf"
+    pdf.write_bytes(build_report_pdf(report))
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    section = " ".join(text[text.index("Peer review (RADPEER)") :].split())
+    # 李 3/10 (10.8 %–60.3 %), 王 0/5 (0 %–43.4 %): the figures of the rate test, as percentages.
+    assert "19 of 19 sampled report(s) of the month scored" in section
+    assert "30.0% (10.8%–60.3%)" in section and "王 5 5 0 0 0 0 0.0% (0.0%–43.4%)" in section
+    # Peer Fudong 2/11 discrepant, 1/11 significant; one 3b (report 6) open in the QA queue.
+    assert "18.2% (5.1%–47.7%) 9.1% (1.6%–37.7%)" in section
+    assert "1 3b case(s) open in the QA review queue" in section

@@ -10,7 +10,7 @@ from typing import Final
 from fastapi import HTTPException, Request
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import services_of
+from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.identity.users import Principal
 from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
 from pacs.index.models import Role
@@ -60,3 +60,32 @@ def require_site_user(who: Principal) -> int:
     if who.site_id is None:
         raise HTTPException(403, "your site user is not bound to a site")
     return who.site_id
+
+
+EXPORT_FORMATS: Final = frozenset({"csv", "xlsx", "pdf"})
+
+
+def audited_export(request: Request, who: Authenticated) -> Iterator[None]:
+    """A download of QA figures (``format=csv|xlsx|pdf``, or the monthly report) is an access
+    record ``export`` naming the route and query, with its outcome — written after the answer
+    is prepared, off the request path."""
+    fmt = request.query_params.get("format")
+    if fmt not in EXPORT_FORMATS and not request.url.path.endswith("/report"):
+        yield
+        return
+    outcome = "success"
+    try:
+        yield
+    except HTTPException as exc:
+        outcome = "denied" if exc.status_code in (401, 403) else "error"
+        raise
+    finally:
+        services_of(request).audit.record(
+            who,
+            "export",
+            outcome=outcome,
+            source=request.client.host if request.client else None,
+            path=request.url.path,
+            format=fmt or "pdf",
+            query=str(request.query_params)[:300],
+        )

@@ -144,3 +144,15 @@ def test_audit_verify_on_the_command_line_exits_1_after_tampering(
     assert f"TAMPERED chain place 2 (record {victim.id}): altered" in tampered.stdout
     assert "TAMPERED chain place 4: missing: a record was deleted" in tampered.stdout
     assert uid  # the ingest made the study the records are about
+
+
+def test_qa_downloads_are_audited_as_exports_with_their_outcome(api: Api) -> None:
+    assert api.get("qa", "/api/qa/turnaround", format="csv").status_code == 200
+    assert api.get("qa", "/api/qa/breaches").status_code == 200  # JSON on screen: not an export
+    assert api.get("li", "/api/qa/turnaround", format="csv").status_code == 403
+    api.world.services.audit.flush()
+    exports = api.get("root", "/api/audit", action="export").json()["records"]
+    assert [(r["username"], r["outcome"], r["detail"]["path"], r["detail"]["format"]) for r in exports] == [
+        ("li", "denied", "/api/qa/turnaround", "csv"),
+        ("qa", "success", "/api/qa/turnaround", "csv"),
+    ]

@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from pacs.dicomweb.routes import router as qido_router
 from pacs.dicomweb.stow import router as stow_router
@@ -63,6 +64,13 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
             expose_headers=["Warning", "Content-Location"],
             max_age=600,
         )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        """A number the database cannot hold (an id of 2⁶³, say) is the caller's error, not ours."""
+        return JSONResponse({"detail": "a number in the request is out of range"}, status_code=422)
+
     app.include_router(qido_router)
     app.include_router(wado_router)
     app.include_router(stow_router)

@@ -96,7 +96,10 @@ def get_audit_export(
 ) -> StreamingResponse:
     """Matching records as JSON lines, oldest first, with their chain place and digest."""
     _require_auditor(request, who, "audit.export", patient_id, study_uid)
-    query = _query(who, patient_id, study_uid, user, action, outcome, since, until)
+    try:
+        query = _query(who, patient_id, study_uid, user, action, outcome, since, until)
+    except Invalid as exc:
+        raise HTTPException(422, str(exc)) from None
     sessions = services_of(request).sessions
     _audit_search(request, who, "audit.export", query, None)
 

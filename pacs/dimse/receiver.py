@@ -3,12 +3,12 @@ start-up sweeps."""
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 from pynetdicom import _config, dimse_messages
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacs.dimse.contexts import receiver_contexts
 from pacs.dimse.qr_scp import QueryRetrieveSCP
 from pacs.dimse.server import HardenedServer
+from pacs.dimse.spool import SpoolFile
 from pacs.dimse.store_scp import StoreSCP
 from pacs.dimse.store_scu import ObjectSource, RetrieveAE, RetrieveAssociation
 from pacs.dimse.tls import TlsAcceptor
@@ -33,9 +34,11 @@ def receive_into(incoming: Path) -> None:
     holding it in memory. A process-wide pynetdicom setting, hence a function of its own."""
     incoming.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment,attr-defined]
-        tempfile.NamedTemporaryFile, dir=str(incoming), prefix=INCOMING_PREFIX
-    )
+
+    def spool(**kwargs: Any) -> SpoolFile:
+        return SpoolFile(tempfile.NamedTemporaryFile(dir=str(incoming), prefix=INCOMING_PREFIX, **kwargs))
+
+    dimse_messages.NamedTemporaryFile = spool  # type: ignore[assignment,attr-defined]
 
 
 def sweep_partial_files(incoming: Path, max_age_s: float) -> int:

@@ -20,6 +20,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
+from pacs.dimse.spool import SpoolFile
 from pacs.dimse.statuses import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
 from pacs.dimse.tls import peer_identity
 from pacs.identity.nodes import Caller, NodeEntry, load_nodes, match_calling_node
@@ -215,6 +216,11 @@ class StoreSCP:
         site = state.caller.site
         if site is None:  # a DICOM node queries and retrieves; only site AEs store
             return status_dataset(NOT_AUTHORISED, "this AE may not store here; only site AEs may")
+        spooled = getattr(event.request, "_dataset_file", None)
+        if isinstance(spooled, SpoolFile) and spooled.failed is not None:
+            return status_dataset(
+                OUT_OF_RESOURCES, f"the receiver could not write the data set ({spooled.failed.strerror}); resend later"
+            )
         path = Path(event.dataset_path)
         state.instances += 1
         state.bytes += path.stat().st_size

@@ -424,4 +424,6 @@ def test_conformance_statement_matches_the_code() -> None:
     from_code |= {(f"0x{statuses.DATASET_DOES_NOT_MATCH:04X}", "command-mismatch")}
     # pacs/dimse/store_scp.py on_c_store: the per-association instance and byte limits.
     from_code |= {(f"0x{statuses.OUT_OF_RESOURCES:04X}", "association-limit")}
+    # ... and a data set the receiver's disk could not take (pacs/dimse/spool.py).
+    from_code |= {(f"0x{statuses.OUT_OF_RESOURCES:04X}", "spool-failed")}
     assert documented == from_code

@@ -14,7 +14,15 @@ from pacs.index.models import Role
 from pacs.index.types import utcnow
 from reading.api.deps import require_role, unit_of_work
 from reading.errors import Invalid
-from reading.qa.service import breach_list, breaches_csv, figures, figures_csv, name_lookup, parse_day
+from reading.qa.service import (
+    breach_list,
+    breaches_csv,
+    figures,
+    figures_csv,
+    name_lookup,
+    parse_day,
+    staffing_json,
+)
 
 router = APIRouter(prefix="/qa", tags=["quality"])
 
@@ -67,7 +75,9 @@ def get_breaches(
     end: Annotated[str | None, Query(alias="to")] = None,
     format: Format = "json",
 ) -> dict[str, Any] | Response:
-    """Tasks past their deadline (signed late or still open), with the interval that ran long."""
+    """Tasks past their deadline (signed late or still open), with the interval that ran long —
+    and, when that was the wait in the queue, who was on duty (``staffing``: ``kind`` is
+    ``no_reader_on_duty``, ``backlog`` or ``not_credentialed``)."""
     require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         found = breach_list(
@@ -90,6 +100,7 @@ def get_breaches(
                     "interval": b.interval,
                     "interval_minutes": b.interval_minutes,
                     "cause": b.cause,
+                    "staffing": staffing_json(b.staffing),
                 }
                 for b in found
             ]

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
+from reading.qa.staffing import Staffing
 from reading.qa.timeline import INTERVALS, SPANS, interval_minutes
 
 Period = Literal["day", "week", "month"]
@@ -159,11 +160,18 @@ class Breach:
     interval: str  # the longest interval of the task
     interval_minutes: float
     cause: str
+    staffing: Staffing | None = None  # who could have claimed it, when the queue wait ran long
 
 
-def breaches(rows: Iterable[Any], now: datetime) -> list[Breach]:
+# ``staffing(row, start, end)``: who could have claimed the task from ``start`` to ``end``.
+StaffingOf = Callable[[Any, datetime, datetime], Staffing]
+
+
+def breaches(rows: Iterable[Any], now: datetime, staffing: StaffingOf | None = None) -> list[Breach]:
     """Every task past its deadline — signed late, or open past it — with the interval that ran
-    longest and a sentence saying so, latest deadline first."""
+    longest and a sentence saying so, latest deadline first. When the wait in the queue ran
+    longest and ``staffing`` is given, the sentence adds its cause from the rosters ("…; no
+    county reader on duty", "…; 2 county readers on duty: queue backlog")."""
     found = []
     for row in rows:
         if sla_state(row, now) != "breached":
@@ -180,6 +188,10 @@ def breaches(rows: Iterable[Any], now: datetime) -> list[Breach]:
         finished = row.signed_at or now
         late = (finished - row.deadline_at).total_seconds() / 60.0
         cause = f"{longest:.0f} min {_DOING[interval]}" + (" (still open)" if is_open else "")
+        staffed = None
+        if interval == "claimed" and staffing is not None:
+            staffed = staffing(row, row.queued_at, row.claimed_at or now)
+            cause += f"; {staffed.describe()}"
         found.append(
             Breach(
                 row.task_id,
@@ -193,6 +205,7 @@ def breaches(rows: Iterable[Any], now: datetime) -> list[Breach]:
                 interval,
                 round(longest, 1),
                 cause,
+                staffed,
             )
         )
     return sorted(found, key=lambda b: b.deadline_at, reverse=True)

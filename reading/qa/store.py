@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pacs.index.models import Change, Site
@@ -76,38 +76,55 @@ def _rebuild(session: Session, studies: Iterable[str], *, upto: int) -> None:
 
 
 def _insert(session: Session, found: list[Milestones]) -> None:
+    """One multi-row INSERT per batch, the task's dimensions read as plain columns (no ORM
+    objects: ``bench/qa.py`` recomputes 100,000 tasks)."""
     tasks = {
-        t.id: t for t in session.scalars(select(ReadingTask).where(ReadingTask.id.in_([m.task_id for m in found])))
+        row.id: row
+        for row in session.execute(
+            select(
+                ReadingTask.id,
+                ReadingTask.consortium_id,
+                ReadingTask.site_id,
+                ReadingTask.tier,
+                ReadingTask.priority,
+                ReadingTask.modality,
+                ReadingTask.body_part,
+                ReadingTask.deadline_at,
+                Site.tier.label("site_tier"),
+            )
+            .join(Site, Site.id == ReadingTask.site_id)
+            .where(ReadingTask.id.in_([m.task_id for m in found]))
+        )
     }
-    site_tiers = dict(
-        session.execute(select(Site.id, Site.tier).where(Site.id.in_({t.site_id for t in tasks.values()}))).all()
-    )
+    rows = []
     for m in found:
         task = tasks.get(m.task_id)
         if task is None:  # a task row deleted with its study: nothing to report on
             continue
-        session.add(
-            QaTurnaround(
-                task_id=m.task_id,
-                study_uid=m.study_uid,
-                consortium_id=task.consortium_id,
-                site_id=task.site_id,
-                site_tier=site_tiers.get(task.site_id, ""),
-                tier=task.tier,
-                priority=task.priority,
-                modality=task.modality,
-                body_part=task.body_part,
-                reader_id=m.reader_id,
-                escalated=m.escalated,
-                received_at=m.received_at,
-                stable_at=m.stable_at,
-                ai_at=m.ai_at,
-                queued_at=m.queued_at,
-                claimed_at=m.claimed_at,
-                preliminary_at=m.preliminary_at,
-                signed_at=m.signed_at,
-                delivered_at=m.delivered_at,
-                deadline_at=task.deadline_at,
-            )
+        rows.append(
+            {
+                "task_id": m.task_id,
+                "study_uid": m.study_uid,
+                "consortium_id": task.consortium_id,
+                "site_id": task.site_id,
+                "site_tier": task.site_tier,
+                "tier": task.tier,
+                "priority": task.priority,
+                "modality": task.modality,
+                "body_part": task.body_part,
+                "reader_id": m.reader_id,
+                "escalated": m.escalated,
+                "received_at": m.received_at,
+                "stable_at": m.stable_at,
+                "ai_at": m.ai_at,
+                "queued_at": m.queued_at,
+                "claimed_at": m.claimed_at,
+                "preliminary_at": m.preliminary_at,
+                "signed_at": m.signed_at,
+                "delivered_at": m.delivered_at,
+                "deadline_at": task.deadline_at,
+                "arrived_at": m.received_at or m.queued_at,
+            }
         )
-    session.flush()
+    if rows:
+        session.execute(insert(QaTurnaround), rows)

@@ -4,10 +4,10 @@ spreadsheet. Every figure is derived from the change log (``reading/qa``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from pacs.dicomweb.auth import Authenticated
 from pacs.index.models import Role
@@ -45,7 +45,7 @@ def get_turnaround(
     start: Annotated[str | None, Query(alias="from", description="first local date, e.g. 2026-10-01")] = None,
     end: Annotated[str | None, Query(alias="to", description="local date after the last, e.g. 2026-11-01")] = None,
     format: Format = "json",
-) -> dict[str, Any] | Response:
+) -> Response:
     """Counts, SLA compliance and p50/p90/p95 minutes of every interval (first image → stable
     → AI → queued → claimed → preliminary → signed → delivered) and end to end, per group."""
     require_role(who, Role.QA, Role.ADMIN)
@@ -64,7 +64,8 @@ def get_turnaround(
         )
     if format == "csv":
         return Response(figures_csv(groups, dimensions), media_type="text/csv; charset=utf-8")
-    return {"group_by": dimensions, "period": period, "groups": [g.as_json() for g in groups]}
+    # Plain JSON already: no generic encoder pass over a province's groups and breaches.
+    return JSONResponse({"group_by": dimensions, "period": period, "groups": [g.as_json() for g in groups]})
 
 
 @router.get("/breaches", response_model=None)
@@ -74,7 +75,7 @@ def get_breaches(
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     format: Format = "json",
-) -> dict[str, Any] | Response:
+) -> Response:
     """Tasks past their deadline (signed late or still open), with the interval that ran long —
     and, when that was the wait in the queue, who was on duty (``staffing``: ``kind`` is
     ``no_reader_on_duty``, ``backlog`` or ``not_credentialed``)."""
@@ -86,22 +87,24 @@ def get_breaches(
         names = name_lookup(session)
         if format == "csv":
             return Response(breaches_csv(found, names), media_type="text/csv; charset=utf-8")
-        return {
-            "breaches": [
-                {
-                    "task_id": b.task_id,
-                    "study_uid": b.study_uid,
-                    "site": names("site", b.site_id),
-                    "tier": b.tier,
-                    "priority": b.priority,
-                    "deadline_at": b.deadline_at.isoformat(),
-                    "late_minutes": b.late_minutes,
-                    "open": b.open,
-                    "interval": b.interval,
-                    "interval_minutes": b.interval_minutes,
-                    "cause": b.cause,
-                    "staffing": staffing_json(b.staffing),
-                }
-                for b in found
-            ]
-        }
+        return JSONResponse(
+            {
+                "breaches": [
+                    {
+                        "task_id": b.task_id,
+                        "study_uid": b.study_uid,
+                        "site": names("site", b.site_id),
+                        "tier": b.tier,
+                        "priority": b.priority,
+                        "deadline_at": b.deadline_at.isoformat(),
+                        "late_minutes": b.late_minutes,
+                        "open": b.open,
+                        "interval": b.interval,
+                        "interval_minutes": b.interval_minutes,
+                        "cause": b.cause,
+                        "staffing": staffing_json(b.staffing),
+                    }
+                    for b in found
+                ]
+            }
+        )

@@ -12,13 +12,25 @@ from functools import cache
 from typing import Any, Final, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Row, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from pacs.index.models import Consortium, Site, User, UserGrant
 from reading.errors import Invalid
 from reading.models import Reader, RosterWindow
-from reading.qa.figures import PERCENTILES, Breach, FigureError, Group, Period, breaches, turnaround
+from reading.qa.figures import (
+    DIMENSION_COLUMNS,
+    MEASURED,
+    PERCENTILES,
+    Breach,
+    FigureError,
+    Group,
+    Period,
+    breaches,
+    check_groups,
+    turnaround_measured,
+)
+from reading.qa.measure import dimension_column, interval_columns, sla_column
 from reading.qa.models import QaTurnaround
 from reading.qa.staffing import RosteredReader, Staffing, StaffingLookup
 from reading.qa.store import refresh
@@ -28,6 +40,7 @@ from reading.worklist.roster import Window
 
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"  # Consortium.timezone's default
 TurnaroundRow = Row[*tuple[Any, ...]]  # a row with the attributes of qa_turnaround
+AnySelect = Select[*tuple[Any, ...]]
 
 
 # What the figures and the breach list read of a row (figures.py, timeline.interval_minutes):
@@ -70,11 +83,7 @@ def rows_between(
     as rows with the attributes of ``qa_turnaround``. ``breached_at``: only the tasks past
     their deadline at that moment (``figures.sla_state`` in SQL)."""
     refresh(session)
-    statement = select(*_COLUMNS)
-    if consortium_id is not None:
-        statement = statement.where(QaTurnaround.consortium_id == consortium_id)
-    if start is not None or end is not None:
-        statement = statement.where(_arrived_between(session, consortium_id, start, end))
+    statement = _scoped(session, select(*_COLUMNS), consortium_id, start, end)
     if breached_at is not None:
         statement = statement.where(
             QaTurnaround.escalated.is_(false()),
@@ -84,6 +93,38 @@ def rows_between(
             ),
         )
     return session.execute(statement.order_by(QaTurnaround.task_id)).all()
+
+
+def measured_between(
+    session: Session,
+    consortium_id: int | None,
+    start: date | None,
+    end: date | None,
+    *,
+    group_by: Sequence[str],
+    now: datetime,
+) -> tuple[list[str], Sequence[TurnaroundRow]]:
+    """The tasks of the range as the figures need them — the columns grouped by, the SLA state
+    at ``now`` and every interval's minutes, measured by the database (``measure.py``) — and
+    the names of the columns. Raises ``FigureError`` for an unknown grouping."""
+    check_groups(group_by)
+    refresh(session)
+    wanted = list(dict.fromkeys(name for dimension in group_by for name in DIMENSION_COLUMNS[dimension]))
+    dimensions = [dimension_column(name) for name in wanted]
+    statement = select(*dimensions, sla_column(now), *interval_columns())
+    # Core, not the ORM's row loading: 0.3 s less per 100,000 rows (bench/qa.py).
+    rows = session.connection().execute(_scoped(session, statement, consortium_id, start, end)).all()
+    return [*wanted, "sla", *MEASURED], rows
+
+
+def _scoped(
+    session: Session, statement: AnySelect, consortium_id: int | None, start: date | None, end: date | None
+) -> AnySelect:
+    if consortium_id is not None:
+        statement = statement.where(QaTurnaround.consortium_id == consortium_id)
+    if start is not None or end is not None:
+        statement = statement.where(_arrived_between(session, consortium_id, start, end))
+    return statement
 
 
 def _arrived_between(
@@ -151,12 +192,12 @@ def figures(
     """Raises ``Invalid`` for an unknown grouping or period."""
     if period not in ("day", "week", "month"):
         raise Invalid(f"period must be day, week or month, not {period!r}")
-    rows = rows_between(session, consortium_id, start, end)
     try:
-        return turnaround(
+        columns, rows = measured_between(session, consortium_id, start, end, group_by=group_by, now=now)
+        return turnaround_measured(
             rows,
+            columns=columns,
             group_by=group_by,
-            now=now,
             period=cast(Period, period),
             zones=zone_lookup(session),
             names=name_lookup(session),

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
 
 from reading.worklist.roster import Window, duty_spans
 
@@ -99,6 +100,7 @@ class StaffingLookup:
     def __init__(self, readers: Sequence[RosteredReader]) -> None:
         self._readers = list(readers)
         self._eligible: dict[tuple[str, int, str | None, str | None], list[tuple[_Roster, int]]] = {}
+        self._days: dict[tuple[_Roster, date], list[tuple[datetime, datetime]]] = {}
 
     def _rosters(
         self, tier: str, site_id: int, modality: str | None, body_part: str | None
@@ -121,8 +123,8 @@ class StaffingLookup:
         # Sweep the duty spans of every roster: +n readers when a span opens, -n when it closes
         # (closings first at the same instant, so a hand-over does not count both shifts).
         edges: list[tuple[datetime, int]] = []
-        for (windows, timezone), readers in rosters:
-            for begin, finish in duty_spans(windows, start, end, timezone):
+        for roster, readers in rosters:
+            for begin, finish in self._spans(roster, start, end):
                 edges += [(begin, readers), (finish, -readers)]
         edges.sort()
         covered, most, on_duty, since = 0.0, 0, 0, start
@@ -140,3 +142,21 @@ class StaffingLookup:
             covered_minutes=round(covered, 1),
             most_on_duty=most,
         )
+
+    def _spans(self, roster: _Roster, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        """``duty_spans`` of the wait, from the spans of each local day it touches, each day's
+        walked once per roster (a province's breach list asks about the same days thousands of
+        times). A shift past midnight comes as two spans that touch: the sweep counts it once."""
+        windows, timezone = roster
+        zone = ZoneInfo(timezone)
+        day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+        found: list[tuple[datetime, datetime]] = []
+        while day <= last:
+            spans = self._days.get((roster, day))
+            if spans is None:
+                midnight = datetime.combine(day, time(), tzinfo=zone)
+                following = datetime.combine(day + timedelta(days=1), time(), tzinfo=zone)
+                spans = self._days[(roster, day)] = duty_spans(windows, midnight, following, timezone)
+            found += [(max(b, start), min(f, end)) for b, f in spans if b < end and f > start]
+            day += timedelta(days=1)
+        return found

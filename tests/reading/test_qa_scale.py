@@ -8,21 +8,30 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
+from datasets.qa_history import HistorySpec
+from datasets.qa_load import create_identity, write_history
 from pacs.identity.sites import add_site
 from pacs.index.db import transaction
 from pacs.index.migrate import upgrade
-from pacs.index.models import Consortium
+from pacs.index.models import Change, Consortium
 from pacs.service import Services
-from reading.qa.models import QaTurnaround
+from reading.qa.figures import MEASURED, sla_state
+from reading.qa.measure import interval_columns, sla_column
+from reading.qa.models import QaCursor, QaTurnaround
 from reading.qa.service import rows_between
 from reading.qa.staffing import RosteredReader, StaffingLookup
+from reading.qa.store import refresh
+from reading.qa.timeline import interval_minutes
 from reading.worklist.roster import Window, duty_spans
 from tests.conftest import BACKENDS, PG_ADMIN_URL
+from tests.reading.qa_history import NOW as QA_NOW
+from tests.reading.qa_history import build_history
 
 on_both = pytest.mark.parametrize("backend", BACKENDS)
 SHANGHAI = "Asia/Shanghai"  # UTC+8, no DST
@@ -174,6 +183,8 @@ def test_local_dates_become_utc_bounds_per_consortium_zone(
                 _turnaround(east.consortium_id, east.id, 7, utc(7, "16:00"), utc(7, "16:10")),
             ]
         )
+        # Rows written straight into the cache: the cursor says the log is folded in already.
+        session.add(QaCursor(id=1, last_seq=session.scalar(select(func.max(Change.seq))) or 0))
     seventh, eighth = date(2026, 10, 7), date(2026, 10, 8)
     with transaction(services.sessions) as session:
         every = [row.task_id for row in rows_between(session, None, seventh, eighth)]
@@ -181,6 +192,41 @@ def test_local_dates_become_utc_bounds_per_consortium_zone(
         west_from = [row.task_id for row in rows_between(session, west.consortium_id, seventh, None)]
         until = [row.task_id for row in rows_between(session, None, None, seventh)]
     assert every == [2, 3, 5] and east_only == [2, 3] and west_from == [5, 6] and until == [1, 4]
+
+
+# ---------------------------------------------------------------- measured by the database
+
+
+@on_both
+@pytest.mark.parametrize("history", ["hand-worked", "month"])
+def test_the_database_measures_every_task_as_the_python_timeline_does(
+    make_services: Callable[..., Services], backend: str, history: str
+) -> None:
+    """measure.py's SQL against timeline.interval_minutes and figures.sla_state, task by task:
+    the hand-worked history (a re-opened study, no AI, an escalation, open tasks) and October."""
+    services = make_services(backend)
+    with transaction(services.sessions) as session:
+        if history == "month":
+            spec = HistorySpec()
+            write_history(session, spec, create_identity(session, spec))
+            now = datetime(2026, 11, 1, tzinfo=UTC)
+        else:
+            build_history(session)
+            now = QA_NOW
+    with transaction(services.sessions) as session:
+        refresh(session)
+        expected = {
+            row.task_id: (sla_state(row, now), tuple(interval_minutes(row).values()))
+            for row in session.scalars(select(QaTurnaround))
+        }
+        measured = {
+            row.task_id: (row.sla, attrgetter(*MEASURED)(row))
+            for row in session.execute(select(QaTurnaround.task_id, sla_column(now), *interval_columns()))
+        }
+    assert measured.keys() == expected.keys() and len(expected) in (7, 137)
+    for task_id, (sla, minutes) in expected.items():
+        assert measured[task_id][0] == sla, task_id
+        assert measured[task_id][1] == pytest.approx(minutes, abs=1e-6), task_id
 
 
 # ---------------------------------------------------------------- migration 0012

@@ -194,9 +194,8 @@ class _Counter:
             ids.first_task,
             ids.first_report,
         )
-        self.events = 0  # written so far (padding included)
-        self.studies = 0
         self.padded = 0  # studies the padding has seen
+        self.written = 0  # their events, padding included
 
     def take(self, name: str) -> int:
         value: int = getattr(self, name)
@@ -218,10 +217,11 @@ def history(spec: HistorySpec, ids: Ids) -> Iterator[list[StudyRecord]]:
         if spec.events_per_study > 0:
             for record in records:
                 counter.padded += 1
-                wanted = round(spec.events_per_study * counter.padded) - counter.events
+                counter.written += len(record.changes)
+                wanted = round(spec.events_per_study * counter.padded) - counter.written
                 if wanted > 0:
                     pad(record, wanted)
-                    counter.events += wanted
+                    counter.written += wanted
         yield records
 
 
@@ -250,6 +250,9 @@ def pad(record: StudyRecord, instances: int) -> None:
             }
         )
     record.changes[1:1] = stored
+    for change in record.changes:
+        if change["kind"] == pacs_events.STUDY_STABLE:
+            change["payload"]["num_instances"] = instances
     record.study["num_instances"] = instances
     record.study["last_received_at"] = stored[-1]["at"]
     for task in record.tasks:
@@ -432,7 +435,6 @@ class _Day:
                 "ready_at": None,
             },
         )
-        self.counter.studies += 1
         return record
 
     def _change(self, s: StudyRecord, kind: str, at: datetime, actor: str | None = None, **payload: Any) -> bool:
@@ -449,7 +451,6 @@ class _Day:
                 "payload": payload,
             }
         )
-        self.counter.events += 1
         return True
 
     def _pacs(self, s: StudyRecord, t0: datetime, *, stable: int) -> None:

@@ -78,7 +78,7 @@ def _rebuild(session: Session, studies: Iterable[str], *, upto: int) -> None:
 
 def _rebuild_all(session: Session, *, upto: int) -> int:
     """Every study's rows from one pass over the log in (study, seq) order, streamed; returns
-    the studies seen. A province's 1,000,000 events in batches of 500 studies took 40 s, most
+    the studies seen. A province's 1,000,000 events in batches of 500 studies took 38 s, most
     of it in the database matching 500 UIDs per query and the driver parsing those queries."""
     tasks = {row.id: row for row in session.connection().execute(_TASK)}
     found: list[Milestones] = []
@@ -110,7 +110,7 @@ def _rebuild_all(session: Session, *, upto: int) -> int:
 
 def _events() -> Select[Any]:
     """A change as the timeline reads it. Only the payload keys it reads, extracted by the
-    database: decoding every payload as JSON cost 8.5 s of a 1,000,000-event recompute."""
+    database: decoding every payload as JSON took 8.5 s of a profiled 1,000,000-event recompute."""
     return select(
         Change.seq,
         Change.kind,
@@ -194,8 +194,9 @@ def _insert(session: Session, found: list[Milestones], tasks: dict[int, Any] | N
 
 
 def _copy(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """COPY on PostgreSQL: executemany sent one INSERT per row (24 s for 100,000 tasks) and
-    multi-row VALUES made psycopg parse 21,000 placeholders per statement (~50 ms each)."""
+    """COPY on PostgreSQL: executemany sent one INSERT per row (24 s for 100,000 tasks under
+    the profiler) and multi-row VALUES made psycopg parse 21,000 placeholders per statement
+    (~50 ms each)."""
     columns = list(rows[0])
     raw = connection.connection.driver_connection
     assert raw is not None

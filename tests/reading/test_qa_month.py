@@ -28,7 +28,7 @@ from pacs.index.db import transaction
 from pacs.service import Services
 from reading.qa.figures import Breach
 from reading.qa.models import QaTurnaround
-from reading.qa.service import breach_list, figures
+from reading.qa.service import breach_list, breaches_csv, figures, name_lookup, staffing_json
 from reading.qa.store import recompute, refresh
 from tests.conftest import BACKENDS
 
@@ -201,6 +201,18 @@ def test_breaches_say_why_from_the_rosters(make_services: Callable[..., Services
     assert night.staffing.credentialed == 2 and night.staffing.most_on_duty == 2
     causes = [b.staffing.kind for b in found if b.staffing]
     assert causes.count("backlog") == 6 and causes.count("no_reader_on_duty") == 5
+    # What the API and the CSV carry beside the sentence.
+    assert staffing_json(night.staffing) == {
+        "kind": "no_reader_on_duty",
+        "tier": "county",
+        "readers_credentialed": 2,
+        "most_on_duty": 2,
+        "minutes_covered": 15.0,
+        "minutes_waited": 611.0,
+    }
+    with transaction(services.sessions) as session:
+        lines = breaches_csv(found, name_lookup(session)).splitlines()
+    assert lines[0].endswith(",cause,staffing") and lines[1].endswith(",no_reader_on_duty")
     assert {b.site_id for b in found} == {ids.sites[("Yunxi County Medical Consortium", "Xinjie Village Clinic")]}
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from ai_models.feedback import agreement
 from ai_models.registry import DEFAULT_REGISTRY, Registry, RegistryError
 from ai_models.settings import AISettings
-from pacs.cli_support import console, fail, load_settings, open_services
+from pacs.cli_support import console, fail, load_settings, open_services, serve_metrics
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.types import utcnow
 from pacs.logs import configure_logging
@@ -82,6 +82,7 @@ def worker_ai(
 
     settings = load_settings()
     configure_logging(settings)
+    serve_metrics(settings)
     ai = AISettings()
     registry = load_registry(ai)
     services = open_services(settings)

@@ -16,7 +16,7 @@ dashboard's queries take on a year of a province's reading.
    same index, as an installation admin (every consortium: the heaviest scope): turnaround by
    site, by reader, by priority and week, and the breach list, for October 2026 and for the
    whole range — p50/p95 of ``--repeats`` calls each;
-5. [the monthly PDF report: a marked place below, ``report`` step, to be wired];
+5. the monthly PDF report of one consortium for October 2026 (read and drawn, as `yunying qa report`);
 6. writes bench/results/qa-<timestamp>.json; docs/performance.md has the figures and this command.
 
 Target (issue E): every dashboard query under 1 s on PostgreSQL.
@@ -250,12 +250,42 @@ def time_http(url: str, token: str, repeats: int) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- report step
-# The monthly PDF report (reading/qa/report.py, a colleague's branch) is timed here once it
-# lands: build October 2026's report for one consortium and for the province, through the
-# service layer (and `yunying qa report` if it has a command), p50/p95 of --repeats like the
-# queries above, and return the entries. Until then the step reports nothing.
-def time_report(url: str, repeats: int) -> list[dict[str, Any]] | None:
-    return None
+def time_report(url: str, repeats: int) -> list[dict[str, Any]]:
+    """October 2026's monthly PDF for one consortium (its own month of the generated province),
+    through the service layer exactly as `yunying qa report` builds it: read, then draw."""
+    from sqlalchemy import select
+
+    from pacs.index.models import Consortium
+    from reading.qa.monthly import month_scope
+    from reading.qa.report import build_report_pdf, prepare_report
+
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with transaction(sessions) as session:
+        consortium = session.scalars(select(Consortium.name).order_by(Consortium.id)).first()
+    reads, draws, totals, size = [], [], [], 0
+    for _ in range(min(repeats, 3) + 1):  # the first call warms caches and is not counted
+        began = time.perf_counter()
+        with transaction(sessions) as session:
+            prepared = prepare_report(session, month_scope(session, None, consortium, "2026-10", utcnow()))
+        read = time.perf_counter()
+        size = len(build_report_pdf(prepared))
+        done = time.perf_counter()
+        reads.append(read - began)
+        draws.append(done - read)
+        totals.append(done - began)
+    engine.dispose()
+    entry = {
+        "query": f"monthly PDF report, {consortium}",
+        "range": "October 2026",
+        "via": "service",
+        "bytes": size,
+        "read_p50_ms": _summary(reads[1:])["p50_ms"],
+        "draw_p50_ms": _summary(draws[1:])["p50_ms"],
+        **_summary(totals[1:]),
+    }
+    console.print(f"  report   {entry['query']:<30} {entry['range']:<13} {entry['p50_ms']:>8} / {entry['p95_ms']} ms")
+    return [entry]
 
 
 def main() -> None:

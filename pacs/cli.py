@@ -17,7 +17,8 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from pacs.cli_support import console, err, fail, load_settings, open_services
+from pacs import audit_cli, pki_cli
+from pacs.cli_support import console, err, fail, load_settings, open_services, serve_metrics
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
 from pacs.identity import node_cli
@@ -28,6 +29,7 @@ from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteA
 from pacs.ingest import Origin, OutcomeKind
 from pacs.logs import configure_logging
 from pacs.settings import Settings
+from pacs.storage import StoreUnavailable
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
 site_app = typer.Typer(help="Sites (facilities) of a consortium.", no_args_is_help=True)
@@ -71,13 +73,20 @@ def db_headers() -> None:
 # ---------------------------------------------------------------- receiver
 
 
-def _run_receiver(settings: Settings, *, stability: bool, reuse_port: bool, sweep: bool) -> None:
+def _run_receiver(
+    settings: Settings, *, stability: bool, reuse_port: bool, sweep: bool, process_index: int = 0
+) -> None:
     from pacs.receiving import Receiving
 
     configure_logging(settings)
+    serve_metrics(settings, process_index)
     services = open_services(settings)
     receiving = Receiving(services, stability=stability, sweep=sweep)
-    receiving.start(reuse_port=reuse_port)
+    try:
+        receiving.start(reuse_port=reuse_port)
+    except RuntimeError as exc:  # e.g. DICOM TLS asked for without its certificates
+        services.close()
+        raise fail(str(exc), 2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -103,7 +112,7 @@ def receiver(
         context.Process(
             target=_run_receiver,
             args=(settings,),
-            kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0},
+            kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0, "process_index": i},
         )
         for i in range(processes)
     ]
@@ -395,6 +404,125 @@ def quarantine_list(limit: Annotated[int, typer.Option(help="Most recent N.")] =
     console.print(table)
 
 
+def verify(
+    quarantine_orphans: Annotated[
+        bool, typer.Option(help="Move orphans under orphaned/ with a quarantine row (nothing is deleted).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per problem, then a summary.")] = False,
+) -> None:
+    """Check the index against the object store: every indexed object present, whole and with
+    its recorded sha256, and every stored object referenced. Exits 1 on any problem."""
+    from datetime import timedelta
+
+    from pacs.integrity import count_rows, verify_store
+
+    settings = load_settings()
+    services = open_services(settings)
+    try:
+        total = count_rows(services.sessions)
+        with Progress(
+            TextColumn("checking objects"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("verify", total=total)
+            result = verify_store(
+                services.store,
+                services.sessions,
+                orphan_grace=timedelta(seconds=settings.orphan_grace_s),
+                quarantine_orphans=quarantine_orphans,
+                progress=lambda n: progress.advance(task, n),
+            )
+    except (IndexUnavailable, StoreUnavailable) as exc:
+        raise fail(f"cannot verify: {exc}") from None
+    finally:
+        services.close()
+    for finding in result.findings:
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "kind": finding.kind,
+                        "object_key": finding.object_key,
+                        "row": finding.row,
+                        "detail": finding.detail,
+                        "quarantined": finding.object_key in result.quarantined,
+                    }
+                )
+            )
+        else:
+            moved = " — moved under orphaned/" if finding.object_key in result.quarantined else ""
+            console.print(str(finding) + moved, markup=False, style="red")
+    summary = (
+        f"{result.objects_checked} indexed object(s) checked ({result.bytes_checked / 1e6:.1f} MB), "
+        f"{result.objects_listed} stored object(s) listed: {result.count('missing')} missing, "
+        f"{result.count('truncated')} truncated, {result.count('altered')} altered, "
+        f"{result.count('orphan')} orphan(s)"
+        + (f", {len(result.quarantined)} quarantined" if result.quarantined else "")
+    )
+    if as_json:
+        print(json.dumps({"summary": summary, "ok": result.ok}))
+    else:
+        console.print(summary)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+backup_app = typer.Typer(
+    help="Back up and restore the embedded shape (SQLite + folder); PostgreSQL/S3: docs/operations.md.",
+    no_args_is_help=True,
+)
+
+
+def _object_progress() -> Progress:
+    return Progress(
+        TextColumn("objects"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    )
+
+
+@backup_app.command("create")
+def backup_create(folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for this backup.")]) -> None:
+    """Snapshot the index (online, while the service runs) and then the objects into FOLDER."""
+    from pacs.backup import BackupRefused, count_objects, create_backup
+
+    settings = load_settings()
+    try:
+        with _object_progress() as progress:
+            task = progress.add_task("backup", total=count_objects(settings))
+            summary = create_backup(settings, folder, progress=lambda n: progress.advance(task, n))
+    except BackupRefused as exc:
+        raise fail(str(exc), 2) from None
+    console.print(
+        f"Backup in {summary.folder}: index at schema {summary.revision}, {summary.objects} object(s), "
+        f"{summary.bytes / 1e6:.1f} MB ({summary.linked} hard-linked). Restore with `yunying backup restore`."
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    folder: Annotated[Path, typer.Argument(help="A folder made by `yunying backup create`.")],
+    force: Annotated[bool, typer.Option(help="Replace an existing index (stop the service first).")] = False,
+) -> None:
+    """Restore a backup into YUNYING_HOME (the service stopped), then check it with `yunying verify`."""
+    from pacs.backup import BackupRefused, restore_backup
+
+    settings = load_settings()
+    try:
+        with _object_progress() as progress:
+            task = progress.add_task("restore", total=None)
+            summary = restore_backup(settings, folder, force=force, progress=lambda n: progress.advance(task, n))
+    except BackupRefused as exc:
+        raise fail(str(exc), 2) from None
+    upgrade(settings.resolved_database_url)  # a backup from an older release is brought up to date
+    console.print(
+        f"Restored the backup of {summary.taken_at:%Y-%m-%d %H:%M} UTC: {summary.objects} object(s). "
+        "Run `yunying verify` before starting the service."
+    )
+
+
 def alerts(limit: Annotated[int, typer.Option(help="Most recent N.")] = 50) -> None:
     """List alerts for sites and administrators (corrected re-sends, conflicting re-sends)."""
     services = open_services(load_settings())
@@ -417,9 +545,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ae_app, name="ae")
     app.add_typer(study_app, name="study")
     app.add_typer(quarantine_app, name="quarantine")
+    app.add_typer(backup_app, name="backup")
     identity_cli.register(app)
+    audit_cli.register(app)
+    pki_cli.register(app)
     node_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)
     app.command("changes")(changes)
     app.command("alerts")(alerts)
+    app.command("verify")(verify)

@@ -39,3 +39,17 @@ def open_services(settings: Settings) -> Services:
 def fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[red]{message}[/red]")
     return typer.Exit(code)
+
+
+def serve_metrics(settings: Settings, process_index: int = 0) -> None:
+    """Serve this process's Prometheus counters on YUNYING_METRICS_PORT (+ index), if set."""
+    if not settings.metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    port = settings.metrics_port + process_index
+    try:
+        start_http_server(port, addr=settings.http_host)
+    except OSError as exc:
+        err.print(f"[red]Cannot serve metrics on {settings.http_host}:{port}:[/red] {exc} (set YUNYING_METRICS_PORT)")
+        raise typer.Exit(2) from None

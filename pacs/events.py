@@ -26,3 +26,21 @@ USER_GRANTED: Final = "user.granted"  # a user may now see another site's or con
 
 JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable
 JOB_ROUTE_STUDY: Final = "reading.route"  # queued with study.ready_for_reading; reading's router takes it
+
+# Administrative changes: each is also an access-audit record, written in the same transaction
+# as the change (pacs.index.db.append_change). Other packages add theirs with ``administrative``.
+ADMINISTRATIVE: set[str] = {
+    SITE_CREATED,
+    SITE_AE_ADDED,
+    DICOM_NODE_ADDED,
+    DICOM_NODE_REMOVED,
+    USER_CREATED,
+    TOKEN_CREATED,
+    TOKEN_REVOKED,
+    USER_GRANTED,
+}
+
+
+def administrative(*kinds: str) -> None:
+    """Declare change kinds administrative (audited as such)."""
+    ADMINISTRATIVE.update(kinds)

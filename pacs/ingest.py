@@ -29,6 +29,7 @@ from pacs import events
 from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.index.models import Alert, Instance, Patient, Quarantine, Series, Study, StudyState
 from pacs.index.types import UTCDateTime, utcnow
+from pacs.metrics import INGEST_SECONDS, INSTANCES, RECEIVED_BYTES
 from pacs.part10 import Inspected, Malformed, file_sha256, inspect_part10
 from pacs.storage import BlobStore, StoreUnavailable, object_key
 
@@ -95,6 +96,15 @@ class Ingest:
 
     def receive(self, path: Path, origin: Origin) -> IngestOutcome:
         """Ingest the Part-10 file at ``path``; never raises for bad data or a down dependency."""
+        started = time.perf_counter()
+        size = path.stat().st_size
+        outcome = self._receive(path, origin)
+        INGEST_SECONDS.observe(time.perf_counter() - started)
+        INSTANCES.labels(outcome.kind.value).inc()
+        RECEIVED_BYTES.inc(size)
+        return outcome
+
+    def _receive(self, path: Path, origin: Origin) -> IngestOutcome:
         # The object write (fsync, link; or the S3 upload) mostly waits on the disk or the
         # network without the GIL, so it runs beside the inspection instead of after it.
         key = object_key("instances")

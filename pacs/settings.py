@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
@@ -58,6 +59,20 @@ class Settings(BaseSettings):
     # DICOM receiver.
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
+    # DICOM over TLS (PS3.15 B.1, mutual certificates from the consortium CA of `yunying pki`):
+    # 0 keeps it off; 2762 is the registered port. The PKI folder holds ca.pem, crl.pem and the
+    # receiver's server.pem / server.key.
+    dicom_tls_port: int = Field(default=0, ge=0, le=65535)
+    dicom_tls_host: str = "0.0.0.0"
+    # Production refuses plain DICOM beyond loopback unless this says it is deliberate (a
+    # private clinic network whose modalities cannot speak TLS; the edge box is the better way).
+    dicom_plain_allowed: bool = False
+    # Load balancers in TCP mode that prefix connections with PROXY v2 (HAProxy send-proxy-v2):
+    # addresses or networks, e.g. '["10.0.0.5"]'. Connections from them must carry the header;
+    # the client's real address then drives the allow-list and the per-address cap.
+    dicom_proxy_from: list[str] = Field(default_factory=list)
+    pki_dir: Path | None = None  # default ``home/pki``
+    tls_handshake_timeout_s: float = Field(default=10.0, gt=0)
     ae_title: str = "YUNYING"
     max_pdu: int = 1_048_576  # FIELD-NOTES: 16 KB costs about a fifth of the throughput
     acse_timeout_s: float = 10.0
@@ -91,12 +106,33 @@ class Settings(BaseSettings):
     # Origins allowed to call the API from a browser (an OHIF build served elsewhere), e.g.
     # YUNYING_CORS_ORIGINS='["https://ohif.example.cn"]'. Empty: no CORS headers at all.
     cors_origins: list[str] = Field(default_factory=list)
+    # HTTPS served by Yunying itself (`yunying web`, `yunying serve`); behind a reverse proxy
+    # that terminates TLS, leave these empty and bind HTTP to the proxy's network only.
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
     # STOW-RS: a request's whole body is spooled to ``incoming_path`` (part by part, never held
     # in memory) before any part is ingested, so these bound the disk one request can hold and
     # are answered 413 when passed. 2 GiB holds a thin-slice CT of ~4,000 uncompressed 512²
     # slices; 5,000 parts is above any single study we expect from a clinic.
     stow_max_bytes: int = Field(default=2 * 1024**3, gt=0)
     stow_max_parts: int = Field(default=5_000, gt=0)
+
+    # The access audit's hash chain (pacs/audit_chain.py). The chain is keyed (HMAC-SHA256) so
+    # that whoever can write the database cannot re-seal what he altered: the key is
+    # YUNYING_AUDIT_KEY, or derived from YUNYING_SECRET_KEY when empty. Keep it: records sealed
+    # under another key no longer verify. A background sealer chains new records every
+    # ``audit_seal_interval_s``; retention deletes sealed records older than
+    # ``audit_retention_days`` (0 keeps them forever) — 15 years by default, the longest that
+    # Chinese rules ask of a medical record.
+    # Prometheus: /metrics on the web port answers loopback callers, or anyone with this bearer
+    # token when set; a receiver or worker process without a web port serves its own counters
+    # on YUNYING_METRICS_PORT (0: none; ``--processes N`` children use port, port+1, …).
+    metrics_token: str = ""
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+
+    audit_key: str = ""
+    audit_seal_interval_s: float = Field(default=10.0, gt=0)
+    audit_retention_days: int = Field(default=15 * 365 + 4, ge=0)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:
@@ -106,6 +142,20 @@ class Settings(BaseSettings):
                 problems.append("set YUNYING_SECRET_KEY to a random string of 32+ characters")
             if not self.database_url or self.database_url.startswith("sqlite"):
                 problems.append("set YUNYING_DATABASE_URL to a PostgreSQL URL")
+            if self.audit_key and len(self.audit_key) < 32:
+                problems.append("set YUNYING_AUDIT_KEY to 32+ characters, or leave it empty to derive it")
+            if not self.dicom_plain_allowed and not _loopback(self.dicom_host):
+                problems.append(
+                    "plain DICOM listens beyond loopback: bind it to 127.0.0.1 (YUNYING_DICOM_HOST) and serve sites "
+                    "over TLS (YUNYING_DICOM_TLS_PORT, `yunying pki`), or set YUNYING_DICOM_PLAIN_ALLOWED=true if "
+                    "that is deliberate"
+                )
+            if "*" in self.cors_origins:
+                problems.append("YUNYING_CORS_ORIGINS holds '*': name the origins that may call the API")
+            if self.log_level.upper() == "DEBUG":
+                problems.append("YUNYING_LOG_LEVEL=DEBUG logs request details: use INFO in production")
+            if bool(self.http_tls_cert) != bool(self.http_tls_key):
+                problems.append("set both YUNYING_HTTP_TLS_CERT and YUNYING_HTTP_TLS_KEY, or neither")
             if self.storage_backend is StorageBackend.S3 and self.s3_secret_key == "minioadmin":
                 problems.append("set YUNYING_S3_ACCESS_KEY / YUNYING_S3_SECRET_KEY (not minioadmin)")
             if problems:
@@ -119,6 +169,14 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.home / 'yunying.db').resolve()}"
 
     @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.dicom_proxy_from]
+
+    @property
+    def pki_path(self) -> Path:
+        return (self.pki_dir or self.home / "pki").resolve()
+
+    @property
     def objects_path(self) -> Path:
         return (self.storage_path or self.home / "objects").resolve()
 
@@ -129,3 +187,13 @@ class Settings(BaseSettings):
         if self.storage_backend is StorageBackend.FOLDER:
             return self.objects_path / ".incoming"
         return (self.home / "incoming").resolve()
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.1, ::1 or localhost; 0.0.0.0 (every interface) is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

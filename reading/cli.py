@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.cli_support import console, fail, load_settings, open_services
+from pacs.cli_support import console, fail, load_settings, open_services, serve_metrics
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Consortium, Site, User
 from pacs.index.types import utcnow
@@ -311,19 +311,22 @@ def delivery_list(
 
 
 def _run_workers(*, sweeper: bool, delivery: bool) -> None:
+    from pacs.audit_chain import AuditSealer
     from reading.delivery import DeliveryWorker
     from reading.worklist.sweeper import ReadingSweeper
 
     settings = load_settings()
     configure_logging(settings)
+    serve_metrics(settings)
     reading = ReadingSettings()
     services = open_services(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    workers: list[ReadingSweeper | DeliveryWorker] = []
+    workers: list[ReadingSweeper | DeliveryWorker | AuditSealer] = []
     if sweeper:
         workers.append(ReadingSweeper(services.sessions, reading, demo=settings.mode is Mode.DEMO))
+        workers.append(AuditSealer(services.sessions, settings))
     if delivery:
         workers.append(DeliveryWorker(services.sessions, reading))
     for worker in workers:
@@ -338,7 +341,7 @@ def _run_workers(*, sweeper: bool, delivery: bool) -> None:
 @worker_app.command("reading")
 def worker_reading() -> None:
     """The reading sweeper: AI timeout hand-over, routing, leases, SLA breaches, late images,
-    unacknowledged critical results. Several may run."""
+    unacknowledged critical results; and the access audit's sealer. Several may run."""
     _run_workers(sweeper=True, delivery=False)
 
 
@@ -463,6 +466,13 @@ def qa_breaches(
 
 
 def register(app: typer.Typer) -> None:
+    from reading.peer_cli import peer_app  # imports this module's _run: registered once it is loaded
+
+    qa_app.add_typer(peer_app, name="peer")
+
+    from reading.cli_qa import register as register_qa_exports  # qa workload|ai|report
+
+    register_qa_exports(qa_app)
     app.add_typer(reader_app, name="reader")
     app.add_typer(qa_app, name="qa")
     app.add_typer(roster_app, name="roster")

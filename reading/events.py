@@ -3,6 +3,8 @@
 
 from typing import Final
 
+from pacs.events import administrative
+
 TASK_QUEUED: Final = "task.queued"
 TASK_CLAIMED: Final = "task.claimed"
 TASK_RELEASED: Final = "task.released"  # back to the queue by the reader
@@ -36,3 +38,15 @@ ROUTING_RULE_ADDED: Final = "routing_rule.added"
 SLA_CHANGED: Final = "sla.changed"
 READING_GROUP_CHANGED: Final = "reading_group.changed"
 READING_REQUESTED: Final = "reading.requested"  # a site asked for a priority or a second opinion
+
+# Peer review (RADPEER, reading/qa/peer.py): every state change of a ``peer_review`` row; the
+# discrepancy rates are folded from these events (reading/qa/peer_log.py).
+PEER_SAMPLED: Final = "peer.sampled"  # a signed report was drawn for review
+PEER_ASSIGNED: Final = "peer.assigned"  # given, blinded, to a reviewer
+PEER_UNASSIGNED: Final = "peer.unassigned"  # no eligible reviewer (the reason is in the payload)
+PEER_SCORED: Final = "peer.scored"  # the reviewer's RADPEER score and comment
+PEER_QA_OPENED: Final = "peer.qa_opened"  # a 3b score entered the QA review queue
+PEER_QA_CLOSED: Final = "peer.qa_closed"  # QA closed the case with an outcome
+
+# Reading's administrative changes are access-audit records too (pacs.events.ADMINISTRATIVE).
+administrative(READER_ADDED, ROSTER_CHANGED, ROUTING_RULE_ADDED, SLA_CHANGED, READING_GROUP_CHANGED)

@@ -32,3 +32,6 @@ class ReadingSettings(BaseSettings):
     delivery_retry_max_s: float = Field(default=3600.0, gt=0)  # never wait longer than this between tries
     delivery_lease_s: float = Field(default=120.0, gt=0)
     delivery_timeout_s: float = Field(default=15.0, gt=0)  # connect / response timeout per association
+    # Peer review (RADPEER): the share of each reader's signed reports of a month drawn for a
+    # blinded second reading (at least one per reader who signed any), `yunying qa peer sample`.
+    peer_review_share: float = Field(default=0.03, gt=0, le=1)

@@ -4,20 +4,26 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import time
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from pacs.dicomweb.routes import router as qido_router
 from pacs.dicomweb.stow import router as stow_router
 from pacs.dicomweb.wado import router as wado_router
+from pacs.metrics import IndexCollector, exposition, pacs_figures
 from pacs.service import Services
 from pacs.storage import StoreUnavailable
 from reading.api import router as reading_router
+from reading.metrics import reading_figures
 from reading.settings import ReadingSettings
 
 
@@ -58,6 +64,13 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
             expose_headers=["Warning", "Content-Location"],
             max_age=600,
         )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        """A number the database cannot hold (an id of 2⁶³, say) is the caller's error, not ours."""
+        return JSONResponse({"detail": "a number in the request is out of range"}, status_code=422)
+
     app.include_router(qido_router)
     app.include_router(wado_router)
     app.include_router(stow_router)
@@ -85,5 +98,24 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
             checks["store"] = f"unavailable: {exc}"
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse({"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
+
+    index_figures = CollectorRegistry(auto_describe=True)
+    index_figures.register(IndexCollector(services.sessions, [pacs_figures, reading_figures]))
+    metrics_token = services.settings.metrics_token
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus text format: this process's counters and the index figures. With
+        YUNYING_METRICS_TOKEN set it needs that bearer token; without, only loopback callers."""
+        if metrics_token:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {metrics_token}".encode()):
+                return JSONResponse({"detail": "send Authorization: Bearer $YUNYING_METRICS_TOKEN"}, status_code=401)
+        elif not (request.client and ipaddress.ip_address(request.client.host).is_loopback):
+            return JSONResponse(
+                {"detail": "metrics are served to loopback only; set YUNYING_METRICS_TOKEN to scrape from afar"},
+                status_code=403,
+            )
+        return Response(exposition(index_figures), media_type=CONTENT_TYPE_LATEST)
 
     return app

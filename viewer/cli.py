@@ -58,6 +58,25 @@ def serve() -> None:
 
 
 @app.command()
+def web() -> None:
+    """Run the web application only (DICOMweb, the API, /metrics): the production shape runs
+    several behind a reverse proxy, beside `yunying receiver` and `yunying worker …`."""
+    from reading.settings import ReadingSettings
+    from viewer.serve import web_server
+
+    settings = pacs_cli.load_settings()
+    configure_logging(settings)
+    services = pacs_cli.open_services(settings)
+    server = web_server(services, ReadingSettings())
+    scheme = "https" if settings.http_tls_cert else "http"
+    console.print(f"Yunying web on {scheme}://{settings.http_host}:{settings.http_port} — Ctrl-C stops it.")
+    try:
+        server.run()
+    finally:
+        services.close()
+
+
+@app.command()
 def demo(
     ct_slices: Annotated[int, typer.Option(help="Slices per demo CT series.")] = 40,
     exit_after_push: Annotated[bool, typer.Option(help="Stop once the demo studies are stable (for scripts).")] = False,

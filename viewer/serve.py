@@ -11,6 +11,7 @@ import uvicorn
 from ai_models.registry import Registry
 from ai_models.settings import AISettings
 from ai_models.worker import AiWorker
+from pacs.audit_chain import AuditSealer
 from pacs.receiving import Receiving
 from pacs.service import Services, settle_heap
 from pacs.settings import Mode
@@ -18,6 +19,22 @@ from reading.delivery import DeliveryWorker
 from reading.settings import ReadingSettings
 from reading.worklist.sweeper import ReadingSweeper
 from viewer.app import create_app
+
+
+def web_server(services: Services, reading: ReadingSettings) -> uvicorn.Server:
+    """The web app under uvicorn: HTTPS when YUNYING_HTTP_TLS_CERT / _KEY are set."""
+    settings = services.settings
+    config = uvicorn.Config(
+        create_app(services, reading),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(settings.http_tls_cert) if settings.http_tls_cert else None,
+        ssl_keyfile=str(settings.http_tls_key) if settings.http_tls_key else None,
+        ssl_ciphers="ECDHE+AESGCM:ECDHE+CHACHA20",
+    )
+    return uvicorn.Server(config)
 
 
 class EmbeddedService:
@@ -36,14 +53,8 @@ class EmbeddedService:
         )
         self.sweeper = ReadingSweeper(services.sessions, self.reading, demo=settings.mode is Mode.DEMO)
         self.delivery = DeliveryWorker(services.sessions, self.reading)
-        config = uvicorn.Config(
-            create_app(services, self.reading),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self.web = uvicorn.Server(config)
+        self.sealer = AuditSealer(services.sessions, settings)
+        self.web = web_server(services, self.reading)
         self._web_thread = threading.Thread(target=self.web.run, name="web", daemon=True)
 
     def start(self) -> None:
@@ -52,6 +63,7 @@ class EmbeddedService:
             self.ai_worker.start()
         self.sweeper.start()
         self.delivery.start()
+        self.sealer.start()
         self._web_thread.start()
         while not self.web.started and self._web_thread.is_alive():
             threading.Event().wait(0.05)
@@ -67,6 +79,8 @@ class EmbeddedService:
         self._web_thread.join(timeout=5)
         self.delivery.stop()
         self.sweeper.stop()
+        self.services.audit.flush()
+        self.sealer.stop()  # seals what the last requests recorded
         if self.ai_worker is not None:
             self.ai_worker.stop()
         self.receiving.stop()

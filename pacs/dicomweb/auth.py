@@ -41,6 +41,7 @@ def principal(
         )
     if found.token_id is not None:
         services.audit.touch_token(found.token_id)
+    request.state.principal = found
     return found
 
 

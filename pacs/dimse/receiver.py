@@ -3,12 +3,12 @@ start-up sweeps."""
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 from pynetdicom import _config, dimse_messages
@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacs.dimse.contexts import receiver_contexts
 from pacs.dimse.qr_scp import QueryRetrieveSCP
 from pacs.dimse.server import HardenedServer
+from pacs.dimse.spool import SpoolFile
 from pacs.dimse.store_scp import StoreSCP
 from pacs.dimse.store_scu import ObjectSource, RetrieveAE, RetrieveAssociation
+from pacs.dimse.tls import TlsAcceptor
 from pacs.ingest import Ingest
 from pacs.settings import Settings
 
@@ -32,9 +34,11 @@ def receive_into(incoming: Path) -> None:
     holding it in memory. A process-wide pynetdicom setting, hence a function of its own."""
     incoming.mkdir(parents=True, exist_ok=True)
     _config.STORE_RECV_CHUNKED_DATASET = True
-    dimse_messages.NamedTemporaryFile = functools.partial(  # type: ignore[assignment,attr-defined]
-        tempfile.NamedTemporaryFile, dir=str(incoming), prefix=INCOMING_PREFIX
-    )
+
+    def spool(**kwargs: Any) -> SpoolFile:
+        return SpoolFile(tempfile.NamedTemporaryFile(dir=str(incoming), prefix=INCOMING_PREFIX, **kwargs))
+
+    dimse_messages.NamedTemporaryFile = spool  # type: ignore[assignment,attr-defined]
 
 
 def sweep_partial_files(incoming: Path, max_age_s: float) -> int:
@@ -79,6 +83,7 @@ class Receiver:
                 scp_role=context.scp_role,
             )
         self.server: HardenedServer | None = None
+        self.tls_server: HardenedServer | None = None
         self._thread: threading.Thread | None = None
         self._sweeper_stop = threading.Event()
 
@@ -87,11 +92,14 @@ class Receiver:
         assert self.server is not None
         return int(self.server.server_address[1])
 
-    def start(self, *, reuse_port: bool = False) -> None:
-        receive_into(self.settings.incoming_path)
-        sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
+    @property
+    def tls_port(self) -> int:
+        assert self.tls_server is not None
+        return int(self.tls_server.server_address[1])
+
+    def _serve(self, host: str, port: int, *, reuse_port: bool, tls: TlsAcceptor | None) -> HardenedServer:
         server: HardenedServer = self.ae.make_server(  # type: ignore[assignment]
-            (self.settings.dicom_host, self.settings.dicom_port),
+            (host, port),
             evt_handlers=[*self.scp.handlers(), *self.qr_scp.handlers()],
             server_class=HardenedServer,
             max_pdu_bytes=self.settings.max_pdu,
@@ -99,13 +107,33 @@ class Receiver:
             socket_idle_timeout_s=self.settings.socket_idle_timeout_s,
             reuse_port=reuse_port,
             association_class=RetrieveAssociation,  # C-GET sends stored instances back over it
+            tls=tls,
+            proxy_from=self.settings.proxy_networks,
         )
-        self.server = server
         self.ae._servers.append(server)  # so server.shutdown() and ae.shutdown() find it
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="dicom-receiver", daemon=True
+        name = "dicom-receiver-tls" if tls else "dicom-receiver"
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name=name, daemon=True)
+        thread.start()
+        if tls is None:
+            self._thread = thread
+        return server
+
+    def start(self, *, reuse_port: bool = False) -> None:
+        """Listen on the DICOM port, and on the TLS port when ``dicom_tls_port`` is set (raises
+        ``TlsNotConfigured`` naming the missing certificate)."""
+        receive_into(self.settings.incoming_path)
+        sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
+        tls = (
+            TlsAcceptor(self.settings.pki_path, self.settings.tls_handshake_timeout_s)
+            if self.settings.dicom_tls_port
+            else None
         )
-        self._thread.start()
+        self.server = self._serve(self.settings.dicom_host, self.settings.dicom_port, reuse_port=reuse_port, tls=None)
+        if tls is not None:
+            self.tls_server = self._serve(
+                self.settings.dicom_tls_host, self.settings.dicom_tls_port, reuse_port=reuse_port, tls=tls
+            )
+            log.info("receiver.listening_tls", port=self.tls_port, pki=str(self.settings.pki_path))
         threading.Thread(target=self._sweep_periodically, name="partial-sweeper", daemon=True).start()
         log.info(
             "receiver.listening",
@@ -122,6 +150,7 @@ class Receiver:
 
     def stop(self) -> None:
         self._sweeper_stop.set()
-        if self.server is not None:
-            self.server.shutdown()
+        for server in (self.server, self.tls_server):
+            if server is not None:
+                server.shutdown()
         self.ae.shutdown()

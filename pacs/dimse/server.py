@@ -13,13 +13,20 @@ why pynetdicom is pinned exactly in pyproject.toml.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import ssl
 import time
 from typing import Any, cast
 
 import structlog
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+from pacs.dimse.proxy import ProxyHeaderError, read_proxy_v2, trusted
+from pacs.dimse.tls import TlsAcceptor
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +64,36 @@ class HardenedAssociationSocket(AssociationSocket):
 
 
 class HardenedRequestHandler(RequestHandler):
+    refused = False
+
+    def setup(self) -> None:
+        """Behind a balancer, the client's real address from the PROXY v2 header; on the TLS
+        port, the handshake — in this connection's thread, under a deadline."""
+        server = self.server
+        assert isinstance(server, HardenedServer)
+        client = cast(socket.socket, self.request)
+        if server.proxy_from and trusted(str(self.client_address[0]), server.proxy_from):
+            try:
+                real = read_proxy_v2(client)
+            except (ProxyHeaderError, OSError) as exc:
+                self.refused = True
+                log.warning("proxy.refused", balancer=self.client_address[0], error=str(exc))
+                client.close()
+                return
+            if real is not None:
+                self.client_address = real
+        if server.tls is None:
+            return
+        try:
+            self.request = server.tls.handshake(client, server.socket_idle_timeout_s)
+        except (ssl.SSLError, OSError) as exc:
+            self.refused = True
+            log.warning("tls.refused", source=self.client_address[0], error=str(exc))
+
+    def handle(self) -> None:
+        if not self.refused:
+            super().handle()
+
     def _create_association(self) -> Any:
         assoc = super()._create_association()
         server = self.server
@@ -83,9 +120,13 @@ class HardenedServer(ThreadedAssociationServer):
         socket_idle_timeout_s: float = 30.0,
         reuse_port: bool = False,
         association_class: type[Association] | None = None,
+        tls: TlsAcceptor | None = None,
+        proxy_from: list[IPNetwork] | None = None,
         **kwargs: Any,
     ) -> None:
         self.association_class = association_class
+        self.tls = tls
+        self.proxy_from = proxy_from or []
         self.max_pdu_bytes = max_pdu_bytes + PDU_OVERHEAD
         self.pdu_deadline_s = pdu_deadline_s
         self.socket_idle_timeout_s = socket_idle_timeout_s

@@ -20,11 +20,14 @@ from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
+from pacs.dimse.spool import SpoolFile
 from pacs.dimse.statuses import NOT_AUTHORISED, OUT_OF_RESOURCES, SUCCESS, c_store_status, status_dataset
+from pacs.dimse.tls import peer_identity
 from pacs.identity.nodes import Caller, NodeEntry, load_nodes, match_calling_node
 from pacs.identity.sites import SiteAEEntry, load_site_aes, match_calling_site
 from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.ingest import Ingest, Origin, OutcomeKind
+from pacs.metrics import ASSOCIATIONS, OPEN_ASSOCIATIONS
 from pacs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -103,6 +106,20 @@ class StoreSCP:
                 "(see `yunying ae list`, `yunying node list`)",
             )
             return
+        identity = peer_identity(assoc.dul.socket.socket if assoc.dul.socket else None)
+        if identity is not None:  # on the TLS port: the certificate must be this AE's (and site's)
+            common_name, unit = identity
+            site_name = site.site_name if site is not None else None
+            if common_name != calling or (site_name is not None and unit and unit != site_name):
+                self._reject(
+                    assoc,
+                    REJECT_CALLING_AE,
+                    calling,
+                    address,
+                    f"the TLS certificate is for AE {common_name!r} of {unit or 'no site'!r}, not this calling AE "
+                    "(`yunying pki issue-site` makes one per AE)",
+                )
+                return
         with self._lock:
             active = self._per_address.get(address, 0)
             if active >= self.settings.max_associations_per_address:
@@ -122,6 +139,8 @@ class StoreSCP:
                 record=False,
             )
             return
+        ASSOCIATIONS.labels("accepted").inc()
+        OPEN_ASSOCIATIONS.inc()
         log.info(
             "association.accepted",
             calling_ae=calling,
@@ -156,6 +175,7 @@ class StoreSCP:
     def _reject(
         self, assoc: Any, reason: tuple[int, int, int], calling: str, address: str, why: str, *, record: bool = True
     ) -> None:
+        ASSOCIATIONS.labels("rejected").inc()
         log.warning("association.rejected", calling_ae=calling, source=address, reason=why, code=reason)
         if record:  # before the reject leaves, so whoever sees the reject can also see the change
             try:
@@ -179,6 +199,7 @@ class StoreSCP:
         with self._lock:
             state = self._states.pop(id(event.assoc), None)
             if state is not None:
+                OPEN_ASSOCIATIONS.dec()
                 remaining = self._per_address.get(state.address, 1) - 1
                 if remaining > 0:
                     self._per_address[state.address] = remaining
@@ -195,6 +216,11 @@ class StoreSCP:
         site = state.caller.site
         if site is None:  # a DICOM node queries and retrieves; only site AEs store
             return status_dataset(NOT_AUTHORISED, "this AE may not store here; only site AEs may")
+        spooled = getattr(event.request, "_dataset_file", None)
+        if isinstance(spooled, SpoolFile) and spooled.failed is not None:
+            return status_dataset(
+                OUT_OF_RESOURCES, f"the receiver could not write the data set ({spooled.failed.strerror}); resend later"
+            )
         path = Path(event.dataset_path)
         state.instances += 1
         state.bytes += path.stat().st_size

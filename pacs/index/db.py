@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pacs.index.models import Change
+from pacs.events import ADMINISTRATIVE
+from pacs.index.models import AccessRecord, Change
 from pacs.index.types import utcnow
 
 
@@ -122,5 +126,54 @@ def append_change(
 ) -> None:
     """Append one event to the change log, in the caller's transaction (a Core INSERT: no ORM
     object to flush — measured on the C-STORE path)."""
-    row = {"kind": kind, "at": utcnow(), "study_uid": study_uid, "site_id": site_id, "actor": actor, "payload": payload}
+    at = utcnow()
+    row = {"kind": kind, "at": at, "study_uid": study_uid, "site_id": site_id, "actor": actor, "payload": payload}
     session.connection().execute(_INSERT_CHANGE, row)
+    if kind in ADMINISTRATIVE:
+        session.connection().execute(_INSERT_ACCESS, _administrative_record(session, kind, at, site_id, actor, payload))
+
+
+_INSERT_ACCESS = insert(cast(Table, AccessRecord.__table__))
+AUDIT_ACTOR: Final = "audit_actor"  # Session.info key: the AuditActor behind a request's changes
+
+
+@dataclass(frozen=True)
+class AuditActor:
+    """Who makes a request's administrative changes, and from where: put in
+    ``session.info[AUDIT_ACTOR]`` by the API (the CLI leaves it out and is audited as
+    ``cli:<login>``)."""
+
+    user_id: int | None
+    username: str
+    role: str
+    source: str | None
+
+
+def login() -> str:
+    """The operating-system login running a command (audited as ``cli:<login>``)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return "unknown"
+
+
+def _administrative_record(
+    session: Session, kind: str, at: datetime, site_id: int | None, actor: str | None, payload: dict[str, Any]
+) -> dict[str, Any]:
+    who = session.info.get(AUDIT_ACTOR)
+    if not isinstance(who, AuditActor):
+        username = f"cli:{login()}" if actor in (None, "cli") else str(actor)
+        who = AuditActor(None, username, "operator", "local")
+    return {
+        "at": at,
+        "user_id": who.user_id,
+        "username": who.username,
+        "role": who.role,
+        "action": kind,
+        "study_uid": None,
+        "patient_id": None,
+        "site_id": site_id,
+        "source": who.source,
+        "outcome": "success",
+        "detail": payload,
+    }

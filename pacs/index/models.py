@@ -211,11 +211,32 @@ class AccessRecord(Base):
     role: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(32))  # e.g. search, retrieve, metadata, render, store
     study_uid: Mapped[str | None] = mapped_column(String(128), index=True)
-    patient_id: Mapped[str | None] = mapped_column(String(64))
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
     site_id: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str | None] = mapped_column(String(64))  # the caller's address
     outcome: Mapped[str] = mapped_column(String(16))  # success, denied, not-found, error
     detail: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    # The hash chain (pacs/audit_chain.py): set once by the sealer, never by the writer.
+    chain_seq: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), index=True, unique=True
+    )
+    digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditSeal(Base):
+    """A checkpoint of the access-record chain: after each sealing round (``seal``) the last
+    sealed record's place and digest — so cutting records off the end is detected — and, when
+    retention pruned the oldest records (``prune``), where the surviving chain starts."""
+
+    __tablename__ = "audit_seal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # seal | prune
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    chain_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    digest: Mapped[str] = mapped_column(String(64))
+    records: Mapped[int] = mapped_column(Integer)  # sealed (or pruned) in this round
+    key_id: Mapped[str] = mapped_column(String(16))  # which key sealed it (a fingerprint, not the key)
 
 
 class Patient(Base):

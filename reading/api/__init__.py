@@ -1,8 +1,9 @@
 """The JSON API of the reading workflow, mounted by ``viewer.app`` under ``/api``."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from reading.api import access, admin, qa, reports, site, worklist
+from reading.api import access, admin, audit, peer, qa, qa_reports, reports, site, worklist
+from reading.api.deps import audited_export
 
 router = APIRouter(prefix="/api")
 router.include_router(worklist.router)
@@ -10,4 +11,7 @@ router.include_router(reports.router)
 router.include_router(site.router)
 router.include_router(admin.router)
 router.include_router(access.router)
-router.include_router(qa.router)
+router.include_router(audit.router)
+# QA downloads (CSV, XLSX, the monthly PDF) are audited as exports.
+for exported in (qa.router, peer.router, qa_reports.router):
+    router.include_router(exported, dependencies=[Depends(audited_export)])

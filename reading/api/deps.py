@@ -10,9 +10,9 @@ from typing import Final
 from fastapi import HTTPException, Request
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import services_of
+from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.identity.users import Principal
-from pacs.index.db import IndexUnavailable, transaction
+from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
 from pacs.index.models import Role
 from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError
 from reading.settings import ReadingSettings
@@ -38,6 +38,10 @@ def unit_of_work(request: Request, *, read_only: bool = False) -> Iterator[Sessi
     is written then: the transaction rolls back)."""
     try:
         with transaction(services_of(request).sessions, read_only=read_only) as session:
+            who: Principal | None = getattr(request.state, "principal", None)
+            if who is not None:
+                source = request.client.host if request.client else None
+                session.info[AUDIT_ACTOR] = AuditActor(who.user_id, who.username, who.role, source)
             yield session
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
@@ -56,3 +60,32 @@ def require_site_user(who: Principal) -> int:
     if who.site_id is None:
         raise HTTPException(403, "your site user is not bound to a site")
     return who.site_id
+
+
+EXPORT_FORMATS: Final = frozenset({"csv", "xlsx", "pdf"})
+
+
+def audited_export(request: Request, who: Authenticated) -> Iterator[None]:
+    """A download of QA figures (``format=csv|xlsx|pdf``, or the monthly report) is an access
+    record ``export`` naming the route and query, with its outcome — written after the answer
+    is prepared, off the request path."""
+    fmt = request.query_params.get("format")
+    if fmt not in EXPORT_FORMATS and not request.url.path.endswith("/report"):
+        yield
+        return
+    outcome = "success"
+    try:
+        yield
+    except HTTPException as exc:
+        outcome = "denied" if exc.status_code in (401, 403) else "error"
+        raise
+    finally:
+        services_of(request).audit.record(
+            who,
+            "export",
+            outcome=outcome,
+            source=request.client.host if request.client else None,
+            path=request.url.path,
+            format=fmt or "pdf",
+            query=str(request.query_params)[:300],
+        )

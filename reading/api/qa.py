@@ -1,6 +1,7 @@
 """``/api/qa``: turnaround and SLA figures and the breach list, for QA staff (role ``qa``) and
 admins; a consortium's QA staff see their consortium only. ``format=csv`` gives the same as a
-spreadsheet. Every figure is derived from the change log (``reading/qa``)."""
+spreadsheet (``format=xlsx``: the CSV's cells as a workbook). Every figure is derived from the
+change log (``reading/qa``). Workload, AI performance and the monthly PDF: ``qa_reports.py``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pacs.dicomweb.auth import Authenticated
 from pacs.index.models import Role
 from pacs.index.types import utcnow
 from reading.api.deps import require_role, unit_of_work
+from reading.api.qa_reports import xlsx_response
 from reading.errors import Invalid
 from reading.qa.service import (
     breach_list,
@@ -33,7 +35,9 @@ GroupBy = Annotated[
     ),
 ]
 Day = Annotated[str | None, Query(description="local date of the consortium, e.g. 2026-10-01")]
-Format = Annotated[str, Query(pattern="^(json|csv)$")]
+# Breach columns a spreadsheet keeps as text (the UID above all: it looks like a number).
+BREACH_TEXT = ("study_uid", "site", "tier", "priority", "deadline_at", "open", "interval", "cause")
+Format = Annotated[str, Query(pattern="^(json|csv|xlsx)$")]
 
 
 @router.get("/turnaround", response_model=None)
@@ -64,6 +68,10 @@ def get_turnaround(
         )
     if format == "csv":
         return Response(figures_csv(groups, dimensions), media_type="text/csv; charset=utf-8")
+    if format == "xlsx":  # the CSV's cells, numbers typed (reading/qa/sheets.py)
+        return xlsx_response(
+            figures_csv(groups, dimensions), title="turnaround", text_columns=dimensions, filename="turnaround.xlsx"
+        )
     # Plain JSON already: no generic encoder pass over a province's groups and breaches.
     return JSONResponse({"group_by": dimensions, "period": period, "groups": [g.as_json() for g in groups]})
 
@@ -87,6 +95,10 @@ def get_breaches(
         names = name_lookup(session)
         if format == "csv":
             return Response(breaches_csv(found, names), media_type="text/csv; charset=utf-8")
+        if format == "xlsx":
+            return xlsx_response(
+                breaches_csv(found, names), title="breaches", text_columns=BREACH_TEXT, filename="breaches.xlsx"
+            )
         return JSONResponse(
             {
                 "breaches": [

@@ -10,11 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.identity.users import Principal
-from pacs.index.models import Role
+from pacs.index.models import Role, Study
 from pacs.index.types import utcnow
 from reading.api.deps import reading_settings, require_role, unit_of_work
 from reading.errors import NotFound, OutOfScope
@@ -200,7 +201,12 @@ def get_report(
         report = _visible_report(session, who, report_id)
         task = session.get_one(ReadingTask, report.task_id)
         services_of(request).audit.record_once(
-            who, f"report-{format}", study_uid=report.study_uid, site_id=task.site_id
+            who,
+            f"report-{format}",
+            study_uid=report.study_uid,
+            patient_id=session.scalar(select(Study.patient_id).where(Study.id == task.study_pk)),
+            site_id=task.site_id,
+            source=request.client.host if request.client else None,
         )
         if format == "json":
             return report_json(report)

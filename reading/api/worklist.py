@@ -122,7 +122,14 @@ def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[
         site = session.get_one(Site, task.site_id)
         report = latest_report(session, task.id)
         carried = carried_report(session, task)
-        services_of(request).audit.record_once(who, "open-task", study_uid=task.study_uid, site_id=task.site_id)
+        services_of(request).audit.record_once(
+            who,
+            "open-task",
+            study_uid=task.study_uid,
+            patient_id=study.patient_id,
+            site_id=task.site_id,
+            source=request.client.host if request.client else None,
+        )
         return {
             **_task_json(task),
             "site": site.name,

@@ -15,6 +15,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
 from sqlalchemy import select
 
+from pacs.audit_chain import accesses
 from pacs.dimse import qr_scp
 from pacs.index.db import transaction
 from pacs.index.models import AccessRecord
@@ -170,7 +171,7 @@ def test_every_find_is_audited(qr: QR) -> None:
     qr.find("-S", {"QueryRetrieveLevel": "STUDY", "PatientName": "王*", "StudyInstanceUID": ""})
     qr.find("-S", {"QueryRetrieveLevel": "SERIES", "SeriesInstanceUID": ""}, calling="COUNTY_PACS")
     with transaction(qr.fixture.services.sessions) as session:
-        records = session.scalars(select(AccessRecord).order_by(AccessRecord.id)).all()
+        records = session.scalars(select(AccessRecord).where(accesses()).order_by(AccessRecord.id)).all()
     assert [(r.username, r.role, r.action, r.outcome, r.user_id) for r in records] == [
         ("ae:FUDONG_CT", "site", "search", "success", None),
         ("ae:COUNTY_PACS", "dicom-node", "search", "success", None),
@@ -210,5 +211,5 @@ def test_cancel_stops_the_answers(qr: QR, monkeypatch: pytest.MonkeyPatch) -> No
     assert statuses[-1] == 0xFE00, statuses  # Matching terminated due to Cancel
     assert statuses.count(0xFF00) < 5  # five instances in scope: not all were answered
     with transaction(qr.fixture.services.sessions) as session:
-        record = session.scalars(select(AccessRecord)).one()
+        record = session.scalars(select(AccessRecord).where(accesses())).one()
     assert record.outcome == "cancelled" and record.detail["answered"] == statuses.count(0xFF00)

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from sqlalchemy import select
 
+from pacs.audit_chain import accesses
 from pacs.index.db import transaction
 from pacs.index.models import AccessRecord, Instance
 from tests.dimse.conftest import QR, data_set_bytes
@@ -75,7 +76,7 @@ def test_move_sends_the_stored_bytes(qr: QR, storescp: Callable[..., Path]) -> N
     for uid, path in received.items():
         assert data_set_bytes(path) == stored[uid], uid
     with transaction(qr.fixture.services.sessions) as session:
-        records = session.scalars(select(AccessRecord)).all()
+        records = session.scalars(select(AccessRecord).where(accesses())).all()
     assert [(r.username, r.action, r.study_uid, r.outcome) for r in records] == [
         ("ae:FUDONG_CT", "retrieve", chinese[0].StudyInstanceUID, "success")
     ]
@@ -157,7 +158,7 @@ def test_partial_failure_is_counted(qr: QR, storescp: Callable[..., Path]) -> No
     assert final.Status == 0xB000
     assert (final.NumberOfCompletedSuboperations, final.NumberOfFailedSuboperations) == (2, 1)
     with transaction(services.sessions) as session:
-        record = session.scalars(select(AccessRecord)).one()
+        record = session.scalars(select(AccessRecord).where(accesses())).one()
     assert record.outcome == "error" and (record.detail["completed"], record.detail["failed"]) == (2, 1)
 
 
@@ -197,7 +198,7 @@ def test_get_returns_the_stored_bytes_within_scope(qr: QR) -> None:
     assert "Number of Completed Suboperations : 0" in result.output
     assert list((qr.tmp / "get-anfeng").iterdir()) == []
     with transaction(qr.fixture.services.sessions) as session:
-        records = session.scalars(select(AccessRecord).order_by(AccessRecord.id)).all()
+        records = session.scalars(select(AccessRecord).where(accesses()).order_by(AccessRecord.id)).all()
     assert [(r.username, r.action, r.detail["service"], r.detail["completed"]) for r in records] == [
         ("ae:FUDONG_CT", "retrieve", "C-GET", 3),
         ("ae:FUDONG_CT", "retrieve", "C-GET", 1),

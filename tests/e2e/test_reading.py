@@ -18,6 +18,7 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
+from pacs.audit_chain import AuditKey, verify
 from pacs.identity.sites import add_site_ae
 from pacs.identity.users import add_user, create_token, find_user
 from pacs.index.db import transaction
@@ -63,7 +64,9 @@ class Centre:
 @pytest.fixture
 def centre(make_services: Callable[..., Services], tmp_path: Path) -> Iterator[Centre]:
     require("storescu")
-    services = make_services(dicom_port=free_port(), http_port=free_port(), stability_seconds=1.0)
+    services = make_services(
+        dicom_port=free_port(), http_port=free_port(), stability_seconds=1.0, audit_seal_interval_s=0.2
+    )
     township_pacs = free_port()
     with transaction(services.sessions) as session:
         from pacs.identity.sites import add_site
@@ -130,6 +133,7 @@ def test_a_township_ct_is_read_by_the_county_and_the_report_returns_to_the_towns
     task = queued_task(centre, "li", study_uid)
     assert task["tier"] == "county" and "township site Fudong" in task["route_reason"]
     assert centre.call("li", "POST", f"/api/tasks/{task['id']}/claim").status_code == 200
+    assert centre.call("li", "GET", f"/api/tasks/{task['id']}").status_code == 200  # he opens it to read
     signed = centre.call("li", "POST", f"/api/tasks/{task['id']}/sign", json={"report": CT_HEAD})
     assert signed.status_code == 200, signed.text
     objects = delivered_objects(centre, 2)
@@ -169,6 +173,16 @@ def test_a_township_ct_is_read_by_the_county_and_the_report_returns_to_the_towns
     assert figures["claimed"]["p50"] == pytest.approx(minutes("task.queued", "task.claimed"), abs=0.01)
     assert figures["report"]["p50"] == pytest.approx(minutes("study.received", "task.signed"), abs=0.01)
     assert figures["site"]["p50"] == pytest.approx(minutes("study.received", "delivery.delivered"), abs=0.01)
+
+    # QA finds who opened the study in the access audit, and the running sealer has chained it.
+    def opened() -> list[dict[str, Any]]:
+        records = centre.call("wang", "GET", "/api/audit", params={"study_uid": study_uid}).json()["records"]
+        return [r for r in records if r["action"] == "open-task" and r["chain_seq"] is not None]
+
+    [record] = wait_for(opened, timeout=10, interval=0.3)
+    assert (record["username"], record["role"], record["source"]) == ("li", "reader", "127.0.0.1")
+    with transaction(centre.services.sessions, read_only=True) as session:
+        assert verify(session, AuditKey.from_settings(centre.services.settings)).intact
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -131,8 +132,24 @@ def test_production_refuses_insecure_defaults(tmp_path: Path) -> None:
         Settings(mode=Mode.PRODUCTION, home=tmp_path)
     with pytest.raises(ValidationError, match="PostgreSQL"):
         Settings(mode=Mode.PRODUCTION, secret_key="x" * 40, home=tmp_path)
-    ok = Settings(mode=Mode.PRODUCTION, secret_key="x" * 40, database_url="postgresql+psycopg://u@db/y", home=tmp_path)
+    secure: dict[str, Any] = {
+        "mode": Mode.PRODUCTION,
+        "secret_key": "x" * 40,
+        "database_url": "postgresql+psycopg://u@db/y",
+        "home": tmp_path,
+    }
+    with pytest.raises(ValidationError, match="plain DICOM listens beyond loopback"):
+        Settings(**secure)  # the default host is every interface
+    ok = Settings(**secure, dicom_host="127.0.0.1", dicom_tls_port=2762)
     assert ok.mode is Mode.PRODUCTION
+    assert Settings(**secure, dicom_plain_allowed=True).dicom_plain_allowed  # deliberate, and said so
+    secure["dicom_host"] = "127.0.0.1"
+    with pytest.raises(ValidationError, match="CORS_ORIGINS holds"):
+        Settings(**secure, cors_origins=["*"])
+    with pytest.raises(ValidationError, match="LOG_LEVEL=DEBUG"):
+        Settings(**secure, log_level="debug")
+    with pytest.raises(ValidationError, match="YUNYING_HTTP_TLS_CERT and YUNYING_HTTP_TLS_KEY"):
+        Settings(**secure, http_tls_cert=tmp_path / "web.pem")
     env = receiver_env(tmp_path, mode="production")
     done = yunying("receiver", env=env, check=False)
     assert done.returncode == 2 and "refusing to start in production mode" in done.stderr

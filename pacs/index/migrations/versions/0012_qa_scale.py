@@ -3,7 +3,7 @@ study has no study.received), indexed with the consortium, so a date range is an
 scan; it replaces the (consortium_id, received_at) index, which no query used.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-12-03 07:30:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import pacs.index.types
 
 revision: str = '0012'
-down_revision: str | None = '0009'
+down_revision: str | None = '0011'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,162 @@
+"""Security across every route (issue G): every HTTP route needs a token except health, readiness
+and the loopback-only metrics; a site's token reaches none of another site's data by any GET
+route of the API or DICOMweb; a UID with path characters never becomes a file name; markup in
+a patient's name stays text in the printed report."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydicom
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+
+from pacs.identity.users import add_user, create_token, find_user
+from pacs.index.db import transaction
+from pacs.index.models import Instance, Series, Study
+from pacs.ingest import Origin, OutcomeKind
+from reading.settings import ReadingSettings
+from tests.dicomweb.conftest import served
+from tests.pacs.helpers import write_ct
+from tests.reading.world import World, sign_study
+from viewer.app import create_app
+
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def all_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every operation: the OpenAPI description's, and the routes left out of
+    it (declared on the app itself — a test below keeps it so)."""
+    found = [(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops]
+    hidden = [
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute) and not route.include_in_schema
+        for method in sorted(route.methods - {"HEAD"})
+    ]
+    return found + hidden
+
+
+def test_only_the_open_routes_are_left_out_of_the_openapi_description() -> None:
+    hidden = subprocess.run(
+        ["grep", "-rn", "include_in_schema=False", "pacs", "reading", "viewer", "ai_models", "--include=*.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert len(hidden) == 3 and all(line.startswith("viewer/app.py:") for line in hidden), hidden
+
+
+def test_every_route_needs_a_token_but_health_and_metrics(make_world: Callable[..., World]) -> None:
+    world = make_world()
+    app = create_app(world.services, ReadingSettings())
+    routes = all_routes(app)
+    assert len(routes) >= 60
+    with served(app) as url:
+        for method, route in routes:
+            path = re.sub(r"\{[a-z_]+\}", "1", route)
+            answer = httpx.request(method, f"{url}{path}", timeout=10)
+            if route in OPEN_ROUTES:
+                assert answer.status_code in (200, 503), f"{method} {route}"
+            else:
+                assert answer.status_code in (401, 422), f"{method} {route}: {answer.status_code}"
+                assert answer.status_code == 401 or set(answer.json()) == {"detail"}
+
+
+def test_a_site_reaches_none_of_another_sites_data_by_any_route(make_world: Callable[..., World]) -> None:
+    world = make_world()
+    theirs = world.ready_study(site_id=world.county_site_id)
+    report_id = sign_study(world, theirs, reader="chen")  # the county hospital's studies go to the province
+    ours = world.ready_study()
+    task_id = world.task_of(theirs).id
+    with transaction(world.services.sessions) as session:
+        add_user(session, username="fudong", role="site", site="Fudong")
+        token = create_token(session, find_user(session, "fudong"))[1]
+        series_uid, sop_uid = session.execute(
+            select(Series.series_uid, Instance.sop_instance_uid)
+            .join(Instance, Instance.series_pk == Series.id)
+            .join(Study, Study.id == Series.study_pk)
+            .where(Study.study_uid == theirs)
+            .limit(1)
+        ).one()
+    their_patient = world.study(theirs).patient_id
+    values = {
+        "study_uid": theirs,
+        "study": theirs,
+        "series_uid": series_uid,
+        "series": series_uid,
+        "sop_uid": sop_uid,
+        "sop": sop_uid,
+        "frames": "1",
+        "report_id": str(report_id),
+        "task_id": str(task_id),
+        "site_id": str(world.county_site_id),
+    }
+    secrets = {theirs, series_uid, sop_uid}
+    app = create_app(world.services, ReadingSettings())
+    checked = 0
+    with served(app) as url:
+        own = httpx.get(f"{url}/dicomweb/studies", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert ours in own.text and theirs not in own.text  # the token works, for its own site
+        for method, route in all_routes(app):
+            if method != "GET" or route in OPEN_ROUTES:
+                continue
+            path = re.sub(r"\{([a-z_]+)\}", lambda m: values.get(m.group(1), "1"), route)
+            answer = httpx.get(
+                f"{url}{path}",
+                params={"StudyInstanceUID": theirs, "PatientID": their_patient},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            )
+            checked += 1
+            if answer.status_code in (400, 403, 404, 406, 422):
+                continue
+            assert answer.status_code < 500, f"{route}: {answer.status_code}"
+            leaked = [s for s in secrets if s.encode() in answer.content]
+            assert not leaked, f"GET {route} answered {answer.status_code} with the other site's {leaked}"
+    assert checked >= 30
+
+
+def test_a_uid_with_path_characters_never_becomes_a_file_name(make_world: Callable[..., World], tmp_path: Path) -> None:
+    world = make_world()
+    [path] = write_ct(tmp_path / "ct", slices=1, seed=81, size=16, kind="head")
+    dataset = pydicom.dcmread(path)
+    dataset.SOPInstanceUID = "../../../../tmp/yunying-escape"
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.StudyInstanceUID = "1.2/../../evil"
+    dataset.save_as(path, enforce_file_format=True)
+    outcome = world.services.ingest.receive(
+        path, Origin(site_id=world.township_id, calling_ae="FUDONG_CT", source_address="127.0.0.1")
+    )
+    assert outcome.kind is OutcomeKind.MALFORMED  # not a UID: quarantined, never indexed under it
+    home = world.services.settings.home
+    names = [p.name for p in Path(home).rglob("*")]
+    assert not any("escape" in n or "evil" in n for n in names)
+    assert not Path("/tmp/yunying-escape").exists()
+
+
+def test_markup_in_a_patient_name_stays_text_in_the_printed_report(make_world: Callable[..., World]) -> None:
+    world = make_world()
+    uid = world.ready_study()
+    with transaction(world.services.sessions) as session:
+        study = session.scalars(select(Study).where(Study.study_uid == uid)).one()
+        study.patient_name = '<font size="40">王</font><script>alert(1)</script>^小明'
+    report_id = sign_study(world, uid)
+    with transaction(world.services.sessions) as session:
+        add_user(session, username="fudong", role="site", site="Fudong")
+        token = create_token(session, find_user(session, "fudong"))[1]
+    with served(create_app(world.services, ReadingSettings())) as url:
+        pdf = httpx.get(
+            f"{url}/api/reports/{report_id}", params={"format": "pdf"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        as_json = httpx.get(f"{url}/api/reports/{report_id}", headers={"Authorization": f"Bearer {token}"})
+    assert pdf.status_code == 200, pdf.text[:300]
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True).stdout.decode()
+    assert "<font size" in text  # the markup printed as the text it is, not obeyed
+    assert as_json.headers["content-type"].startswith("application/json")  # JSON: the client escapes

@@ -5,10 +5,10 @@ change log (``reading/qa``). Workload, AI performance and the monthly PDF: ``qa_
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from pacs.dicomweb.auth import Authenticated
 from pacs.index.models import Role
@@ -16,7 +16,15 @@ from pacs.index.types import utcnow
 from reading.api.deps import require_role, unit_of_work
 from reading.api.qa_reports import xlsx_response
 from reading.errors import Invalid
-from reading.qa.service import breach_list, breaches_csv, figures, figures_csv, name_lookup, parse_day
+from reading.qa.service import (
+    breach_list,
+    breaches_csv,
+    figures,
+    figures_csv,
+    name_lookup,
+    parse_day,
+    staffing_json,
+)
 
 router = APIRouter(prefix="/qa", tags=["quality"])
 
@@ -41,7 +49,7 @@ def get_turnaround(
     start: Annotated[str | None, Query(alias="from", description="first local date, e.g. 2026-10-01")] = None,
     end: Annotated[str | None, Query(alias="to", description="local date after the last, e.g. 2026-11-01")] = None,
     format: Format = "json",
-) -> dict[str, Any] | Response:
+) -> Response:
     """Counts, SLA compliance and p50/p90/p95 minutes of every interval (first image → stable
     → AI → queued → claimed → preliminary → signed → delivered) and end to end, per group."""
     require_role(who, Role.QA, Role.ADMIN)
@@ -64,7 +72,8 @@ def get_turnaround(
         return xlsx_response(
             figures_csv(groups, dimensions), title="turnaround", text_columns=dimensions, filename="turnaround.xlsx"
         )
-    return {"group_by": dimensions, "period": period, "groups": [g.as_json() for g in groups]}
+    # Plain JSON already: no generic encoder pass over a province's groups and breaches.
+    return JSONResponse({"group_by": dimensions, "period": period, "groups": [g.as_json() for g in groups]})
 
 
 @router.get("/breaches", response_model=None)
@@ -74,8 +83,10 @@ def get_breaches(
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     format: Format = "json",
-) -> dict[str, Any] | Response:
-    """Tasks past their deadline (signed late or still open), with the interval that ran long."""
+) -> Response:
+    """Tasks past their deadline (signed late or still open), with the interval that ran long —
+    and, when that was the wait in the queue, who was on duty (``staffing``: ``kind`` is
+    ``no_reader_on_duty``, ``backlog`` or ``not_credentialed``)."""
     require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         found = breach_list(
@@ -88,21 +99,24 @@ def get_breaches(
             return xlsx_response(
                 breaches_csv(found, names), title="breaches", text_columns=BREACH_TEXT, filename="breaches.xlsx"
             )
-        return {
-            "breaches": [
-                {
-                    "task_id": b.task_id,
-                    "study_uid": b.study_uid,
-                    "site": names("site", b.site_id),
-                    "tier": b.tier,
-                    "priority": b.priority,
-                    "deadline_at": b.deadline_at.isoformat(),
-                    "late_minutes": b.late_minutes,
-                    "open": b.open,
-                    "interval": b.interval,
-                    "interval_minutes": b.interval_minutes,
-                    "cause": b.cause,
-                }
-                for b in found
-            ]
-        }
+        return JSONResponse(
+            {
+                "breaches": [
+                    {
+                        "task_id": b.task_id,
+                        "study_uid": b.study_uid,
+                        "site": names("site", b.site_id),
+                        "tier": b.tier,
+                        "priority": b.priority,
+                        "deadline_at": b.deadline_at.isoformat(),
+                        "late_minutes": b.late_minutes,
+                        "open": b.open,
+                        "interval": b.interval,
+                        "interval_minutes": b.interval_minutes,
+                        "cause": b.cause,
+                        "staffing": staffing_json(b.staffing),
+                    }
+                    for b in found
+                ]
+            }
+        )

@@ -19,7 +19,8 @@ class QaTurnaround(Base):
 
     __tablename__ = "qa_turnaround"
     __table_args__ = (
-        Index("ix_qa_turnaround_period", "consortium_id", "received_at"),
+        # A date range of a consortium (reading/qa/service.py turns local dates into UTC bounds).
+        Index("ix_qa_turnaround_arrived", "consortium_id", "arrived_at"),
         Index("ix_qa_turnaround_study", "study_uid"),
     )
 
@@ -43,6 +44,9 @@ class QaTurnaround(Base):
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # or escalated
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the study arrived: received_at, or queued_at for a task with no study.received (the
+    # date QA filters and groups by) — derived from the two above, kept for the index.
+    arrived_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class QaCursor(Base):

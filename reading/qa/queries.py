@@ -19,7 +19,7 @@ from reading.errors import Invalid, NotFound, OutOfScope
 from reading.models import Priority, SlaRule
 from reading.qa.ai import FindingFact, ModelSite, PriorityChange, Raise, ai_performance, ai_prioritised
 from reading.qa.models import QaTurnaround
-from reading.qa.service import name_lookup, rows_between, zone_lookup
+from reading.qa.service import TurnaroundRow, name_lookup, rows_between, zone_lookup
 from reading.qa.store import refresh
 from reading.qa.workload import WorkloadLine, workload
 from reading.worklist.sla import SlaEntry, sla_minutes
@@ -157,7 +157,7 @@ def opinions_of(session: Session, start: date | None, end: date | None) -> dict[
     return {int(finding): (int(agreed or 0), int(total)) for finding, agreed, total in session.execute(statement)}
 
 
-def raises_of(session: Session, rows: Sequence[QaTurnaround]) -> dict[int, Raise]:
+def raises_of(session: Session, rows: Sequence[TurnaroundRow]) -> dict[int, Raise]:
     """The AI-prioritised tasks among ``rows`` (``reading.qa.ai.ai_prioritised``), from the
     changes that can show a raise — not one query per task, and not every task's queueing
     either (a month's 100,000 JSON payloads cost seconds): the ``task.route_updated`` changes
@@ -213,7 +213,7 @@ def ai_figures(
     start: date | None,
     end: date | None,
     *,
-    rows: Sequence[QaTurnaround] | None = None,
+    rows: Sequence[TurnaroundRow] | None = None,
 ) -> list[ModelSite]:
     """AI performance per model version and site (``reading.qa.ai``): findings made, and tasks
     whose study arrived, on a local date from ``start`` up to ``end``. ``rows``: the period's

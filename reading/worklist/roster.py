@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
@@ -47,6 +47,39 @@ def on_duty(windows: Iterable[Window], now: datetime, timezone: str) -> bool:
     """Whether any window covers ``now`` (timezone-aware) in ``timezone``."""
     local = now.astimezone(ZoneInfo(timezone))
     return any(window.covers(local) for window in windows)
+
+
+def duty_spans(
+    windows: Iterable[Window], start: datetime, end: datetime, timezone: str
+) -> list[tuple[datetime, datetime]]:
+    """The stretches of ``[start, end)`` (timezone-aware) that the windows cover, in UTC, merged
+    and in order — what ``on_duty`` answers moment by moment, as intervals (QA asks who was on
+    duty while a task waited). Local days are walked in ``timezone``, so a DST change moves the
+    UTC ends of a window as it moves the clock on the wall."""
+    if end <= start:
+        return []
+    zone = ZoneInfo(timezone)
+    first, last = start.astimezone(zone).date() - timedelta(days=1), end.astimezone(zone).date()
+    found: list[tuple[datetime, datetime]] = []
+    for window in windows:
+        day = first
+        while day <= last:
+            if window._starts_on(day):
+                opens = datetime.combine(day, window.start, tzinfo=zone).astimezone(UTC)
+                closes_on = day + timedelta(days=1) if window.end <= window.start else day
+                closes = datetime.combine(closes_on, window.end, tzinfo=zone).astimezone(UTC)
+                begin, finish = max(opens, start), min(closes, end)
+                if begin < finish:
+                    found.append((begin, finish))
+            day += timedelta(days=1)
+    found.sort()
+    merged: list[tuple[datetime, datetime]] = []
+    for begin, finish in found:
+        if merged and begin <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], finish))
+        else:
+            merged.append((begin, finish))
+    return merged
 
 
 def describe_local(now: datetime, timezone: str) -> str:

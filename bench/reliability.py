@@ -98,6 +98,8 @@ class Topology:
     receivers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     dicom_port: int = 0
     web_url: str = ""
+    web_urls: list[str] = field(default_factory=list)
+    ai_workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     token: str = ""
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -140,8 +142,19 @@ def _cli(env: dict[str, str], home: Path, *args: str) -> str:
 
 
 @contextlib.contextmanager
-def topology(home: Path, database_url: str | None) -> Iterator[Topology]:
-    """Index, two receivers behind HAProxy, and a web process; a site, its AE and a token."""
+def topology(
+    home: Path,
+    database_url: str | None,
+    *,
+    extra_env: dict[str, str] | None = None,
+    webs: int = 1,
+    ai_workers: int = 0,
+    reading_worker: bool = False,
+    delivery_worker: bool = False,
+) -> Iterator[Topology]:
+    """Index, two receivers behind HAProxy, web processes and (optionally) AI, reading and
+    delivery workers, each its own process; a site, its AE and a token. ``extra_env``: more
+    YUNYING_* settings for every process (an S3 store, a shorter lease, …)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNYING_")}
     env.update(
@@ -158,6 +171,7 @@ def topology(home: Path, database_url: str | None) -> Iterator[Topology]:
     )
     if database_url:
         env["YUNYING_DATABASE_URL"] = database_url
+    env.update(extra_env or {})
     _cli(env, home, "db", "upgrade")
     _cli(env, home, "site", "add", "Fudong", "--tier", "township", "--consortium", "Dongtai")
     _cli(env, home, "ae", "add", "FUDONG_CT", "--site", "Fudong", "--address", "127.0.0.1")
@@ -186,10 +200,18 @@ def topology(home: Path, database_url: str | None) -> Iterator[Topology]:
         )
         balancer = world.spawn("haproxy", ["haproxy", "-f", str(config), "-db"], env)
         _wait_port(world.dicom_port, balancer, "haproxy")
-        http_port = free_port()
-        web = world.spawn("web", [str(YUNYING), "web"], {**env, "YUNYING_HTTP_PORT": str(http_port)})
-        _wait_port(http_port, web, "yunying web")
-        world.web_url, world.token = f"http://127.0.0.1:{http_port}", token
+        for n in range(webs):
+            http_port = free_port()
+            web = world.spawn(f"web-{n + 1}", [str(YUNYING), "web"], {**env, "YUNYING_HTTP_PORT": str(http_port)})
+            _wait_port(http_port, web, f"yunying web {n + 1}")
+            world.web_urls.append(f"http://127.0.0.1:{http_port}")
+        world.web_url, world.token = world.web_urls[0] if world.web_urls else "", token
+        for n in range(ai_workers):
+            world.ai_workers.append(world.spawn(f"ai-{n + 1}", [str(YUNYING), "worker", "ai"], env))
+        if reading_worker:
+            world.spawn("reading-worker", [str(YUNYING), "worker", "reading"], env)
+        if delivery_worker:
+            world.spawn("delivery-worker", [str(YUNYING), "worker", "delivery"], env)
         yield world
     finally:
         world.stop()

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     # An object in the store that no index row references (a crash between store and index)
     # is removed once it is this old; younger ones may belong to an ingest still in flight.
     orphan_grace_s: float = 600.0
+    # How often the receiver (the one process of `--processes N` that sweeps) looks for objects
+    # no index row references — left when a store answered late and the ingest could not delete
+    # what it wrote — and deletes those older than the grace. Also at every start. Each sweep
+    # lists the whole store (docs/operations.md): daily by default.
+    orphan_sweep_interval_s: float = Field(default=86400.0, gt=0)
 
     # Study stability: no new instance for this long → stable, AI job queued.
     stability_seconds: float = 60.0

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # Prometheus: /metrics on the web port answers loopback callers, or anyone with this bearer
     # token when set; a receiver or worker process without a web port serves its own counters
     # on YUNYING_METRICS_PORT (0: none; ``--processes N`` children use port, port+1, …).
+    # Failed bearer tokens: after this many from one address within the window, the address is
+    # answered 429 until the window has passed (pacs/identity/throttle.py); each failure audited.
+    auth_failure_limit: int = Field(default=10, ge=1)
+    auth_failure_window_s: float = Field(default=300.0, gt=0)
+
     metrics_token: str = ""
     metrics_port: int = Field(default=0, ge=0, le=65535)
 

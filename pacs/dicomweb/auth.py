@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pacs.identity.users import Principal, authenticate
+from pacs.identity.throttle import FailureThrottle
+from pacs.identity.users import Principal, Scope, authenticate
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.service import Services
 
@@ -29,13 +30,30 @@ def principal(
             "missing bearer token: send 'Authorization: Bearer <token>' (create one with `yunying token create`)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    services = services_of(request)
+    source = request.client.host if request.client else "unknown"
+    throttle = _throttle(request)
+    verdict = throttle.check(source)
+    if verdict.blocked:
+        raise _too_many(verdict.retry_after_s)
     try:
-        services = services_of(request)
         with transaction(services.sessions, read_only=True) as session:
             found = authenticate(session, credentials.credentials, touch=False)
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
     if found is None:
+        verdict = throttle.fail(source)
+        services.audit.record(
+            NOBODY,
+            "authenticate",
+            outcome="denied",
+            source=source,
+            token_prefix=credentials.credentials[:8],
+            path=request.url.path,
+            blocked=verdict.newly_blocked,
+        )
+        if verdict.blocked:
+            raise _too_many(verdict.retry_after_s)
         raise HTTPException(
             401, "invalid, expired or revoked token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
@@ -46,3 +64,25 @@ def principal(
 
 
 Authenticated = Annotated[Principal, Depends(principal)]
+
+# Who a failed authentication is audited as: nobody known.
+NOBODY = Principal(
+    user_id=None, username="unknown", role="none", is_service=False, scope=Scope(frozenset()), token_id=None
+)
+
+
+def _throttle(request: Request) -> FailureThrottle:
+    state = request.app.state
+    if getattr(state, "auth_throttle", None) is None:
+        settings = services_of(request).settings
+        state.auth_throttle = FailureThrottle(settings.auth_failure_limit, settings.auth_failure_window_s)
+    throttle: FailureThrottle = state.auth_throttle
+    return throttle
+
+
+def _too_many(retry_after_s: int) -> HTTPException:
+    return HTTPException(
+        429,
+        f"too many failed authentications from your address; retry in {retry_after_s} s with a valid token",
+        headers={"Retry-After": str(retry_after_s)},
+    )

@@ -160,3 +160,35 @@ def test_markup_in_a_patient_name_stays_text_in_the_printed_report(make_world: C
     text = subprocess.run(["pdftotext", "-", "-"], input=pdf.content, capture_output=True, check=True).stdout.decode()
     assert "<font size" in text  # the markup printed as the text it is, not obeyed
     assert as_json.headers["content-type"].startswith("application/json")  # JSON: the client escapes
+
+
+def test_repeated_failed_authentication_is_slowed_down_and_audited(make_world: Callable[..., World]) -> None:
+    import time
+
+    from pacs.index.models import AccessRecord
+
+    world = make_world()
+    world.services.settings = world.services.settings.model_copy(
+        update={"auth_failure_limit": 3, "auth_failure_window_s": 2.0}
+    )
+    with transaction(world.services.sessions) as session:
+        add_user(session, username="fudong", role="site", site="Fudong")
+        token = create_token(session, find_user(session, "fudong"))[1]
+    with served(create_app(world.services, ReadingSettings())) as url:
+
+        def get(bearer: str) -> httpx.Response:
+            return httpx.get(f"{url}/dicomweb/studies", headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+
+        answers = [get(f"guess-{n}-xxxxxxxxxxxxxxxx").status_code for n in range(3)]
+        assert answers == [401, 401, 429]  # the third failure within the window starts the block
+        blocked = get(token)  # while blocked, even a valid token is refused: guessing cannot go on
+        assert blocked.status_code == 429 and 1 <= int(blocked.headers["Retry-After"]) <= 3
+        time.sleep(2.2)
+        assert get(token).status_code == 200  # the window passed
+    world.services.audit.flush()
+    with transaction(world.services.sessions) as session:
+        records = session.scalars(select(AccessRecord).where(AccessRecord.action == "authenticate")).all()
+    assert [(r.username, r.outcome, r.source, r.detail["token_prefix"]) for r in records] == [
+        ("unknown", "denied", "127.0.0.1", f"guess-{n}-") for n in range(3)
+    ]
+    assert [r.detail["blocked"] for r in records] == [False, False, True]

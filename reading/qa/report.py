@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -22,12 +22,11 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sqlalchemy.orm import Session
 
 from reading.qa.monthly import STEPS, MonthlyFigures, MonthScope, Progress, monthly_figures
-from reading.reports.outputs.pdf import register_font
+from reading.reports.outputs.pdf import numbered_canvas, register_font
 
 HEADER_GREY: Final = colors.HexColor("#ECEFF1")
 RULE_GREY: Final = colors.HexColor("#9E9E9E")
@@ -168,7 +167,12 @@ def build_report_pdf(report: PreparedReport, *, progress: Progress | None = None
     story: list[Flowable] = []
     for section in report.sections:
         story += section.story(kit)
-    template.build(story, canvasmaker=_numbered_canvas(scope, font))
+    template.build(
+        story,
+        canvasmaker=numbered_canvas(
+            f"{scope.consortium}　月度质控报告 Monthly quality report {scope.month}", font, 7.5
+        ),
+    )
     return buffer.getvalue()
 
 
@@ -188,30 +192,3 @@ def _styles(font: str) -> dict[str, ParagraphStyle]:
         "cell_head": head,
         "cell_head_number": ParagraphStyle("cell_head_number", parent=head, alignment=TA_RIGHT),
     }
-
-
-def _numbered_canvas(scope: MonthScope, font: str) -> type[Canvas]:
-    """A canvas that writes "page n / N" once the page count is known (second pass at save)."""
-    footer = f"{scope.consortium}　月度质控报告 Monthly quality report {scope.month}"
-
-    class NumberedCanvas(Canvas):  # type: ignore[misc]  # ReportLab ships no type information
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pages: list[dict[str, Any]] = []
-
-        def showPage(self) -> None:
-            self._pages.append(dict(self.__dict__))
-            self._startPage()
-
-        def save(self) -> None:
-            total = len(self._pages)
-            for state in self._pages:
-                self.__dict__.update(state)
-                self.setFont(font, 7.5)
-                self.setFillColor(colors.black)
-                self.drawString(18 * mm, 10 * mm, footer)
-                self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"第 {self._pageNumber} 页 / 共 {total} 页")
-                super().showPage()
-            super().save()
-
-    return NumberedCanvas

@@ -164,9 +164,9 @@ def _story(doc: ReportDocument, styles: dict[str, ParagraphStyle], width: float)
     return story
 
 
-def _numbered_canvas(doc: ReportDocument, font: str) -> type[Canvas]:
-    """A canvas that draws "第 n 页 / 共 N 页" once the page count is known (second pass at save)."""
-    footer_left = f"{doc.centre_name}　报告编号 {doc.report_id}-{doc.version}　本报告仅供临床参考"
+def numbered_canvas(footer: str, font: str, size: float) -> type[Canvas]:
+    """A canvas that draws ``footer`` and "第 n 页 / 共 N 页" at the foot of every page once the
+    page count is known (second pass at save). The printed report and QA's monthly report."""
 
     class NumberedCanvas(Canvas):  # type: ignore[misc]  # ReportLab ships no type information
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -181,9 +181,9 @@ def _numbered_canvas(doc: ReportDocument, font: str) -> type[Canvas]:
             total = len(self._pages)
             for state in self._pages:
                 self.__dict__.update(state)
-                self.setFont(font, 8)
+                self.setFont(font, size)
                 self.setFillColor(colors.black)
-                self.drawString(18 * mm, 10 * mm, footer_left)
+                self.drawString(18 * mm, 10 * mm, footer)
                 self.drawRightString(A4[0] - 18 * mm, 10 * mm, f"第 {self._pageNumber} 页 / 共 {total} 页")
                 super().showPage()
             super().save()
@@ -217,7 +217,12 @@ def build_pdf(doc: ReportDocument) -> bytes:
     )
     # The page frame keeps 6 pt of padding on each side (ReportLab's Frame default).
     content_width = template.width - 12
-    template.build(_story(doc, _styles(font), content_width), canvasmaker=_numbered_canvas(doc, font))
+    template.build(
+        _story(doc, _styles(font), content_width),
+        canvasmaker=numbered_canvas(
+            f"{doc.centre_name}　报告编号 {doc.report_id}-{doc.version}　本报告仅供临床参考", font, 8
+        ),
+    )
     return buffer.getvalue()
 
 

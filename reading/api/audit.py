@@ -6,10 +6,11 @@ Searching the audit is itself audited."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from pacs.audit_chain import AuditKey, Search, export_lines, record_json, search, verify
@@ -24,31 +25,6 @@ from reading.qa.service import parse_day
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-def _query(
-    who: Principal,
-    patient_id: str | None,
-    study_uid: str | None,
-    user: str | None,
-    action: str | None,
-    outcome: str | None,
-    since: str | None,
-    until: str | None,
-) -> Search:
-    first, last = parse_day(since, "since"), parse_day(until, "until")
-    if first and last and last < first:
-        raise Invalid("until is before since")
-    return Search(
-        patient_id=patient_id or None,
-        study_uid=study_uid or None,
-        username=user or None,
-        action=action or None,
-        outcome=outcome or None,
-        start=datetime(first.year, first.month, first.day, tzinfo=UTC) if first else None,
-        end=datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1) if last else None,
-        site_ids=who.scope.site_ids,
-    )
-
-
 PatientId = Annotated[str | None, Query(max_length=64, description="a patient ID as its site issued it")]
 StudyUid = Annotated[str | None, Query(max_length=64, pattern=r"^[0-9.]+$")]
 User = Annotated[str | None, Query(max_length=64, description="a username; cli:LOGIN for command-line changes")]
@@ -58,24 +34,50 @@ Since = Annotated[str | None, Query(description="first UTC day, e.g. 2026-10-01"
 Until = Annotated[str | None, Query(description="last UTC day (inclusive)")]
 
 
+@dataclass(frozen=True)
+class Filters:
+    """The search filters both routes take, as given (checked by ``query`` after the role)."""
+
+    patient_id: PatientId = None
+    study_uid: StudyUid = None
+    user: User = None
+    action: Action = None
+    outcome: Outcome = None
+    since: Since = None
+    until: Until = None
+
+    def query(self, who: Principal) -> Search:
+        """Raises ``Invalid`` for a bad day or a range that ends before it starts."""
+        first, last = parse_day(self.since, "since"), parse_day(self.until, "until")
+        if first and last and last < first:
+            raise Invalid("until is before since")
+        return Search(
+            patient_id=self.patient_id or None,
+            study_uid=self.study_uid or None,
+            username=self.user or None,
+            action=self.action or None,
+            outcome=self.outcome or None,
+            start=datetime(first.year, first.month, first.day, tzinfo=UTC) if first else None,
+            end=datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1) if last else None,
+            site_ids=who.scope.site_ids,
+        )
+
+
+AuditFilters = Annotated[Filters, Depends()]
+
+
 @router.get("")
 def get_audit(
     request: Request,
     who: Authenticated,
-    patient_id: PatientId = None,
-    study_uid: StudyUid = None,
-    user: User = None,
-    action: Action = None,
-    outcome: Outcome = None,
-    since: Since = None,
-    until: Until = None,
+    filters: AuditFilters,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_id: Annotated[int | None, Query(ge=1, description="the last id of the previous page")] = None,
 ) -> dict[str, Any]:
     """Matching records, newest first (who, role, action, patient, study, when, from where, outcome)."""
-    _require_auditor(request, who, "audit.search", patient_id, study_uid)
+    _require_auditor(request, who, "audit.search", filters)
     with unit_of_work(request, read_only=True) as session:
-        query = _query(who, patient_id, study_uid, user, action, outcome, since, until)
+        query = filters.query(who)
         found = search(session, query, limit=limit, before_id=before_id)
         records = [record_json(r) for r in found]
     _audit_search(request, who, "audit.search", query, len(records))
@@ -83,21 +85,11 @@ def get_audit(
 
 
 @router.get("/export")
-def get_audit_export(
-    request: Request,
-    who: Authenticated,
-    patient_id: PatientId = None,
-    study_uid: StudyUid = None,
-    user: User = None,
-    action: Action = None,
-    outcome: Outcome = None,
-    since: Since = None,
-    until: Until = None,
-) -> StreamingResponse:
+def get_audit_export(request: Request, who: Authenticated, filters: AuditFilters) -> StreamingResponse:
     """Matching records as JSON lines, oldest first, with their chain place and digest."""
-    _require_auditor(request, who, "audit.export", patient_id, study_uid)
+    _require_auditor(request, who, "audit.export", filters)
     try:
-        query = _query(who, patient_id, study_uid, user, action, outcome, since, until)
+        query = filters.query(who)
     except Invalid as exc:
         raise HTTPException(422, str(exc)) from None
     sessions = services_of(request).sessions
@@ -136,14 +128,12 @@ def get_audit_verify(request: Request, who: Authenticated) -> dict[str, Any]:
     }
 
 
-def _require_auditor(
-    request: Request, who: Principal, action: str, patient_id: str | None, study_uid: str | None
-) -> None:
+def _require_auditor(request: Request, who: Principal, action: str, filters: Filters) -> None:
     """QA staff or admins only; a refused look into the audit is itself recorded (denied)."""
     if who.role not in (Role.QA, Role.ADMIN):
         source = request.client.host if request.client else None
         services_of(request).audit.record(
-            who, action, outcome="denied", patient_id=patient_id, study_uid=study_uid, source=source
+            who, action, outcome="denied", patient_id=filters.patient_id, study_uid=filters.study_uid, source=source
         )
     require_role(who, Role.QA, Role.ADMIN)
 

@@ -301,6 +301,35 @@ def storescu(
     return ok, failed, output
 
 
+def storescu_until(port: int, files: list[Path], successes: int, interrupt: Callable[[], Any]) -> list[Path]:
+    """dcmtk's storescu sending ``files``; once ``successes`` of them were answered Success, call
+    ``interrupt()`` (kill the receiver, say) and stop the sender. Returns the files answered
+    Success, in order."""
+    sender = subprocess.Popen(
+        ["storescu", "-v", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(port), *map(str, files)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
+    acknowledged: list[Path] = []
+    sending: Path | None = None
+    assert sender.stdout is not None
+    for line in sender.stdout:
+        if "Sending file:" in line:
+            sending = Path(line.split("Sending file:", 1)[1].strip())
+        elif "Received Store Response (Success)" in line:
+            assert sending is not None
+            acknowledged.append(sending)
+            if len(acknowledged) == successes:
+                interrupt()
+                break
+    sender.kill()
+    sender.wait(10)
+    sender.stdout.close()
+    return acknowledged
+
+
 def require(tool: str) -> None:
     if shutil.which(tool) is None:
         pytest.fail(f"{tool} is not installed: apt-get install dcmtk (README lists system packages)")

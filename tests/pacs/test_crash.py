@@ -4,8 +4,6 @@ object stays in the store without an index row."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from sqlalchemy import func, select
 from pacs.index.db import make_engine, make_sessionmaker, transaction
 from pacs.index.models import Instance
 from pacs.storage.folder import FolderStore
-from tests.conftest import receiver_env, require, spawn_receiver, storescu, wait_for, yunying
+from tests.conftest import receiver_env, require, spawn_receiver, storescu, storescu_until, wait_for, yunying
 from tests.pacs.helpers import dataset_sha256, file_dataset_sha256, write_ct
 
 
@@ -32,28 +30,7 @@ def test_sigkill_mid_association_then_resend(tmp_path: Path, data_cache: Path) -
     yunying("ae", "add", "FUDONG_CT", "--site", "Fudong Health Centre", "--address", "127.0.0.1", env=env)
 
     receiver = spawn_receiver(env, tmp_path / "receiver-1.log")
-    sender = subprocess.Popen(
-        ["storescu", "-v", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(receiver.port), *map(str, ct)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    acknowledged: list[Path] = []
-    sending: Path | None = None
-    assert sender.stdout is not None
-    for line in sender.stdout:
-        if "Sending file:" in line:
-            sending = Path(line.split("Sending file:", 1)[1].strip())
-        elif "Received Store Response (Success)" in line:
-            assert sending is not None
-            acknowledged.append(sending)
-            if len(acknowledged) == 120:
-                receiver.kill()  # SIGKILL, mid-association
-                break
-    sender.kill()
-    sender.wait(10)
-    sender.stdout.close()
+    acknowledged = storescu_until(receiver.port, ct, 120, receiver.kill)  # SIGKILL, mid-association
     assert len(acknowledged) == 120
 
     incoming = home / "objects" / ".incoming"

@@ -9,7 +9,6 @@ nothing half-visible, the service recovers by itself":
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from pacs.index.db import make_engine, make_sessionmaker, transaction
 from pacs.index.models import Instance
 from pacs.integrity import verify_store
 from pacs.storage.folder import FolderStore
-from tests.conftest import free_port, receiver_env, require, spawn_receiver, storescu, wait_for, yunying
+from tests.conftest import free_port, receiver_env, require, spawn_receiver, storescu, storescu_until, wait_for, yunying
 from tests.pacs.helpers import dataset_sha256, file_dataset_sha256, write_ct
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -37,33 +36,6 @@ def _setup(home: Path, **settings: object) -> dict[str, str]:
     yunying("site", "add", "Fudong Health Centre", "--tier", "township", "--consortium", "Dongtai", env=env)
     yunying("ae", "add", "FUDONG_CT", "--site", "Fudong Health Centre", "--address", "127.0.0.1", env=env)
     return env
-
-
-def _send_until(port: int, files: list[Path], acknowledged_before_kill: int, kill: object) -> list[Path]:
-    """storescu through ``port``; after that many Success answers call ``kill()`` and stop."""
-    sender = subprocess.Popen(
-        ["storescu", "-v", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(port), *map(str, files)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    acknowledged: list[Path] = []
-    sending: Path | None = None
-    assert sender.stdout is not None
-    for line in sender.stdout:
-        if "Sending file:" in line:
-            sending = Path(line.split("Sending file:", 1)[1].strip())
-        elif "Received Store Response (Success)" in line:
-            assert sending is not None
-            acknowledged.append(sending)
-            if len(acknowledged) == acknowledged_before_kill:
-                kill()  # type: ignore[operator]
-                break
-    sender.kill()
-    sender.wait(10)
-    sender.stdout.close()
-    return acknowledged
 
 
 def _check_all_intact(home: Path, files: list[Path]) -> None:
@@ -132,7 +104,7 @@ backend receivers
 
         wait_for(up, timeout=10)
         # "balance first": the study goes to r1, which dies after 120 Success answers.
-        acknowledged = _send_until(port, ct, 120, first.kill)
+        acknowledged = storescu_until(port, ct, 120, first.kill)
         assert len(acknowledged) == 120
         # The technologist (or the modality's retry) sends the study again, through HAProxy.
         ok, failed, output = storescu(port, ct, timeout=240)

@@ -6,31 +6,20 @@ the full 512² run and its figures are in docs/performance.md."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.reliability.conftest import bench_driver
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _driver() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_reliability", ROOT / "bench" / "reliability.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_eight_senders_through_haproxy_while_readers_search_and_retrieve(tmp_path: Path, data_cache: Path) -> None:
     if shutil.which("haproxy") is None:
         pytest.fail("haproxy is needed: apt-get install haproxy")
-    figures = _driver().run_load(tmp_path, senders=8, slices=300, size=128, web_clients=4, cache=data_cache)
+    figures = bench_driver().run_load(tmp_path, senders=8, slices=300, size=128, web_clients=4, cache=data_cache)
     assert figures["failures"] == 0, figures["failure_statuses"]
     assert (figures["missing"], figures["wrong_sha256"], figures["duplicated"]) == (0, 0, 0)
     assert figures["web_errors"] == [] and all(figures["web"][k]["n"] > 0 for k in ("qido", "metadata", "frame"))

@@ -12,12 +12,10 @@ nothing half-visible, the service recovers by itself":
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,18 +35,9 @@ from pacs.integrity import verify_store
 from pacs.settings import Settings, StorageBackend
 from pacs.storage import open_store
 from tests.conftest import MotoServer, free_port, require, wait_for
+from tests.reliability.conftest import bench_driver
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(420)]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _driver() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_reliability", ROOT / "bench" / "reliability.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -137,7 +126,7 @@ def _load_with_fault(
     cluster: Cluster, moto: MotoServer, tmp_path: Path, data_cache: Path, fault: Any, recover: Any
 ) -> None:
     require("storescu")
-    driver = _driver()
+    driver = bench_driver()
     url = cluster.new_database()
     env = _s3(moto)
     studies = driver.studies(data_cache, 4, 120, 128)
@@ -194,7 +183,7 @@ def test_an_ai_worker_killed_mid_job_leaves_it_to_the_other(
     cluster: Cluster, moto_server: MotoServer, tmp_path: Path, data_cache: Path
 ) -> None:
     require("storescu")
-    driver = _driver()
+    driver = bench_driver()
     url = cluster.new_database()
     env = {**_s3(moto_server), "YUNYING_STABILITY_SECONDS": "2", "YUNYING_STABILITY_POLL_S": "0.5",
            "YUNYING_AI_LEASE_S": "6", "YUNYING_AI_POLL_S": "0.5"}  # fmt: skip

@@ -17,8 +17,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs.audit import record_access
 from pacs.audit_chain import AuditKey, Search, describe, export_lines, prune, seal_all, search, verify
 from pacs.cli_support import console, err, fail, load_settings
+from pacs.identity.users import Principal, Scope
 from pacs.index.db import IndexUnavailable, login, make_engine, make_sessionmaker, transaction
 from pacs.index.models import AccessRecord
 from pacs.index.types import utcnow
@@ -66,21 +68,21 @@ def _query(
 
 
 def _audit_own_search(sessions: sessionmaker[Session], action: str, query: Search, answered: int) -> None:
-    """Searching the audit reveals whom a patient was seen by: it is audited too."""
-    with transaction(sessions) as session:
-        session.add(
-            AccessRecord(
-                at=utcnow(),
-                username=f"cli:{login()}",
-                role="operator",
-                action=action,
-                study_uid=query.study_uid,
-                patient_id=query.patient_id,
-                source="local",
-                outcome="success",
-                detail={"user": query.username, "answered": answered},
-            )
-        )
+    """Searching the audit reveals whom a patient was seen by: it is audited too, as the
+    operator running the command (``cli:<login>``, like the command line's administrative changes)."""
+    operator = Principal(
+        user_id=None, username=f"cli:{login()}", role="operator", is_service=False, scope=Scope(None), token_id=None
+    )
+    record_access(
+        sessions,
+        operator,
+        action,
+        study_uid=query.study_uid,
+        patient_id=query.patient_id,
+        source="local",
+        user=query.username,
+        answered=answered,
+    )
 
 
 Patient = Annotated[str | None, typer.Option("--patient", help="A patient ID (as the site issued it).")]

@@ -36,6 +36,13 @@ STATES: Final = ("unassigned", "assigned", "scored")
 COMMENT_LIMIT: Final = 5000
 
 
+def _log(session: Session, kind: str, review: PeerReview, actor: str, **payload: Any) -> None:
+    """A peer-review event of ``review``: the change log the rates are folded from (peer_log.py)."""
+    append_change(
+        session, kind, study_uid=review.study_uid, site_id=review.site_id, actor=actor, review_id=review.id, **payload
+    )
+
+
 @dataclass(frozen=True)
 class SampleRun:
     """What one sampling run did."""
@@ -159,13 +166,11 @@ def _record_sample(
     )
     session.add(review)
     session.flush()
-    append_change(
+    _log(
         session,
         events.PEER_SAMPLED,
-        study_uid=task.study_uid,
-        site_id=task.site_id,
-        actor=actor,
-        review_id=review.id,
+        review,
+        actor,
         report_id=report.id,
         task_id=task.id,
         consortium_id=task.consortium_id,
@@ -242,26 +247,22 @@ def _assign(
     if choice.reviewer_id is None:
         if first or review.unassigned_reason != choice.reason:
             review.unassigned_reason = choice.reason
-            append_change(
+            _log(
                 session,
                 events.PEER_UNASSIGNED,
-                study_uid=review.study_uid,
-                site_id=review.site_id,
-                actor=actor,
-                review_id=review.id,
+                review,
+                actor,
                 reason=choice.reason,
             )
         return False
     review.state, review.reviewer_id, review.assigned_at = "assigned", choice.reviewer_id, now
     review.unassigned_reason = None
     pool.open_reviews[choice.reviewer_id] += 1
-    append_change(
+    _log(
         session,
         events.PEER_ASSIGNED,
-        study_uid=review.study_uid,
-        site_id=review.site_id,
-        actor=actor,
-        review_id=review.id,
+        review,
+        actor,
         reviewer_id=choice.reviewer_id,
         reason=choice.reason,
     )
@@ -355,26 +356,22 @@ def score_review(
         raise Invalid(f"a comment is limited to {COMMENT_LIMIT} characters")
     review.state, review.score, review.comment, review.scored_at = "scored", value.value, text or None, now
     actor = f"reader:{reviewer.id}"
-    append_change(
+    _log(
         session,
         events.PEER_SCORED,
-        study_uid=review.study_uid,
-        site_id=review.site_id,
-        actor=actor,
-        review_id=review.id,
+        review,
+        actor,
         reviewer_id=reviewer.id,
         score=value.value,
         comment=review.comment,
     )
     if value in TO_QA_QUEUE:
         review.qa_state = "open"
-        append_change(
+        _log(
             session,
             events.PEER_QA_OPENED,
-            study_uid=review.study_uid,
-            site_id=review.site_id,
-            actor=actor,
-            review_id=review.id,
+            review,
+            actor,
             score=value.value,
         )
     return review
@@ -477,13 +474,11 @@ def close_case(
         raise Invalid(f"closing a case needs a comment (up to {COMMENT_LIMIT} characters) saying what was done")
     review.qa_state, review.qa_outcome, review.qa_comment = "closed", outcome, text
     review.qa_closed_by, review.qa_closed_at = by, now
-    append_change(
+    _log(
         session,
         events.PEER_QA_CLOSED,
-        study_uid=review.study_uid,
-        site_id=review.site_id,
-        actor=by,
-        review_id=review.id,
+        review,
+        by,
         outcome=outcome,
         comment=text,
     )

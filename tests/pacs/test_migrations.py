@@ -3,11 +3,6 @@ PostgreSQL, and an index from an older revision keeps its rows when upgraded."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import bindparam, create_engine, select, text
@@ -17,24 +12,6 @@ from pacs.index.db import make_engine, make_sessionmaker, transaction
 from pacs.index.migrate import current, upgrade
 from pacs.index.models import Base, Instance
 from pacs.index.types import JSONDocument
-from tests.conftest import PG_ADMIN_URL
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'index.db'}"
-        return
-    name = f"yunying_migrate_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migrations_match_the_models(empty_database: str) -> None:

@@ -4,12 +4,10 @@ filling ``arrived_at`` for rows already derived."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select, text
@@ -29,7 +27,7 @@ from reading.qa.staffing import RosteredReader, StaffingLookup
 from reading.qa.store import refresh
 from reading.qa.timeline import interval_minutes
 from reading.worklist.roster import Window, duty_spans
-from tests.conftest import BACKENDS, PG_ADMIN_URL
+from tests.conftest import BACKENDS
 from tests.reading.qa_history import NOW as QA_NOW
 from tests.reading.qa_history import build_history
 
@@ -230,23 +228,6 @@ def test_the_database_measures_every_task_as_the_python_timeline_does(
 
 
 # ---------------------------------------------------------------- migration 0012
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'index.db'}"
-        return
-    name = f"yunying_qa_scale_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_0012_fills_arrived_at_of_rows_derived_before_it(empty_database: str) -> None:

@@ -99,8 +99,10 @@ class Topology:
     dicom_port: int = 0
     web_url: str = ""
     web_urls: list[str] = field(default_factory=list)
+    webs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ai_workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     token: str = ""
+    verify: str | bool = True  # what an HTTPS client checks the web balancer's certificate against
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.home / f"{name}.log").open("wb")
@@ -151,10 +153,16 @@ def topology(
     ai_workers: int = 0,
     reading_worker: bool = False,
     delivery_worker: bool = False,
+    web_balancer: bool = False,
+    setup: list[list[str]] | None = None,
 ) -> Iterator[Topology]:
     """Index, two receivers behind HAProxy, web processes and (optionally) AI, reading and
     delivery workers, each its own process; a site, its AE and a token. ``extra_env``: more
-    YUNYING_* settings for every process (an S3 store, a shorter lease, …)."""
+    YUNYING_* settings for every process (an S3 store, a shorter lease, …). ``web_balancer``:
+    the web processes behind HAProxy in HTTP mode terminating TLS (a certificate of the
+    consortium CA), which forwards the client's address (X-Forwarded-For, believed by the web
+    processes from loopback only); ``world.web_url`` is then the balancer's. ``setup``: more
+    ``yunying`` commands run before anything starts (readers, rosters, …)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNYING_")}
     env.update(
@@ -173,11 +181,15 @@ def topology(
         env["YUNYING_DATABASE_URL"] = database_url
     env.update(extra_env or {})
     _cli(env, home, "db", "upgrade")
+    if web_balancer:
+        env["YUNYING_HTTP_PROXY_FROM"] = '["127.0.0.1"]'
     _cli(env, home, "site", "add", "Fudong", "--tier", "township", "--consortium", "Dongtai")
     _cli(env, home, "ae", "add", "FUDONG_CT", "--site", "Fudong", "--address", "127.0.0.1")
     _cli(env, home, "user", "add", "bench-admin", "--role", "admin")
     token_output = _cli(env, home, "token", "create", "--user", "bench-admin")
     token = max(re.findall(r"\S{30,}", token_output), key=len)
+    for command in setup or []:
+        _cli(env, home, *command)
     world = Topology(home, env)
     try:
         ports = []
@@ -204,8 +216,11 @@ def topology(
             http_port = free_port()
             web = world.spawn(f"web-{n + 1}", [str(YUNYING), "web"], {**env, "YUNYING_HTTP_PORT": str(http_port)})
             _wait_port(http_port, web, f"yunying web {n + 1}")
+            world.webs.append(web)
             world.web_urls.append(f"http://127.0.0.1:{http_port}")
         world.web_url, world.token = world.web_urls[0] if world.web_urls else "", token
+        if web_balancer:
+            world.web_url = _web_balancer(world, env)
         for n in range(ai_workers):
             world.ai_workers.append(world.spawn(f"ai-{n + 1}", [str(YUNYING), "worker", "ai"], env))
         if reading_worker:
@@ -215,6 +230,41 @@ def topology(
         yield world
     finally:
         world.stop()
+
+
+def _web_balancer(world: Topology, env: dict[str, str]) -> str:
+    """HAProxy in HTTP mode in front of the web processes, as nginx is in docker/: TLS ends here
+    (a server certificate of the consortium CA), the client's address goes on in X-Forwarded-For,
+    a web process that stops answering /readyz is taken out within a second, and a GET whose
+    connection died before any answer is retried on the other one (never a POST: it may have
+    been done)."""
+    home = world.home
+    _cli(env, home, "pki", "init")
+    _cli(env, home, "pki", "issue-server", "--host", "127.0.0.1")
+    pki = home / "pki"
+    bundle = home / "web-tls.pem"
+    bundle.write_bytes((pki / "server.pem").read_bytes() + (pki / "server.key").read_bytes())
+    bundle.chmod(0o600)
+    port = free_port()
+    servers = "\n".join(
+        f"    server w{i} {url.removeprefix('http://')} check inter 300ms fall 2 rise 2"
+        for i, url in enumerate(world.web_urls)
+    )
+    config = home / "haproxy-web.cfg"
+    config.write_text(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n"
+        "    retries 3\n    option redispatch 1\n"
+        f"frontend https\n    bind 127.0.0.1:{port} ssl crt {bundle}\n    option forwardfor\n"
+        "    http-request set-header X-Forwarded-Proto https\n    default_backend webs\n"
+        "backend webs\n    balance roundrobin\n    option httpchk GET /readyz\n"
+        "    retry-on conn-failure empty-response response-timeout\n"
+        "    http-request disable-l7-retry unless METH_GET || METH_HEAD\n"
+        f"{servers}\n"
+    )
+    balancer = world.spawn("haproxy-web", ["haproxy", "-f", str(config), "-db"], env)
+    _wait_port(port, balancer, "haproxy (web)")
+    world.verify = str(pki / "ca.pem")
+    return f"https://127.0.0.1:{port}"
 
 
 def send_study(port: int, files: list[Path]) -> dict[str, Any]:
@@ -250,11 +300,13 @@ def send_study(port: int, files: list[Path]) -> dict[str, Any]:
     return {"latencies": latencies, "failures": len(files) - succeeded, "statuses": statuses}
 
 
-def web_client(url: str, token: str, study_uid: str, stop: threading.Event, out: dict[str, Any]) -> None:
+def web_client(
+    url: str, token: str, study_uid: str, stop: threading.Event, out: dict[str, Any], verify: str | bool = True
+) -> None:
     import httpx
 
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=url, headers=headers, timeout=30, verify=verify) as client:
         metadata = client.get(f"/dicomweb/studies/{study_uid}/metadata").json()
         first = metadata[0]
         series, sop = first["0020000E"]["Value"][0], first["00080018"]["Value"][0]

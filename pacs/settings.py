@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INSECURE_SECRET = "changeme"
@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     # that terminates TLS, leave these empty and bind HTTP to the proxy's network only.
     http_tls_cert: Path | None = None
     http_tls_key: Path | None = None
+    # Reverse proxies (addresses or networks, e.g. '["172.20.0.0/16"]') whose X-Forwarded-For
+    # and X-Forwarded-Proto are believed: the client's real address then goes into the audit
+    # and drives the failed-login throttle. Empty: the headers are ignored, whoever sends them
+    # (else any client could pick the address it is audited and throttled under).
+    http_proxy_from: list[str] = Field(default_factory=list)
     # STOW-RS: a request's whole body is spooled to ``incoming_path`` (part by part, never held
     # in memory) before any part is ingested, so these bound the disk one request can hold and
     # are answered 413 when passed. 2 GiB holds a thin-slice CT of ~4,000 uncompressed 512²
@@ -144,6 +149,18 @@ class Settings(BaseSettings):
     audit_seal_interval_s: float = Field(default=10.0, gt=0)
     audit_retention_days: int = Field(default=15 * 365 + 4, ge=0)
 
+    @field_validator("dicom_proxy_from", "http_proxy_from")
+    @classmethod
+    def _addresses_or_networks(cls, entries: list[str]) -> list[str]:
+        """A proxy list names addresses or networks; a typo would otherwise trust nothing (uvicorn
+        keeps what it cannot parse as a literal) or fail only at the first connection."""
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (10.0.0.5, 172.20.0.0/16)") from None
+        return entries
+
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Self:
         if self.mode is Mode.PRODUCTION:
@@ -160,6 +177,8 @@ class Settings(BaseSettings):
                     "over TLS (YUNYING_DICOM_TLS_PORT, `yunying pki`), or set YUNYING_DICOM_PLAIN_ALLOWED=true if "
                     "that is deliberate"
                 )
+            if any(ipaddress.ip_network(e, strict=False).prefixlen == 0 for e in self.http_proxy_from):
+                problems.append("YUNYING_HTTP_PROXY_FROM trusts every address: name the reverse proxies' network")
             if "*" in self.cors_origins:
                 problems.append("YUNYING_CORS_ORIGINS holds '*': name the origins that may call the API")
             if self.log_level.upper() == "DEBUG":

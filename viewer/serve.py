@@ -22,7 +22,8 @@ from viewer.app import create_app
 
 
 def web_server(services: Services, reading: ReadingSettings) -> uvicorn.Server:
-    """The web app under uvicorn: HTTPS when YUNYING_HTTP_TLS_CERT / _KEY are set."""
+    """The web app under uvicorn: HTTPS when YUNYING_HTTP_TLS_CERT / _KEY are set; the client's
+    address from X-Forwarded-For only when it comes from YUNYING_HTTP_PROXY_FROM."""
     settings = services.settings
     config = uvicorn.Config(
         create_app(services, reading),
@@ -33,6 +34,10 @@ def web_server(services: Services, reading: ReadingSettings) -> uvicorn.Server:
         ssl_certfile=str(settings.http_tls_cert) if settings.http_tls_cert else None,
         ssl_keyfile=str(settings.http_tls_key) if settings.http_tls_key else None,
         ssl_ciphers="ECDHE+AESGCM:ECDHE+CHACHA20",
+        # uvicorn believes X-Forwarded-For from loopback unless told otherwise: only the
+        # configured reverse proxies are believed (pacs.settings.http_proxy_from).
+        proxy_headers=bool(settings.http_proxy_from),
+        forwarded_allow_ips=list(settings.http_proxy_from),
     )
     return uvicorn.Server(config)
 

@@ -192,3 +192,86 @@ def test_repeated_failed_authentication_is_slowed_down_and_audited(make_world: C
         ("unknown", "denied", "127.0.0.1", f"guess-{n}-") for n in range(3)
     ]
     assert [r.detail["blocked"] for r in records] == [False, False, True]
+
+
+def _serve_web(services: Any) -> Any:
+    """The web server exactly as ``yunying web`` builds it (viewer.serve.web_server), on a free
+    port; yields its URL."""
+    import contextlib
+    import threading
+
+    from tests.conftest import free_port, wait_for
+    from viewer.serve import web_server
+
+    @contextlib.contextmanager
+    def running() -> Any:
+        services.settings = services.settings.model_copy(update={"http_port": free_port()})
+        server = web_server(services, ReadingSettings())
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started, timeout=10)
+        try:
+            yield f"http://127.0.0.1:{services.settings.http_port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=5)
+
+    return running()
+
+
+def _denied_sources(world: World) -> list[str]:
+    from pacs.index.models import AccessRecord
+
+    world.services.audit.flush()
+    with transaction(world.services.sessions) as session:
+        records = session.scalars(
+            select(AccessRecord).where(AccessRecord.action == "authenticate").order_by(AccessRecord.id)
+        ).all()
+    return [r.source for r in records]
+
+
+def test_a_forwarded_address_is_believed_only_from_a_configured_proxy(make_world: Callable[..., World]) -> None:
+    """uvicorn believes X-Forwarded-For from loopback by default; then any local client could pick
+    the address it is audited and throttled under, and guess tokens without end by changing it."""
+    world = make_world()
+    world.services.settings = world.services.settings.model_copy(
+        update={"auth_failure_limit": 3, "auth_failure_window_s": 60.0}
+    )
+
+    def guesses(url: str) -> list[int]:
+        return [
+            httpx.get(
+                f"{url}/dicomweb/studies",
+                headers={"Authorization": f"Bearer guess-{n}-xxxxxxxxxxxxxxxx", "X-Forwarded-For": f"10.9.9.{n}"},
+                timeout=10,
+            ).status_code
+            for n in range(4)
+        ]
+
+    with _serve_web(world.services) as url:  # the default: no proxy configured
+        assert guesses(url) == [401, 401, 429, 429]  # one address, whatever the header says
+    assert _denied_sources(world) == ["127.0.0.1"] * 3  # the blocked fourth is refused before any check
+
+    world.services.settings = world.services.settings.model_copy(update={"http_proxy_from": ["127.0.0.1"]})
+    world.services.audit.flush()
+    with _serve_web(world.services) as url:  # behind a reverse proxy on loopback: its header is the client
+        assert guesses(url) == [401, 401, 401, 401]  # four clients, one guess each
+    assert _denied_sources(world)[3:] == [f"10.9.9.{n}" for n in range(4)]
+
+
+def test_a_proxy_list_that_is_not_addresses_is_refused_at_start() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from pacs.settings import Settings
+
+    with pytest.raises(ValidationError, match="not an IP address or network"):
+        Settings(http_proxy_from=["nginx"])
+    with pytest.raises(ValidationError, match="trusts every address"):
+        Settings(
+            mode="production",
+            secret_key="s" * 40,
+            database_url="postgresql+psycopg://x@db/y",
+            dicom_host="127.0.0.1",
+            http_proxy_from=["0.0.0.0/0"],
+        )

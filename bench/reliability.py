@@ -25,6 +25,7 @@ import platform
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -102,7 +103,11 @@ class Topology:
     webs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ai_workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     token: str = ""
-    verify: str | bool = True  # what an HTTPS client checks the web balancer's certificate against
+    verify: ssl.SSLContext | bool = True  # what an HTTPS client checks the web balancer's certificate with
+
+    def cli(self, *args: str) -> str:
+        """A ``yunying`` command against this topology's index; its output."""
+        return _cli(self.env, self.home, *args)
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = (self.home / f"{name}.log").open("wb")
@@ -154,6 +159,7 @@ def topology(
     reading_worker: bool = False,
     delivery_worker: bool = False,
     web_balancer: bool = False,
+    site_options: list[str] | None = None,
     setup: list[list[str]] | None = None,
 ) -> Iterator[Topology]:
     """Index, two receivers behind HAProxy, web processes and (optionally) AI, reading and
@@ -162,7 +168,8 @@ def topology(
     the web processes behind HAProxy in HTTP mode terminating TLS (a certificate of the
     consortium CA), which forwards the client's address (X-Forwarded-For, believed by the web
     processes from loopback only); ``world.web_url`` is then the balancer's. ``setup``: more
-    ``yunying`` commands run before anything starts (readers, rosters, …)."""
+    ``yunying`` commands run before anything starts (readers, rosters, …); ``site_options``: more
+    options of ``yunying site add`` for the site (its return destination, say)."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUNYING_")}
     env.update(
@@ -183,7 +190,7 @@ def topology(
     _cli(env, home, "db", "upgrade")
     if web_balancer:
         env["YUNYING_HTTP_PROXY_FROM"] = '["127.0.0.1"]'
-    _cli(env, home, "site", "add", "Fudong", "--tier", "township", "--consortium", "Dongtai")
+    _cli(env, home, "site", "add", "Fudong", "--tier", "township", "--consortium", "Dongtai", *(site_options or []))
     _cli(env, home, "ae", "add", "FUDONG_CT", "--site", "Fudong", "--address", "127.0.0.1")
     _cli(env, home, "user", "add", "bench-admin", "--role", "admin")
     token_output = _cli(env, home, "token", "create", "--user", "bench-admin")
@@ -239,7 +246,7 @@ def _web_balancer(world: Topology, env: dict[str, str]) -> str:
     connection died before any answer is retried on the other one (never a POST: it may have
     been done)."""
     home = world.home
-    _cli(env, home, "pki", "init")
+    _cli(env, home, "pki", "init", "--consortium", "Dongtai")
     _cli(env, home, "pki", "issue-server", "--host", "127.0.0.1")
     pki = home / "pki"
     bundle = home / "web-tls.pem"
@@ -257,13 +264,14 @@ def _web_balancer(world: Topology, env: dict[str, str]) -> str:
         f"frontend https\n    bind 127.0.0.1:{port} ssl crt {bundle}\n    option forwardfor\n"
         "    http-request set-header X-Forwarded-Proto https\n    default_backend webs\n"
         "backend webs\n    balance roundrobin\n    option httpchk GET /readyz\n"
+        "    http-response set-header X-Served-By %[srv_name]\n"
         "    retry-on conn-failure empty-response response-timeout\n"
         "    http-request disable-l7-retry unless METH_GET || METH_HEAD\n"
         f"{servers}\n"
     )
     balancer = world.spawn("haproxy-web", ["haproxy", "-f", str(config), "-db"], env)
     _wait_port(port, balancer, "haproxy (web)")
-    world.verify = str(pki / "ca.pem")
+    world.verify = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     return f"https://127.0.0.1:{port}"
 
 
@@ -301,7 +309,7 @@ def send_study(port: int, files: list[Path]) -> dict[str, Any]:
 
 
 def web_client(
-    url: str, token: str, study_uid: str, stop: threading.Event, out: dict[str, Any], verify: str | bool = True
+    url: str, token: str, study_uid: str, stop: threading.Event, out: dict[str, Any], verify: ssl.SSLContext | bool = True
 ) -> None:
     import httpx
 
@@ -431,7 +439,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
-def _postgres_database() -> tuple[str, Any]:
+def postgres_database() -> tuple[str, Any]:
     from sqlalchemy import create_engine, text
 
     name = f"yunying_load_{uuid.uuid4().hex[:8]}"
@@ -458,7 +466,7 @@ def main() -> None:
     drop = None
     url = None
     if args.database == "postgres":
-        url, drop = _postgres_database()
+        url, drop = postgres_database()
     try:
         with tempfile.TemporaryDirectory(prefix="yunying-load-") as folder:
             print(

@@ -33,16 +33,18 @@ def principal(
     services = services_of(request)
     source = request.client.host if request.client else "unknown"
     throttle = _throttle(request)
-    verdict = throttle.check(source)
-    if verdict.blocked:
-        raise _too_many(verdict.retry_after_s)
+    key = f"addr:{source}"
     try:
+        verdict = throttle.check(key)
+        if verdict.blocked:
+            raise _too_many(verdict.retry_after_s)
         with transaction(services.sessions, read_only=True) as session:
             found = authenticate(session, credentials.credentials, touch=False)
+        if found is None:
+            verdict = throttle.fail(key)
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
     if found is None:
-        verdict = throttle.fail(source)
         services.audit.record(
             NOBODY,
             "authenticate",
@@ -75,7 +77,9 @@ def _throttle(request: Request) -> FailureThrottle:
     state = request.app.state
     if getattr(state, "auth_throttle", None) is None:
         settings = services_of(request).settings
-        state.auth_throttle = FailureThrottle(settings.auth_failure_limit, settings.auth_failure_window_s)
+        state.auth_throttle = FailureThrottle(
+            services_of(request).sessions, settings.auth_failure_limit, settings.auth_failure_window_s
+        )
     throttle: FailureThrottle = state.auth_throttle
     return throttle
 

@@ -1,14 +1,24 @@
-"""Failed authentication, slowed down per source address (issue G): after ``limit`` failures in
-``window_s`` an address is refused (HTTP 429, ``Retry-After``) until its oldest failure leaves
-the window — whatever it sends, a valid token too, so guessing cannot go on. In-process: each
-web process keeps its own count (behind N web processes an address gets N × the limit)."""
+"""Failed authentication, slowed down per key — a source address (``addr:10.1.2.3``) or a login
+name (``login:li``): after ``limit`` failures in ``window_s`` the key is refused (HTTP 429,
+``Retry-After``) until its oldest failure leaves the window — whatever it sends, valid
+credentials too, so guessing cannot go on.
+
+The failures live in the index (``auth_failure``), not in the process: behind a reverse proxy
+every web process sees the same count, so N web processes do not give a guesser N × the limit
+(tests/reliability/test_web_tier.py). Each failure also prunes what has left the window.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pacs.index.db import transaction
+from pacs.index.models import AuthFailure
+from pacs.index.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -18,41 +28,42 @@ class Verdict:
     newly_blocked: bool = False  # this failure started the block (audited once)
 
 
+def verdict(count: int, oldest: datetime | None, now: datetime, limit: int, window_s: float) -> Verdict:
+    """Blocked when ``count`` failures within the window reach ``limit``; free again when the
+    oldest of them leaves it."""
+    if count < limit or oldest is None:
+        return Verdict(False)
+    left = window_s - (now - oldest).total_seconds()
+    return Verdict(True, max(1, int(left) + 1), newly_blocked=count == limit)
+
+
 class FailureThrottle:
-    def __init__(self, limit: int, window_s: float, *, clock: object = time.monotonic) -> None:
+    def __init__(self, sessions: sessionmaker[Session], limit: int, window_s: float) -> None:
+        self.sessions = sessions
         self.limit = limit
         self.window_s = window_s
-        self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def _now(self) -> float:
-        return float(self._clock())  # type: ignore[operator]
+    def _recent(self, session: Session, key: str, now: datetime) -> tuple[int, datetime | None]:
+        since = now - timedelta(seconds=self.window_s)
+        count, oldest = session.execute(
+            select(func.count(), func.min(AuthFailure.at)).where(AuthFailure.key == key, AuthFailure.at > since)
+        ).one()
+        return int(count), oldest
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(address, deque())
-        while failures and now - failures[0] >= self.window_s:
-            failures.popleft()
-        if not failures:
-            self._failures.pop(address, None)
-        return failures
+    def check(self, key: str) -> Verdict:
+        """Whether ``key`` is refused now (``IndexUnavailable`` when the index is down)."""
+        now = utcnow()
+        with transaction(self.sessions, read_only=True) as session:
+            count, oldest = self._recent(session, key, now)
+        found = verdict(count, oldest, now, self.limit, self.window_s)
+        return Verdict(found.blocked, found.retry_after_s)
 
-    def check(self, address: str) -> Verdict:
-        """Whether ``address`` is refused now."""
-        now = self._now()
-        with self._lock:
-            failures = self._recent(address, now)
-            if len(failures) >= self.limit:
-                return Verdict(True, max(1, int(self.window_s - (now - failures[0])) + 1))
-        return Verdict(False)
-
-    def fail(self, address: str) -> Verdict:
-        """Count one failure; returns whether the address is now refused."""
-        now = self._now()
-        with self._lock:
-            failures = self._recent(address, now)
-            failures.append(now)
-            self._failures[address] = failures
-            if len(failures) >= self.limit:
-                return Verdict(True, max(1, int(self.window_s - (now - failures[0])) + 1), len(failures) == self.limit)
-        return Verdict(False)
+    def fail(self, key: str) -> Verdict:
+        """Count one failure of ``key``; returns whether it is now refused."""
+        now = utcnow()
+        with transaction(self.sessions) as session:
+            session.execute(delete(AuthFailure).where(AuthFailure.at <= now - timedelta(seconds=self.window_s)))
+            session.add(AuthFailure(key=key, at=now))
+            session.flush()
+            count, oldest = self._recent(session, key, now)
+        return verdict(count, oldest, now, self.limit, self.window_s)

@@ -198,6 +198,18 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AuthFailure(Base):
+    """One failed authentication of a key (``addr:<address>``, ``login:<name>``) within the
+    throttle's window, shared by every web process (pacs/identity/throttle.py)."""
+
+    __tablename__ = "auth_failure"
+    __table_args__ = (Index("ix_auth_failure_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(160))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class AccessRecord(Base):
     """One access to patient data, in the spirit of IHE ATNA: who, as what, did what to which
     study or patient, when, from where, with what outcome (pacs/audit.py)."""

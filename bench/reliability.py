@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Load through the production topology (issue G): N senders each push a CT study through
 HAProxy (TCP, ``send-proxy-v2``) to two ``yunying receiver`` processes, while M clients run
-QIDO-RS searches and WADO-RS metadata and frame retrievals against ``yunying web``. Checked
+QIDO-RS searches and WADO-RS metadata and frame retrievals through HAProxy (HTTP, terminating
+TLS) against two ``yunying web`` processes. Checked
 afterwards: every instance present once with the sha256 of the file sent, no failure status;
 measured: images/s, the p50/p95 of the time a C-STORE waits for its Success, the receivers'
 peak RSS, and the web clients' latencies and errors.
@@ -309,7 +310,12 @@ def send_study(port: int, files: list[Path]) -> dict[str, Any]:
 
 
 def web_client(
-    url: str, token: str, study_uid: str, stop: threading.Event, out: dict[str, Any], verify: ssl.SSLContext | bool = True
+    url: str,
+    token: str,
+    study_uid: str,
+    stop: threading.Event,
+    out: dict[str, Any],
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     import httpx
 
@@ -377,14 +383,16 @@ def run_load(
 ) -> dict[str, Any]:
     load = studies(cache or workdir / "data", senders + 1, slices, size)
     warmup, sent = load[0][:4], load[1:]
-    with topology(workdir / "var", database_url) as world:
+    with topology(workdir / "var", database_url, webs=2, web_balancer=True) as world:
         ok = send_study(world.dicom_port, warmup)
         if ok["failures"]:
             raise RuntimeError(f"the warm-up study failed: {ok['statuses']}")
         warm_uid = str(synthetic_uid(warmup[0]))
         stop, results = threading.Event(), [dict[str, Any]() for _ in range(web_clients)]
         threads = [
-            threading.Thread(target=web_client, args=(world.web_url, world.token, warm_uid, stop, out), daemon=True)
+            threading.Thread(
+                target=web_client, args=(world.web_url, world.token, warm_uid, stop, out, world.verify), daemon=True
+            )
             for out in results
         ]
         for thread in threads:

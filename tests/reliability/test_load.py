@@ -1,8 +1,8 @@
 """Load through the production topology (issue G): 8 senders push a CT each through HAProxy to
-two receivers while 4 clients run QIDO/WADO against `yunying web` — every instance present once
-with the sha256 sent, no failure status, no web error, the receivers' memory bounded. This is
-bench/reliability.py's driver at a size that keeps the suite short (8 × 300 slices of 128²);
-the full 512² run and its figures are in docs/performance.md."""
+two receivers while 4 clients run QIDO/WADO over HTTPS through a second HAProxy to two
+`yunying web` — every instance present once with the sha256 sent, no failure status, no web
+error, the receivers' memory bounded. This is bench/reliability.py's driver at a size that
+keeps the suite short (8 × 300 slices of 128²); the full 512² run and its figures are in docs/performance.md."""
 
 from __future__ import annotations
 

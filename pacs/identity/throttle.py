@@ -58,6 +58,11 @@ class FailureThrottle:
         found = verdict(count, oldest, now, self.limit, self.window_s)
         return Verdict(found.blocked, found.retry_after_s)
 
+    def forgive(self, key: str) -> None:
+        """Forget the failures of ``key`` (a login name whose password then proved right)."""
+        with transaction(self.sessions) as session:
+            session.execute(delete(AuthFailure).where(AuthFailure.key == key))
+
     def fail(self, key: str) -> Verdict:
         """Count one failure of ``key``; returns whether it is now refused."""
         now = utcnow()

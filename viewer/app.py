@@ -25,6 +25,7 @@ from pacs.storage import StoreUnavailable
 from reading.api import router as reading_router
 from reading.metrics import reading_figures
 from reading.settings import ReadingSettings
+from viewer.frontend import mount_frontend
 
 
 class ServerTiming:
@@ -75,6 +76,7 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
     app.include_router(wado_router)
     app.include_router(stow_router)
     app.include_router(reading_router)
+    mount_frontend(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

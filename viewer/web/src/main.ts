@@ -139,4 +139,7 @@ startRouter(render, () => {
   clear(app);
   app.append(header(), h('main', {}, h('p', { class: 'error' }, t('app.not_found'))));
 });
-void show();
+// Who is logged in decides the header and the start page: ask once before the first page.
+void resume()
+  .catch(() => null)
+  .then(() => show());

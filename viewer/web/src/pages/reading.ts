@@ -7,7 +7,24 @@ import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
 import { PRESETS, StackViewer, listSeries, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
-import { topFinding, type AiFlag } from './worklist';
+import type { AiFlag } from './worklist';
+
+interface AiLocation {
+  sop_instance_uid: string;
+  frame?: number;
+}
+
+interface AiFinding {
+  id?: number;
+  label: string;
+  probability: number | null;
+  model: string;
+  version?: string;
+  positive: boolean;
+  explanation?: string;
+  location: AiLocation[];
+  agree: boolean | null;
+}
 
 interface Report extends ReportContent {
   id: number;
@@ -146,29 +163,74 @@ export const readingPage: Page = async (root, params) => {
   }
 
   // ----------------------------------------------------------------- AI findings
-  const findings = task.ai_flags.slice().sort((a, b) => Number(b.positive) - Number(a.positive) || (b.probability ?? 0) - (a.probability ?? 0));
-  const top = topFinding(task.ai_flags);
+  // The findings with where to look (jump to the slice) and the reader's agree/disagree; the
+  // worklist's flags stand in when the findings cannot be fetched.
+  const aiList = h('ul', { id: 'ai-list' });
   const aiBox = h(
     'section',
     { class: 'panel ai-findings', id: 'ai-findings' },
     h('h3', {}, t('reading.ai')),
-    findings.length
-      ? h(
-          'ul',
-          {},
-          findings.map((flag) =>
-            h(
-              'li',
-              { class: flag.positive ? 'positive' : 'negative' },
-              h('strong', {}, term('finding', flag.label)),
-              ` ${flag.probability !== null ? Math.round(flag.probability * 100) + '%' : ''} · ${flag.model} ${flag.version ?? ''}`,
-              flag.explanation ? h('small', {}, flag.explanation) : null,
-            ),
-          ),
-        )
-      : h('p', { class: 'muted' }, t('reading.ai_none')),
-    top ? h('p', { class: 'muted' }, t('reading.ai_advisory')) : null,
+    aiList,
+    h('p', { class: 'muted' }, t('reading.ai_advisory')),
   );
+  let seriesList: SeriesInfo[] = [];
+  let showSeries: (one: SeriesInfo) => Promise<void> = async () => undefined;
+
+  async function jumpToFinding(where: AiLocation): Promise<void> {
+    if (!viewer) return;
+    let index = viewer.indexOf(where.sop_instance_uid, where.frame ?? 1);
+    for (const one of seriesList) {
+      if (index >= 0) break;
+      await showSeries(one);
+      index = viewer.indexOf(where.sop_instance_uid, where.frame ?? 1);
+    }
+    if (index >= 0) await viewer.jumpTo(index);
+    else say(t('reading.ai_not_found'), true);
+  }
+
+  function drawFindings(findings: AiFinding[]): void {
+    aiList.replaceChildren();
+    if (!findings.length) {
+      aiList.append(h('li', { class: 'muted' }, t('reading.ai_none')));
+      return;
+    }
+    for (const finding of findings) {
+      const where = finding.location?.[0];
+      const opinion = async (agree: boolean) => {
+        try {
+          const answer = await api<AiFinding>('POST', `/api/ai-findings/${finding.id}/feedback`, { agree });
+          finding.agree = answer.agree;
+          drawFindings(findings);
+        } catch (error) {
+          say(t('report.failed', { detail: (error as Error).message }), true);
+        }
+      };
+      aiList.append(
+        h(
+          'li',
+          { class: finding.positive ? 'positive' : 'negative', 'data-finding': finding.id ?? '' },
+          h('strong', {}, term('finding', finding.label)),
+          ` ${finding.probability !== null ? Math.round(finding.probability * 100) + '%' : ''} · ${finding.model} ${finding.version ?? ''}`,
+          finding.explanation ? h('small', {}, finding.explanation) : null,
+          h(
+            'div',
+            { class: 'finding-actions' },
+            where ? h('button', { class: 'small', 'data-action': 'jump', onclick: () => void jumpToFinding(where) }, t('reading.ai_jump')) : null,
+            finding.id !== undefined
+              ? [
+                  h('button', { class: `small${finding.agree === true ? ' active' : ''}`, 'data-action': 'agree', onclick: () => void opinion(true) }, t('reading.ai_agree')),
+                  h('button', { class: `small${finding.agree === false ? ' active' : ''}`, 'data-action': 'disagree', onclick: () => void opinion(false) }, t('reading.ai_disagree')),
+                ]
+              : null,
+          ),
+        ),
+      );
+    }
+  }
+  drawFindings(task.ai_flags.map((flag) => ({ ...flag, id: undefined, location: [], agree: null })));
+  void get<AiFinding[]>(`/api/tasks/${taskId}/ai-findings`)
+    .then(drawFindings)
+    .catch(() => undefined);
 
   // ----------------------------------------------------------------- report
   const template = chooseTemplate(templates, task.modality, task.body_part ?? study.body_part);
@@ -400,7 +462,8 @@ export const readingPage: Page = async (root, params) => {
     window.__yyViewer = Object.assign(timing, { viewer });
     selectTool('wl');
     const series: SeriesInfo[] = await listSeries(task.study_uid);
-    const showSeries = async (one: SeriesInfo) => {
+    seriesList = series;
+    showSeries = async (one: SeriesInfo) => {
       for (const thumb of thumbnails.querySelectorAll('.thumb')) thumb.classList.toggle('active', (thumb as HTMLElement).dataset.series === one.seriesUid);
       await viewer!.show(task.study_uid, one.seriesUid);
     };

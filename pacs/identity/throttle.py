@@ -1,7 +1,9 @@
-"""Failed authentication, slowed down per source address (issue G): after ``limit`` failures in
-``window_s`` an address is refused (HTTP 429, ``Retry-After``) until its oldest failure leaves
-the window — whatever it sends, a valid token too, so guessing cannot go on. In-process: each
-web process keeps its own count (behind N web processes an address gets N × the limit)."""
+"""Failed authentication, slowed down per key (issue G): after ``limit`` failures in
+``window_s`` a key — a source address for bearer tokens; a login name, and separately an
+address, for password logins — is refused (HTTP 429, ``Retry-After``) until its oldest failure
+leaves the window, whatever it sends, a valid token or password too, so guessing cannot go on.
+In-process: each web process keeps its own count (behind N web processes a key gets N × the
+limit)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,11 @@ class FailureThrottle:
             if len(failures) >= self.limit:
                 return Verdict(True, max(1, int(self.window_s - (now - failures[0])) + 1))
         return Verdict(False)
+
+    def forgive(self, address: str) -> None:
+        """Forget the failures of ``address`` (a login that then succeeded)."""
+        with self._lock:
+            self._failures.pop(address, None)
 
     def fail(self, address: str) -> Verdict:
         """Count one failure; returns whether the address is now refused."""

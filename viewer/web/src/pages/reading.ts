@@ -75,7 +75,16 @@ const TOOL_KEYS: [ToolKey, string][] = [
 declare global {
   interface Window {
     // What the browser tests read: timings and the viewer's own transforms.
-    __yyViewer?: { firstImageMs: number | null; slice: number; total: number; viewer: StackViewer; voi: [number, number] };
+    __yyViewer?: {
+      firstImageMs: number | null;
+      firstImageAt: number | null;
+      loaded: number;
+      allLoadedAt: number | null;
+      slice: number;
+      total: number;
+      viewer: StackViewer;
+      voi: [number, number];
+    };
   }
 }
 
@@ -444,7 +453,16 @@ export const readingPage: Page = async (root, params) => {
   }, 1000);
 
   // ----------------------------------------------------------------- images
-  const timing = { firstImageMs: null as number | null, slice: 0, total: 0, voi: [0, 0] as [number, number] };
+  // performance.now() marks (from the page's navigation start) for the tests and bench/viewer.py.
+  const timing = {
+    firstImageMs: null as number | null,
+    firstImageAt: null as number | null,
+    loaded: 0,
+    allLoadedAt: null as number | null,
+    slice: 0,
+    total: 0,
+    voi: [0, 0] as [number, number],
+  };
   try {
     viewer = await StackViewer.create(viewportElement, {
       slice: (index, total) => {
@@ -457,7 +475,14 @@ export const readingPage: Page = async (root, params) => {
         timing.voi = [width, centre];
       },
       measurements: showMeasurements,
-      firstImage: (ms) => (timing.firstImageMs = ms),
+      firstImage: (ms) => {
+        timing.firstImageMs = ms;
+        timing.firstImageAt = performance.now();
+      },
+      loaded: (count, total) => {
+        timing.loaded = count;
+        if (count === total && timing.allLoadedAt === null) timing.allLoadedAt = performance.now();
+      },
     });
     window.__yyViewer = Object.assign(timing, { viewer });
     selectTool('wl');

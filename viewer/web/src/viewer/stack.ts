@@ -144,6 +144,7 @@ export interface ViewerEvents {
   voi(width: number, centre: number): void;
   measurements(found: Measurement[]): void;
   firstImage(ms: number): void;
+  loaded(count: number, total: number): void;
 }
 
 export class StackViewer {
@@ -156,6 +157,8 @@ export class StackViewer {
   private imageIds: string[] = [];
   private started = performance.now();
   private firstImageSeen = false;
+  private wanted = new Set<string>();
+  private loadedIds = new Set<string>();
 
   private constructor(
     private element: HTMLDivElement,
@@ -185,6 +188,14 @@ export class StackViewer {
         this.events.firstImage(performance.now() - this.started);
       }
     });
+    // How much of the stack is in the cache (the prefetch fills it behind the shown slice).
+    this.on(eventTarget, Enums.Events.IMAGE_LOADED, ((event: CustomEvent) => {
+      const imageId: string | undefined = event.detail?.image?.imageId;
+      if (imageId && this.wanted.has(imageId) && !this.loadedIds.has(imageId)) {
+        this.loadedIds.add(imageId);
+        this.events.loaded(this.loadedIds.size, this.imageIds.length);
+      }
+    }) as EventListener);
     for (const kind of [ToolEnums.Events.ANNOTATION_COMPLETED, ToolEnums.Events.ANNOTATION_MODIFIED, ToolEnums.Events.ANNOTATION_REMOVED]) {
       this.on(eventTarget, kind, () => this.reportMeasurements());
     }
@@ -216,6 +227,8 @@ export class StackViewer {
     this.stopCine();
     this.imageIds = await seriesImageIds(studyUid, seriesUid);
     if (!this.imageIds.length) throw new Error('no images in this series');
+    this.wanted = new Set(this.imageIds);
+    this.loadedIds = new Set();
     const start = index ?? Math.floor(this.imageIds.length / 2);
     await this.viewport.setStack(this.imageIds, Math.min(start, this.imageIds.length - 1));
     this.viewport.render();

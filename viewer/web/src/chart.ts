@@ -20,7 +20,7 @@ export function barChart(labels: string[], series: Series[], options: { unit: st
   const left = 48;
   const bottom = 46;
   const groupWidth = Math.max(40, 16 * series.length + 20);
-  const width = left + labels.length * groupWidth + 20;
+  const width = Math.max(420, left + labels.length * groupWidth + 20);
   const top = 24;
   const all = series.flatMap((s) => s.values).filter((v): v is number => v !== null);
   const max = options.max ?? Math.max(1, options.limit ?? 0, ...all) * 1.1;
@@ -29,7 +29,7 @@ export function barChart(labels: string[], series: Series[], options: { unit: st
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
     chart.append(svg('line', { x1: left, x2: width - 10, y1: y(v), y2: y(v), class: 'grid-line' }));
-    chart.append(svg('text', { x: left - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, `${Math.round(v)}${options.unit}`));
+    chart.append(svg('text', { x: left - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, `${max < 8 ? v.toFixed(1) : Math.round(v)}${options.unit}`));
   }
   labels.forEach((label, i) => {
     const x0 = left + i * groupWidth + 10;

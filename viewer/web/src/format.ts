@@ -1,11 +1,19 @@
 import { locale, t } from './i18n';
 
-/** DICOM PN ``王^桂英`` or ``Doe^John`` as people write it. */
+/** One PN component group (``Family^Given^Middle^Prefix^Suffix``) as people write it. */
+function nameGroup(group: string): string {
+  const [family = '', given = ''] = group.split('^');
+  if (/[\u3400-\u9fff]/.test(family + given)) return `${family}${given}`;
+  return [given, family].filter(Boolean).join(' ');
+}
+
+/** DICOM PN ``王^桂英`` or ``Wang^Guiying=王^桂英`` (alphabetic=ideographic, PS3.5 6.2.1) as
+ * people write it: the ideographic form first when there is one. */
 export function personName(pn: string | null | undefined): string {
   if (!pn) return '';
-  const [family = '', given = ''] = pn.split('=')[0].split('^');
-  if (/[\u3400-\u9fff]/.test(family + given)) return `${family}${given}`;
-  return [given, family].filter(Boolean).join(' ') || pn;
+  const [alphabetic = '', ideographic = ''] = pn.split('=').map(nameGroup);
+  if (ideographic && alphabetic) return `${ideographic} (${alphabetic})`;
+  return ideographic || alphabetic || pn;
 }
 
 /** Age in years at the study date, from DICOM DA values (YYYYMMDD). */

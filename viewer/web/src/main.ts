@@ -106,10 +106,14 @@ async function render(page: Page, params: Record<string, string>) {
   const main = h('main', {});
   app.append(header(), main);
   document.title = t('app.name');
+  const loading = h('p', { class: 'muted', id: 'loading' }, t('app.loading'));
+  main.append(loading);
   try {
     return await page(main, params);
   } catch (error) {
     main.append(h('p', { class: 'error' }, t('app.failed', { detail: String((error as Error).message ?? error) })));
+  } finally {
+    loading.remove();
   }
 }
 

@@ -306,6 +306,13 @@ export class StackViewer {
     return (2 * (camera.parallelScale ?? 0)) / this.element.clientHeight;
   }
 
+  /** The handles of each measurement in canvas (CSS pixel) coordinates. */
+  handlesOnCanvas(): [number, number][][] {
+    return annotation.state
+      .getAllAnnotations()
+      .map((item) => (item.data.handles?.points ?? []).map((point) => this.viewport.worldToCanvas(point) as [number, number]));
+  }
+
   private reportVoi(): void {
     const range = this.viewport.getProperties().voiRange;
     if (!range) return;

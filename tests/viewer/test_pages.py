@@ -414,3 +414,19 @@ def test_a_wrong_password_is_refused_without_saying_why(page: Any, centre: Centr
     assert page.inner_text("#login-message") == "用户名或密码不正确"
     page.goto("/worklist")
     page.wait_for_url(re.compile(r".*/login\?next=.*"))
+
+
+def test_an_ended_session_sends_the_page_back_to_login(page: Any, centre: Centre) -> None:
+    log_in(page, "li", expect="/worklist")
+    page.locator("#worklist-rows tr[data-task]").first.wait_for(timeout=20_000)
+    csrf = page.request.get("/api/session").json()["csrf_token"]
+    # The session ends on the server (idle timeout, logout elsewhere): the next call answers 401.
+    assert page.request.delete("/api/session", headers={"X-CSRF-Token": csrf}).status == 204
+    page.select_option("#filter-priority", "stat")
+    page.wait_for_url(re.compile(r".*/login\?expired=1.*"))
+    assert page.inner_text("#login-message") == "会话已超时，请重新登录"
+    page.fill("#login", "li")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(re.compile(".*/worklist$"))  # back where the reader was
+    page.select_option("#filter-priority", "")  # the saved view is the browser's: leave it as found

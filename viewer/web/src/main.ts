@@ -37,7 +37,19 @@ route('/', async () => {
   const who = user() ?? (await resume())?.user;
   navigate(who ? home(who.role) : '/login', true);
 });
-route('/worklist', guarded(['reader'], worklistPage));
+// A reader opens studies from the worklist: fetch and evaluate the viewer's chunk (and start
+// Cornerstone) while he looks at the list, not after his click.
+const worklistThenViewer: Page = async (root, params) => {
+  const stop = await worklistPage(root, params);
+  const soon = window.setTimeout(() => {
+    void import('./pages/reading').then((module) => module.warmUp()).catch(() => undefined);
+  }, 1500);
+  return () => {
+    window.clearTimeout(soon);
+    if (stop) stop();
+  };
+};
+route('/worklist', guarded(['reader'], worklistThenViewer));
 route('/read/:taskId', guarded(['reader'], readingPage));
 route('/site', guarded(['site'], sitePage));
 route('/qa', guarded(['qa', 'admin'], qaPage));

@@ -5,7 +5,7 @@ import { h } from '../dom';
 import { ageAt, countdown, personName } from '../format';
 import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
-import { PRESETS, StackViewer, listSeries, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
+import { PRESETS, StackViewer, initialise, listSeries, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -88,9 +88,20 @@ declare global {
   }
 }
 
+/** Start Cornerstone before a study is opened (the worklist calls this when idle). */
+export function warmUp(): Promise<void> {
+  return initialise();
+}
+
 export const readingPage: Page = async (root, params) => {
   const taskId = Number(params.taskId);
+  // Cornerstone starts while the task is fetched: the first image waits for both.
+  performance.mark('yy:reading');
+  const starting = initialise();
   const [task, templates] = await Promise.all([get<Task>(`/api/tasks/${taskId}`), get<Template[]>('/api/templates')]);
+  performance.mark('yy:task');
+  const listing = listSeries(task.study_uid);
+  listing.catch(() => undefined); // awaited below, inside the viewer's error handling
   const status = h('p', { class: 'status', id: 'reading-status', role: 'status' });
   const say = (text: string, error = false) => {
     status.textContent = text;
@@ -464,6 +475,8 @@ export const readingPage: Page = async (root, params) => {
     voi: [0, 0] as [number, number],
   };
   try {
+    await starting;
+    performance.mark('yy:cornerstone');
     viewer = await StackViewer.create(viewportElement, {
       slice: (index, total) => {
         sliceText.textContent = t('viewer.slice', { n: index + 1, total });
@@ -486,7 +499,8 @@ export const readingPage: Page = async (root, params) => {
     });
     window.__yyViewer = Object.assign(timing, { viewer });
     selectTool('wl');
-    const series: SeriesInfo[] = await listSeries(task.study_uid);
+    const series: SeriesInfo[] = await listing;
+    performance.mark('yy:series');
     seriesList = series;
     showSeries = async (one: SeriesInfo) => {
       for (const thumb of thumbnails.querySelectorAll('.thumb')) thumb.classList.toggle('active', (thumb as HTMLElement).dataset.series === one.seriesUid);

@@ -60,7 +60,8 @@ export type ToolKey = keyof typeof TOOLS;
 
 let initialised: Promise<void> | null = null;
 
-function initialise(): Promise<void> {
+/** Start Cornerstone (WebGL context, tools, the decoder worker pool) ahead of need. */
+export function initialise(): Promise<void> {
   initialised ??= (async () => {
     await initCore();
     initTools();
@@ -185,6 +186,7 @@ export class StackViewer {
     this.on(element, Enums.Events.IMAGE_RENDERED, () => {
       if (!this.firstImageSeen && this.viewport.getCurrentImageId()) {
         this.firstImageSeen = true;
+        performance.mark('yy:first-image');
         this.events.firstImage(performance.now() - this.started);
       }
     });
@@ -226,6 +228,7 @@ export class StackViewer {
   async show(studyUid: string, seriesUid: string, index?: number): Promise<void> {
     this.stopCine();
     this.imageIds = await seriesImageIds(studyUid, seriesUid);
+    performance.mark('yy:metadata');
     if (!this.imageIds.length) throw new Error('no images in this series');
     this.wanted = new Set(this.imageIds);
     this.loadedIds = new Set();

@@ -123,9 +123,10 @@ class AccessLog:
         self._queue.put(_Pending(principal, action, outcome, study_uid, patient_id, site_id, source, detail, utcnow()))
 
     def record_once(self, principal: Principal, action: str, *, study_uid: str, **kwargs: Any) -> bool:
-        """Queue the record unless this token already did ``action`` to the study within the
-        window; returns whether one was queued."""
-        if not self._first_within((principal.user_id, principal.token_id, action, study_uid), self.window_s):
+        """Queue the record unless this token (or browser session) already did ``action`` to the
+        study within the window; returns whether one was queued."""
+        key = (principal.user_id, principal.token_id, principal.session_id, action, study_uid)
+        if not self._first_within(key, self.window_s):
             return False
         self.record(principal, action, study_uid=study_uid, **kwargs)
         return True

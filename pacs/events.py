@@ -23,6 +23,9 @@ TOKEN_CREATED: Final = "token.created"  # the token itself is never logged or st
 TOKEN_REVOKED: Final = "token.revoked"
 BREAK_GLASS_OPENED: Final = "access.break_glass"  # a reader opened a study beyond his scope, with a reason
 USER_GRANTED: Final = "user.granted"  # a user may now see another site's or consortium's studies
+USER_PASSWORD_SET: Final = "user.password_set"  # the hash is never logged; the user's sessions end
+USER_DEACTIVATED: Final = "user.deactivated"  # tokens and sessions stop working at once
+USER_REACTIVATED: Final = "user.reactivated"
 
 JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable
 JOB_ROUTE_STUDY: Final = "reading.route"  # queued with study.ready_for_reading; reading's router takes it
@@ -38,6 +41,9 @@ ADMINISTRATIVE: set[str] = {
     TOKEN_CREATED,
     TOKEN_REVOKED,
     USER_GRANTED,
+    USER_PASSWORD_SET,
+    USER_DEACTIVATED,
+    USER_REACTIVATED,
 }
 
 

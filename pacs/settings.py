@@ -142,6 +142,21 @@ class Settings(BaseSettings):
     auth_failure_limit: int = Field(default=10, ge=1)
     auth_failure_window_s: float = Field(default=300.0, gt=0)
 
+    # Browser sessions (pacs/identity/sessions.py, viewer/session_api.py): a session ends after
+    # this long without a request, and in any case this long after its login.
+    session_idle_timeout_s: float = Field(default=1800.0, gt=0)
+    session_lifetime_s: float = Field(default=12 * 3600.0, gt=0)
+    # The session cookie's Secure flag (sent over HTTPS only). Unset: on in production, off
+    # elsewhere (the embedded default serves plain HTTP on loopback). Production refuses false.
+    session_cookie_secure: bool | None = None
+    # Failed logins (POST /api/session): after this many for one login name, or
+    # ``login_failure_limit_per_address`` from one address (a clinic's staff share one NAT
+    # address), within the window, logins are answered 429 until the oldest failure has left
+    # the window. In-process, like auth_failure_limit.
+    login_failure_limit: int = Field(default=5, ge=1)
+    login_failure_limit_per_address: int = Field(default=20, ge=1)
+    login_failure_window_s: float = Field(default=900.0, gt=0)
+
     metrics_token: str = ""
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
@@ -185,6 +200,11 @@ class Settings(BaseSettings):
                 problems.append("YUNYING_LOG_LEVEL=DEBUG logs request details: use INFO in production")
             if bool(self.http_tls_cert) != bool(self.http_tls_key):
                 problems.append("set both YUNYING_HTTP_TLS_CERT and YUNYING_HTTP_TLS_KEY, or neither")
+            if self.session_cookie_secure is False:
+                problems.append(
+                    "YUNYING_SESSION_COOKIE_SECURE=false would send the session cookie over plain HTTP: unset it "
+                    "and serve the web over HTTPS (a TLS-terminating proxy, or YUNYING_HTTP_TLS_CERT/KEY)"
+                )
             if self.storage_backend is StorageBackend.S3 and self.s3_secret_key == "minioadmin":
                 problems.append("set YUNYING_S3_ACCESS_KEY / YUNYING_S3_SECRET_KEY (not minioadmin)")
             if problems:
@@ -196,6 +216,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'yunying.db').resolve()}"
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.mode is Mode.PRODUCTION if self.session_cookie_secure is None else self.session_cookie_secure
 
     @property
     def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -1,6 +1,7 @@
 """The ASGI application: health endpoints and the routers that live beside their domain
 (DESIGN.md): ``/dicomweb`` from pacs.dicomweb (QIDO, WADO and STOW-RS) and ``/api`` from reading.api
-(worklist, reports, the site's view, administration)."""
+(worklist, reports, the site's view, administration), and the browser's login ``/api/session``
+(viewer/session_api.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from pacs.storage import StoreUnavailable
 from reading.api import router as reading_router
 from reading.metrics import reading_figures
 from reading.settings import ReadingSettings
+from viewer.frontend import mount_frontend
+from viewer.session_api import router as session_router
 
 
 class ServerTiming:
@@ -75,6 +78,8 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
     app.include_router(wado_router)
     app.include_router(stow_router)
     app.include_router(reading_router)
+    app.include_router(session_router)
+    mount_frontend(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

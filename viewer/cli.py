@@ -33,6 +33,22 @@ def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def refuse_demo_passwords(services: Services) -> None:
+    """Production refuses to serve logins while a public demo password still opens a session."""
+    if services.settings.mode is not Mode.PRODUCTION:
+        return
+    from viewer.demo import demo_passwords_in_use
+
+    with transaction(services.sessions, read_only=True) as session:
+        in_use = demo_passwords_in_use(session)
+    if in_use:
+        services.close()
+        raise pacs_cli.fail(
+            f"refusing to start in production mode: {', '.join(in_use)} still log in with the public demo "
+            f"password; set new ones (`yunying user password LOGIN`) or deactivate them (`yunying user disable LOGIN`)"
+        )
+
+
 @app.command()
 def serve() -> None:
     """Run the embedded shape in one process: DICOM receiver, web and workers, until Ctrl-C."""
@@ -41,6 +57,7 @@ def serve() -> None:
     settings = pacs_cli.load_settings()
     configure_logging(settings)
     services = pacs_cli.open_services(settings)
+    refuse_demo_passwords(services)
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
     def announce() -> None:
@@ -67,6 +84,7 @@ def web() -> None:
     settings = pacs_cli.load_settings()
     configure_logging(settings)
     services = pacs_cli.open_services(settings)
+    refuse_demo_passwords(services)
     server = web_server(services, ReadingSettings())
     scheme = "https" if settings.http_tls_cert else "http"
     console.print(f"Yunying web on {scheme}://{settings.http_host}:{settings.http_port} — Ctrl-C stops it.")
@@ -83,10 +101,22 @@ def demo(
 ) -> None:
     """Create the demo consortium, start the service and push demo studies into it by C-STORE."""
     from reading.settings import ReadingSettings
-    from viewer.demo import generate_demo_studies, issue_demo_tokens, push_demo_studies, seed_consortium, seed_readers
+    from viewer.demo import (
+        generate_demo_studies,
+        issue_demo_tokens,
+        push_demo_studies,
+        seed_consortium,
+        seed_demo_logins,
+        seed_readers,
+    )
     from viewer.serve import EmbeddedService
 
     settings = pacs_cli.load_settings()
+    if settings.mode is Mode.PRODUCTION:
+        raise pacs_cli.fail(
+            "`yunying demo` creates logins with public passwords: it does not run in production mode "
+            "(YUNYING_MODE=production)"
+        )
     update: dict[str, object] = {"mode": Mode.DEMO} if settings.mode is Mode.LOCAL else {}
     if "stability_seconds" not in settings.model_fields_set:
         update["stability_seconds"] = 5.0  # the demo shows stability within seconds, not a minute
@@ -99,6 +129,7 @@ def demo(
     with transaction(services.sessions) as session:
         created = seed_consortium(session) + seed_readers(session)
         tokens = issue_demo_tokens(session, Path(settings.home))
+        logins = seed_demo_logins(session)
     if created:
         console.print(f"Demo consortium: created {', '.join(created)}")
     data_root = Path(settings.home) / "demo-data"
@@ -134,6 +165,13 @@ def demo(
             f"  storescu -aet FUDONG_CT -aec {settings.ae_title} 127.0.0.1 {settings.dicom_port} FILE.dcm\n"
             f"(run them with .venv/bin/ in front, or after `. .venv/bin/activate`; data under {settings.home})"
         )
+        web_url = f"http://{settings.http_host}:{settings.http_port}"
+        console.print(
+            f"\n[bold]Web logins[/bold] (demo passwords, public: production refuses to start while one still "
+            f"works; POST {web_url}/api/session):"
+        )
+        for demo_login in logins:
+            console.print(f"  {demo_login.login:<18} {demo_login.password:<18} {demo_login.who}")
         console.print("Following the change feed; Ctrl-C stops the service.\n")
         follow_changes(
             services,

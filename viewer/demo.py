@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacs.dimse.store_scu import AssociationRefused, send_files
+from pacs.identity.passwords import login_candidate, password_accepted, set_password
 from pacs.identity.sites import add_site, add_site_ae
 from pacs.identity.users import add_user, create_token
 from pacs.index.models import Role, Site, User
@@ -144,6 +145,60 @@ def issue_demo_tokens(session: Session, home: Path) -> dict[str, Path]:
         os.chmod(path, 0o600)  # an existing file keeps its old mode through O_CREAT
         written[username] = path
     return written
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    login: str
+    password: str
+    who: str  # what the login shows of the web application
+    options: dict[str, str]  # how add_user makes it when it does not exist yet
+
+
+# Browser logins of `make demo`, one per role. Their passwords are public (README): production
+# refuses to start while any of them still opens a session (``demo_passwords_in_use``), and
+# `yunying demo` itself refuses to run in production mode.
+DEMO_LOGINS = (
+    DemoLogin("demo-li", "reader-demo-2026", "李医生, county radiologist: worklist, viewer, reports", {}),
+    DemoLogin(
+        "demo-fudong-tech",
+        "site-demo-2026",
+        "周技师, CT technologist of Fudong Health Centre: the site portal",
+        {"role": Role.SITE, "site": DEMO_TOKEN_SITE, "display_name": "周技师"},
+    ),
+    DemoLogin(
+        "demo-qa",
+        "qa-demo-2026",
+        "孙老师, QA officer of the consortium: turnaround, breaches, peer review, audit",
+        {"role": Role.QA, "consortium": CONSORTIUM, "display_name": "孙老师"},
+    ),
+    DemoLogin(
+        "demo-admin",
+        "admin-demo-2026",
+        "the consortium's administrator: sites, AEs, readers, rules",
+        {"role": Role.ADMIN, "consortium": CONSORTIUM},
+    ),
+)
+
+
+def seed_demo_logins(session: Session) -> list[DemoLogin]:
+    """The demo logins (after ``seed_readers``, which makes demo-li), each given its demo
+    password unless it has one already (a re-run logs nobody out); returns them all."""
+    for demo in DEMO_LOGINS:
+        user = session.scalar(select(User).where(User.username == demo.login))
+        if user is None:
+            user = add_user(session, username=demo.login, actor="demo", **demo.options)  # type: ignore[arg-type]
+        if user.password_hash is None:
+            set_password(session, user, demo.password, actor="demo")
+    return list(DEMO_LOGINS)
+
+
+def demo_passwords_in_use(session: Session) -> list[str]:
+    """The demo logins whose public demo password still opens a session (production refuses
+    to start while there is one)."""
+    return [
+        demo.login for demo in DEMO_LOGINS if password_accepted(login_candidate(session, demo.login), demo.password)
+    ]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -9,8 +10,9 @@ from rich.table import Table
 from sqlalchemy import select
 
 from pacs.cli_support import console, fail, load_settings, open_services
+from pacs.identity.passwords import set_password
 from pacs.identity.sites import IdentityError
-from pacs.identity.users import DEFAULT_TOKEN_DAYS, add_user, create_token, find_user, revoke_token
+from pacs.identity.users import DEFAULT_TOKEN_DAYS, add_user, create_token, find_user, revoke_token, set_active
 from pacs.index.db import transaction
 from pacs.index.models import ApiToken, Consortium, Role, Site, User
 from pacs.index.types import utcnow
@@ -33,8 +35,14 @@ def user_add(
     consortium: Annotated[str | None, typer.Option(help="The consortium of an admin or QA user.")] = None,
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     service: Annotated[bool, typer.Option("--service", help="A system (RIS, workstation), not a person.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read a password for browser login from standard input (one line)."),
+    ] = False,
 ) -> None:
-    """Add a user or service account."""
+    """Add a user or service account. A person logs in to the web application once he has a
+    password (--password-stdin, or later `yunying user password LOGIN`)."""
+    password = _read_stdin_password() if password_stdin else None
     services = _services()
     try:
         with transaction(services.sessions) as session:
@@ -47,11 +55,73 @@ def user_add(
                 display_name=name,
                 is_service=service,
             )
-            typer.echo(f"User {user.id} {username!r} ({role}{', service' if service else ''}) added")
+            if password is not None:
+                set_password(session, user, password)
+            typer.echo(
+                f"User {user.id} {username!r} ({role}{', service' if service else ''}) added"
+                + (", with a password" if password is not None else "")
+            )
     except IdentityError as exc:
         raise fail(str(exc)) from None
     finally:
         services.close()
+
+
+def _read_stdin_password() -> str:
+    """One line of standard input, without its line end (``printf %s "$PW" | yunying …``)."""
+    line = sys.stdin.readline()
+    password = line[:-1] if line.endswith("\n") else line
+    if not password:
+        raise fail("no password on standard input: pipe one line, e.g. from a password manager")
+    return password
+
+
+@user_app.command("password")
+def user_password(
+    username: Annotated[str, typer.Argument(help="The login whose password is set.")],
+    stdin: Annotated[bool, typer.Option("--stdin", help="Read the password from standard input (one line).")] = False,
+) -> None:
+    """Set a person's password for browser login (asked twice, not echoed; or --stdin). Every
+    open browser session of the user ends."""
+    password = (
+        _read_stdin_password()
+        if stdin
+        else typer.prompt(f"New password for {username}", hide_input=True, confirmation_prompt=True)
+    )
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            ended = set_password(session, find_user(session, username), password)
+    except IdentityError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        services.close()
+    typer.echo(f"password of {username!r} set; {ended} open session(s) ended")
+
+
+@user_app.command("disable")
+def user_disable(username: Annotated[str, typer.Argument(help="The login to deactivate.")]) -> None:
+    """Deactivate a user: his tokens and browser sessions stop working at once."""
+    _set_active(username, False)
+
+
+@user_app.command("enable")
+def user_enable(username: Annotated[str, typer.Argument(help="The login to reactivate.")]) -> None:
+    """Reactivate a user (he logs in again; his old sessions stay ended)."""
+    _set_active(username, True)
+
+
+def _set_active(username: str, active: bool) -> None:
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            changed = set_active(session, find_user(session, username), active)
+    except IdentityError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        services.close()
+    state = "active" if active else "deactivated"
+    typer.echo(f"user {username!r} {'is now' if changed else 'was already'} {state}")
 
 
 @user_app.command("list")
@@ -68,7 +138,7 @@ def user_list() -> None:
             ).all()
     finally:
         services.close()
-    table = Table("id", "username", "role", "service", "site", "consortium", "active")
+    table = Table("id", "username", "role", "service", "site", "consortium", "password", "active")
     for user, site_name, consortium_name in rows:
         table.add_row(
             str(user.id),
@@ -77,6 +147,7 @@ def user_list() -> None:
             "yes" if user.is_service else "",
             site_name or "—",
             consortium_name or "—",
+            "yes" if user.password_hash else "—",
             "yes" if user.active else "no",
         )
     console.print(table)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from pacs import events
 from pacs.identity.sites import IdentityError, find_site
 from pacs.index.db import append_change
-from pacs.index.models import ApiToken, BreakGlass, Consortium, Role, Site, User, UserGrant
+from pacs.index.models import ApiToken, BreakGlass, Consortium, Role, Site, User, UserGrant, WebSession
 from pacs.index.types import utcnow
 
 TOKEN_PREFIX = "yy_"
@@ -62,6 +62,7 @@ class Principal:
     token_id: int | None
     consortium_id: int | None = None
     site_id: int | None = None
+    session_id: int | None = None  # a browser session (pacs/identity/sessions.py) instead of a token
 
 
 def _sha256(token: str) -> str:
@@ -233,13 +234,45 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None, t
         return None
     if touch and (row.last_used_at is None or now - row.last_used_at > TOUCH_EVERY):  # not one write per request
         session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    return principal_of(session, user, token_id=row.id)
+
+
+def principal_of(
+    session: Session, user: User, *, token_id: int | None = None, session_id: int | None = None
+) -> Principal:
+    """The principal ``user`` acts as, through a token or a browser session."""
     return Principal(
         user.id,
         user.username,
         user.role,
         user.is_service,
         scope_of(session, user),
-        row.id,
+        token_id,
         consortium_id=user.consortium_id,
         site_id=user.site_id,
+        session_id=session_id,
     )
+
+
+def end_sessions(session: Session, user_id: int, *, now: datetime | None = None) -> int:
+    """Revoke every open browser session of a user (password changed, user deactivated);
+    returns how many were open."""
+    result = session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+        .values(revoked_at=now or utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def set_active(session: Session, user: User, active: bool, *, actor: str = "cli") -> bool:
+    """Deactivate a user (his tokens and browser sessions stop working at once: both are checked
+    against ``active`` on every request, and his sessions are revoked) or reactivate him.
+    Returns whether anything changed."""
+    if user.active == active:
+        return False
+    user.active = active
+    ended = 0 if active else end_sessions(session, user.id)
+    kind = events.USER_REACTIVATED if active else events.USER_DEACTIVATED
+    append_change(session, kind, actor=actor, user=user.username, sessions_ended=ended)
+    return True

@@ -147,6 +147,27 @@ class User(Base):
     site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # An argon2id hash (PHC string) for browser login; none: the user cannot log in with a
+    # password (service accounts never have one: they use tokens).
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A browser session (pacs/identity/sessions.py): only the SHA-256 of its 256-bit id is
+    kept. It dies when idle for too long, at its absolute expiry, at logout (revoked) or when
+    its user is deactivated."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(64))  # the address that logged in
 
 
 class UserGrant(Base):

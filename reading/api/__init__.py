@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter, Depends
 
-from reading.api import access, admin, audit, peer, qa, qa_reports, reports, site, worklist
+from reading.api import access, admin, ai, audit, peer, qa, qa_reports, reports, site, worklist
 from reading.api.deps import audited_export
 
 router = APIRouter(prefix="/api")
 router.include_router(worklist.router)
 router.include_router(reports.router)
+router.include_router(ai.router)
 router.include_router(site.router)
 router.include_router(admin.router)
 router.include_router(access.router)

@@ -43,6 +43,7 @@ def report_json(report: Report) -> dict[str, Any]:
     return {
         "id": report.id,
         "task_id": report.task_id,
+        "study_uid": report.study_uid,
         "version": report.version,
         "status": report.status,
         "template_id": report.template_id,

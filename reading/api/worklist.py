@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated, services_of
-from pacs.index.models import Consortium, Role, Site, Study
+from pacs.index.models import Consortium, Patient, Role, Site, Study
 from pacs.index.types import utcnow
 from reading.api.deps import reading_settings, require_role, unit_of_work
 from reading.api.reports import report_json
@@ -49,11 +49,16 @@ def _task_json(task: ReadingTask) -> dict[str, Any]:
     }
 
 
-def _row_json(row: WorklistRow) -> dict[str, Any]:
+def _row_json(row: WorklistRow, reader: Reader) -> dict[str, Any]:
     return {
         **_task_json(row.task),
+        "mine": row.task.claimed_by == reader.id,
         "patient_name": row.patient_name,
         "patient_id": row.patient_id,
+        "patient_birth_date": row.patient_birth_date,
+        "patient_sex": row.patient_sex,
+        "study_date": row.study_date,
+        "received_at": row.received_at.isoformat() if row.received_at else None,
         "accession_number": row.accession_number,
         "study_description": row.study_description,
         "site": row.site_name,
@@ -103,7 +108,7 @@ def get_worklist(
             answered=len(rows),
             studies=[row.task.study_uid for row in rows][:100],
         )
-        answer = {"tasks": [_row_json(row) for row in rows], "counts": counts, "limit": limit, "offset": offset}
+        answer = {"tasks": [_row_json(row, reader) for row in rows], "counts": counts, "limit": limit, "offset": offset}
     # Plain JSON values already: skip FastAPI's generic encoder walking 50 rows on every refresh.
     return JSONResponse(answer)
 
@@ -119,6 +124,7 @@ def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[
         if why is not None:
             raise OutOfScope(why)
         study = session.get_one(Study, task.study_pk)
+        patient = session.get_one(Patient, study.patient_pk)
         site = session.get_one(Site, task.site_id)
         report = latest_report(session, task.id)
         carried = carried_report(session, task)
@@ -132,10 +138,14 @@ def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[
         )
         return {
             **_task_json(task),
+            "mine": task.claimed_by == reader.id,
             "site": site.name,
             "study": {
                 "patient_name": study.patient_name,
                 "patient_id": study.patient_id,
+                "patient_birth_date": patient.birth_date,
+                "patient_sex": patient.sex,
+                "body_part": study.body_part,
                 "accession_number": study.accession_number,
                 "study_date": study.study_date,
                 "study_description": study.study_description,

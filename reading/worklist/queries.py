@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
-from pacs.index.models import Site, Study
+from pacs.index.models import Patient, Site, Study
 from reading.models import Reader, ReadingTask, TaskState
 from reading.worklist.readers import facts_of
 from reading.worklist.transitions import OPEN_STATES
@@ -90,6 +90,10 @@ class WorklistRow:
     study_description: str | None
     site_name: str
     num_instances: int
+    patient_birth_date: str | None = None
+    patient_sex: str | None = None
+    study_date: str | None = None
+    received_at: datetime | None = None
 
 
 def worklist(
@@ -116,9 +120,14 @@ def worklist(
             Study.study_description,
             Site.name,
             Study.num_instances,
+            Patient.birth_date,
+            Patient.sex,
+            Study.study_date,
+            Study.first_received_at,
         )
         .join(page, page.c.id == ReadingTask.id)
         .join(Study, Study.id == ReadingTask.study_pk)
+        .join(Patient, Patient.id == Study.patient_pk)
         .join(Site, Site.id == ReadingTask.site_id)
         .order_by(ReadingTask.tier, ReadingTask.priority_rank, ReadingTask.deadline_at, ReadingTask.id)
     ).all()

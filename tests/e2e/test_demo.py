@@ -53,6 +53,11 @@ def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
     assert admin.scope.site_ids is not None and len(admin.scope.site_ids) == 6
     assert site.scope.site_ids is not None and len(site.scope.site_ids) == 1
     assert "dicomweb/studies" in done.stdout
+    # Browser logins, one per role, printed with their public demo passwords.
+    from viewer.demo import DEMO_LOGINS
+
+    for demo in DEMO_LOGINS:
+        assert f"{demo.login} " in done.stdout and demo.password in done.stdout
 
 
 def test_readyz_reports_dependencies(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from ai_models.records import AiFeedback, AiFinding
 from pacs.identity.users import add_user, create_token, find_user
 from pacs.index.db import transaction
 from pacs.index.models import Change
@@ -68,6 +69,8 @@ def test_every_api_route_requires_a_token(api: Api) -> None:
     assert len(paths) >= 20
     for path, operations in paths.items():
         for method, operation in operations.items():
+            if (method, path) == ("post", "/api/session"):
+                continue  # the login itself (tests/viewer/test_sessions.py)
             assert {"HTTPBearer": []} in operation.get("security", []), f"{method.upper()} {path}"
             concrete = re.sub(r"\{[a-z_]+\}", "1", path)
             answer = httpx.request(method, f"{api.url}{concrete}", json={}, timeout=10)
@@ -331,3 +334,51 @@ def test_admins_add_sites_and_their_modalities(api: Api) -> None:
     assert added.status_code == 201 and added.json()["aes"][0]["ae_title"] == "TOUZAO_DR"
     assert "Touzao" in [s["name"] for s in api.call("admin", "GET", "/api/admin/sites").json()]
     assert api.call("li", "GET", "/api/admin/sites").status_code == 403
+
+
+# ---------------------------------------------------------------- AI findings and readers' opinions
+
+
+def add_finding(api: Api, study_uid: str, *, label: str, probability: float, positive: bool) -> int:
+    with transaction(api.world.services.sessions) as session:
+        row = AiFinding(
+            study_uid=study_uid,
+            model="ich-screen",
+            version="1.0",
+            label=label,
+            probability=probability,
+            positive=positive,
+            location=[{"sop_instance_uid": "1.2.3", "frame": 1, "box": [10, 10, 20, 20]}],
+            explanation="hyperdense area",
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_a_reader_sees_the_findings_and_agrees_or_disagrees_once(api: Api) -> None:
+    uid = api.world.ready_study()
+    task = api.call("li", "GET", "/api/worklist").json()["tasks"][0]
+    negative = add_finding(api, uid, label="fracture", probability=0.1, positive=False)
+    positive = add_finding(api, uid, label="intracranial_haemorrhage", probability=0.93, positive=True)
+
+    listed = api.call("li", "GET", f"/api/tasks/{task['id']}/ai-findings").json()
+    assert [f["id"] for f in listed] == [positive, negative]
+    assert listed[0]["location"][0]["sop_instance_uid"] == "1.2.3" and listed[0]["agree"] is None
+
+    assert api.call("li", "POST", f"/api/ai-findings/{positive}/feedback", json={"agree": True}).json()["agree"]
+    again = api.call(
+        "li", "POST", f"/api/ai-findings/{positive}/feedback", json={"agree": False, "comment": "calcification"}
+    )
+    assert again.status_code == 200 and again.json()["agree"] is False
+    assert api.call("li", "GET", f"/api/tasks/{task['id']}/ai-findings").json()[0]["agree"] is False
+    with transaction(api.world.services.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(AiFeedback)) == 1
+
+
+def test_others_may_not_give_an_opinion(api: Api) -> None:
+    uid = api.world.ready_study()
+    finding = add_finding(api, uid, label="intracranial_haemorrhage", probability=0.9, positive=True)
+    assert api.call("fudong", "POST", f"/api/ai-findings/{finding}/feedback", json={"agree": True}).status_code == 403
+    assert api.call("li", "POST", "/api/ai-findings/999999/feedback", json={"agree": True}).status_code == 404
+    assert api.call("li", "POST", f"/api/ai-findings/{finding}/feedback", json={}).status_code == 422

@@ -1,5 +1,6 @@
-"""Security across every route (issue G): every HTTP route needs a token except health, readiness
-and the loopback-only metrics; a site's token reaches none of another site's data by any GET
+"""Security across every route (issue G): every HTTP route needs a token or a live session
+cookie except health, readiness, the loopback-only metrics and the login; a site's token or
+session cookie reaches none of another site's data by any GET
 route of the API or DICOMweb; a UID with path characters never becomes a file name; markup in
 a patient's name stays text in the printed report."""
 
@@ -13,9 +14,11 @@ from typing import Any
 
 import httpx
 import pydicom
+import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from pacs.identity.passwords import set_password
 from pacs.identity.users import add_user, create_token, find_user
 from pacs.index.db import transaction
 from pacs.index.models import Instance, Series, Study
@@ -27,6 +30,8 @@ from tests.reading.world import World, sign_study
 from viewer.app import create_app
 
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+# Open to anyone, but only with a method: the login (viewer/session_api.py).
+OPEN_OPERATIONS = {("POST", "/api/session")}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,23 +58,30 @@ def test_only_the_open_routes_are_left_out_of_the_openapi_description() -> None:
     assert len(hidden) == 3 and all(line.startswith("viewer/app.py:") for line in hidden), hidden
 
 
-def test_every_route_needs_a_token_but_health_and_metrics(make_world: Callable[..., World]) -> None:
+@pytest.mark.parametrize("credential", ["none", "forged session cookie"])
+def test_every_route_needs_a_token_but_health_and_metrics(make_world: Callable[..., World], credential: str) -> None:
     world = make_world()
     app = create_app(world.services, ReadingSettings())
     routes = all_routes(app)
     assert len(routes) >= 60
+    cookies = {"yy_session": "forged-" + "x" * 40} if credential != "none" else None
     with served(app) as url:
         for method, route in routes:
             path = re.sub(r"\{[a-z_]+\}", "1", route)
-            answer = httpx.request(method, f"{url}{path}", timeout=10)
+            answer = httpx.request(method, f"{url}{path}", cookies=cookies, timeout=10)
             if route in OPEN_ROUTES:
                 assert answer.status_code in (200, 503), f"{method} {route}"
+            elif (method, route) in OPEN_OPERATIONS:
+                assert answer.status_code in (415, 422), f"{method} {route}"  # no credentials: nobody logged in
             else:
                 assert answer.status_code in (401, 422), f"{method} {route}: {answer.status_code}"
                 assert answer.status_code == 401 or set(answer.json()) == {"detail"}
 
 
-def test_a_site_reaches_none_of_another_sites_data_by_any_route(make_world: Callable[..., World]) -> None:
+@pytest.mark.parametrize("credential", ["bearer token", "session cookie"])
+def test_a_site_reaches_none_of_another_sites_data_by_any_route(
+    make_world: Callable[..., World], credential: str
+) -> None:
     world = make_world()
     theirs = world.ready_study(site_id=world.county_site_id)
     report_id = sign_study(world, theirs, reader="chen")  # the county hospital's studies go to the province
@@ -78,6 +90,7 @@ def test_a_site_reaches_none_of_another_sites_data_by_any_route(make_world: Call
     with transaction(world.services.sessions) as session:
         add_user(session, username="fudong", role="site", site="Fudong")
         token = create_token(session, find_user(session, "fudong"))[1]
+        set_password(session, find_user(session, "fudong"), "township-CT-room-7")
         series_uid, sop_uid = session.execute(
             select(Series.series_uid, Instance.sop_instance_uid)
             .join(Instance, Instance.series_pk == Series.id)
@@ -102,24 +115,26 @@ def test_a_site_reaches_none_of_another_sites_data_by_any_route(make_world: Call
     app = create_app(world.services, ReadingSettings())
     checked = 0
     with served(app) as url:
-        own = httpx.get(f"{url}/dicomweb/studies", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        assert ours in own.text and theirs not in own.text  # the token works, for its own site
+        client = httpx.Client(base_url=url, timeout=30)
+        if credential == "bearer token":
+            client.headers["Authorization"] = f"Bearer {token}"
+        else:
+            login = client.post("/api/session", json={"login": "fudong", "password": "township-CT-room-7"})
+            assert login.status_code == 200, login.text
+        own = client.get("/dicomweb/studies")
+        assert ours in own.text and theirs not in own.text  # the credential works, for its own site
         for method, route in all_routes(app):
             if method != "GET" or route in OPEN_ROUTES:
                 continue
             path = re.sub(r"\{([a-z_]+)\}", lambda m: values.get(m.group(1), "1"), route)
-            answer = httpx.get(
-                f"{url}{path}",
-                params={"StudyInstanceUID": theirs, "PatientID": their_patient},
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=30,
-            )
+            answer = client.get(path, params={"StudyInstanceUID": theirs, "PatientID": their_patient})
             checked += 1
             if answer.status_code in (400, 403, 404, 406, 422):
                 continue
             assert answer.status_code < 500, f"{route}: {answer.status_code}"
             leaked = [s for s in secrets if s.encode() in answer.content]
             assert not leaked, f"GET {route} answered {answer.status_code} with the other site's {leaked}"
+        client.close()
     assert checked >= 30
 
 

@@ -1,0 +1,312 @@
+#!/usr/bin/env python
+"""The browser front end, timed in Debian's Chromium (Python playwright) on loopback:
+
+1. **Viewer**: a synthetic ``--slices``-slice ``--size``² CT sent by dcmtk ``storescu`` to a
+   ``yunying`` service running in this process (AI off: the task is queued after 1 s); a county
+   reader logs in through the form and claims it; then ``--runs`` times each:
+   * *cold*: a fresh browser context (empty HTTP cache) opens ``/read/<task>`` — the time from
+     navigation start to the first rendered image (Cornerstone's IMAGE_RENDERED with an image),
+     and to the whole stack in Cornerstone's cache (the prefetch after the first image);
+   * *warm*: the same context opens it again (scripts from the HTTP cache; images fetched anew —
+     the DICOMweb answers are not cached by the browser);
+   * *from worklist*: the same context shows the worklist (which fetches and starts the viewer
+     while idle), then the reader clicks "open": the time from the click.
+2. **Worklist**: ``--tasks`` open tasks loaded into a fresh index with bench/worklist.py's bulk
+   loader; one county reader logs in; the time from navigation start of ``/worklist`` to its
+   rows on screen, cold and warm.
+
+Browser and server share the machine's 2 cores. Results go to bench/results/viewer-<timestamp>.json;
+docs/performance.md has the figures and this command.
+
+    .venv/bin/python bench/viewer.py                         # 300 slices of 512², 10,000 tasks, 3 runs
+    .venv/bin/python bench/viewer.py --slices 60 --tasks 1000 --runs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+# The project first: this file's own name would otherwise hide the `viewer` package.
+sys.path.insert(0, str(ROOT))
+sys.path.append(str(BENCH))
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from sqlalchemy import select  # noqa: E402
+
+from ai_models.settings import AISettings  # noqa: E402
+from datasets import synthetic  # noqa: E402
+from pacs.identity.passwords import set_password  # noqa: E402
+from pacs.identity.sites import add_site, add_site_ae  # noqa: E402
+from pacs.index.db import transaction  # noqa: E402
+from pacs.index.migrate import upgrade  # noqa: E402
+from pacs.index.models import User  # noqa: E402
+from pacs.service import Services, build_services  # noqa: E402
+from pacs.settings import Settings  # noqa: E402
+from reading.admin import add_reader, parse_window, set_roster  # noqa: E402
+from reading.settings import ReadingSettings  # noqa: E402
+from viewer.frontend import DIST  # noqa: E402
+from viewer.serve import EmbeddedService  # noqa: E402
+
+console = Console()
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "Bench-Password-2026"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(home: Path, database_url: str | None = None) -> Iterator[tuple[Services, Settings]]:
+    settings = Settings(
+        home=home,
+        **({"database_url": database_url} if database_url else {}),
+        dicom_host="127.0.0.1",
+        dicom_port=free_port(),
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        stability_seconds=1.0,
+        stability_poll_s=0.2,
+        log_level="WARNING",
+    )
+    upgrade(settings.resolved_database_url)
+    services = build_services(settings)
+    service = EmbeddedService(
+        services,
+        ReadingSettings(reading_ai_timeout_s=1, reading_sweep_poll_s=0.2, reading_lease_s=3600),
+        AISettings(in_service=False),
+    )
+    service.start()
+    try:
+        yield services, settings
+    finally:
+        service.stop()
+        services.close()
+
+
+def log_in(page: Page, login: str) -> None:
+    page.goto("/login")
+    page.fill("#login", login)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url("**/worklist", timeout=30_000)
+
+
+def ct_files(cache: Path, slices: int, size: int) -> list[Path]:
+    folder = cache / f"ct-{slices}x{size}"
+    if folder.exists() and len(list(folder.glob("*.dcm"))) == slices:
+        return sorted(folder.glob("*.dcm"))
+    shutil.rmtree(folder, ignore_errors=True)
+    with console.status(f"writing a {slices}-slice {size}² CT (once)…"):
+        series = synthetic.ct_series("abdomen", slices, seed=300, rows=size, cols=size)
+        return synthetic.write_series(series, folder)
+
+
+def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageAt !== null", timeout=120_000)
+    page.wait_for_function("() => window.__yyViewer.allLoadedAt !== null", timeout=300_000, polling=100)
+    marks: dict[str, Any] = page.evaluate(
+        "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt, "
+        "script: performance.getEntriesByType('resource').filter(e => e.name.includes('/assets/reading-'))"
+        ".map(e => e.duration)[0] ?? null, "
+        "stages: Object.fromEntries(performance.getEntriesByType('mark').filter(m => m.name.startsWith('yy:'))"
+        ".map(m => [m.name.slice(3), Math.round(m.startTime)])) })"
+    )
+    page.close()
+    return {
+        "first_image_ms": marks["first"],
+        "stack_loaded_ms": marks["all"],
+        "viewer_script_ms": marks["script"],
+        "stages_ms": marks["stages"],  # performance marks of the reading page, from navigation start
+    }
+
+
+def open_from_worklist(context: Any, task_id: int) -> dict[str, Any]:
+    """A reader's way in: the worklist shown (its idle prefetch of the viewer done), then a click."""
+    page = context.new_page()
+    page.goto("/worklist")
+    page.wait_for_selector(f"tr[data-task='{task_id}'] button[data-action=open]", timeout=60_000)
+    page.wait_for_timeout(4000)
+    clicked = page.evaluate("() => performance.now()")
+    page.click(f"tr[data-task='{task_id}'] button[data-action=open]")
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageAt !== null", timeout=120_000)
+    page.wait_for_function("() => window.__yyViewer.allLoadedAt !== null", timeout=300_000, polling=100)
+    marks: dict[str, float] = page.evaluate(
+        "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt })"
+    )
+    page.close()
+    return {"first_image_ms": marks["first"] - clicked, "stack_loaded_ms": marks["all"] - clicked}
+
+
+def bench_viewer(browser: Browser, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    files = ct_files(Path(args.cache), args.slices, args.size)
+    with running(work / "viewer") as (services, settings):
+        with transaction(services.sessions) as session:
+            site = add_site(
+                session,
+                consortium="Bench",
+                name="Fudong",
+                tier="township",
+                return_ae_title="FUDONG_PACS",
+                return_host="127.0.0.1",
+                return_port=1,
+            )
+            add_site_ae(session, site=site, ae_title="FUDONG_CT", allowed_address="127.0.0.1")
+            add_reader(session, username="li", consortium="Bench", tier="county", modalities=["CT"])
+            set_roster(session, "li", [parse_window("daily 00:00-12:00"), parse_window("daily 12:00-00:00")])
+            set_password(session, session.scalars(select(User).where(User.username == "li")).one(), PASSWORD)
+        sent = subprocess.run(
+            ["storescu", "-aet", "FUDONG_CT", "-aec", "YUNYING", "127.0.0.1", str(settings.dicom_port)]
+            + [str(f) for f in files],
+            capture_output=True,
+            text=True,
+            env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+            timeout=600,
+        )
+        assert sent.returncode == 0, sent.stderr
+        base = f"http://127.0.0.1:{settings.http_port}"
+        context = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
+        page = context.new_page()
+        log_in(page, "li")
+        task_id = None
+        deadline = time.monotonic() + 120
+        while task_id is None and time.monotonic() < deadline:
+            tasks = page.request.get("/api/worklist").json()["tasks"]
+            task_id = tasks[0]["id"] if tasks else None
+            time.sleep(0.5)
+        assert task_id is not None, "the study never reached the worklist"
+        assert page.request.post(
+            f"/api/tasks/{task_id}/claim",
+            headers={"X-CSRF-Token": page.evaluate("() => fetch('/api/session').then(r => r.json())")["csrf_token"]},
+        ).ok
+        cookies = context.cookies()
+        context.close()
+        runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": [], "from worklist": []}
+        for _ in range(args.runs):
+            fresh = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
+            fresh.add_cookies(cookies)
+            runs["cold"].append(open_study(browser, fresh, f"/read/{task_id}"))
+            runs["warm"].append(open_study(browser, fresh, f"/read/{task_id}"))
+            runs["from worklist"].append(open_from_worklist(fresh, task_id))
+            fresh.close()
+    return {"slices": args.slices, "size": args.size, "runs": runs}
+
+
+def bench_worklist(browser: Browser, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    home = work / "worklist"
+    home.mkdir(parents=True)
+    url = f"sqlite:///{home / 'yunying.db'}"
+    upgrade(url)
+    # Imported here: bench/worklist.py puts bench/ first on sys.path, where this file would pass
+    # for the `viewer` package had that not been imported already.
+    worklist = importlib.import_module("worklist")
+    load_tasks, setup_identity = worklist.load_tasks, worklist.setup_identity
+    loader = argparse.Namespace(sites=12, readers=20, tasks=args.tasks)
+    world = setup_identity(url, loader, random.Random(7))
+    load_tasks(url, loader, world, random.Random(7))
+    reader = world["county"][0]
+    with running(home, url) as (services, _settings):
+        with transaction(services.sessions) as session:
+            set_password(session, session.scalars(select(User).where(User.username == reader)).one(), PASSWORD)
+        base = f"http://127.0.0.1:{services.settings.http_port}"
+        context = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
+        log_in(context.new_page(), reader)
+        cookies = context.cookies()
+        context.close()
+        runs: dict[str, list[float]] = {"cold": [], "warm": []}
+        for _ in range(args.runs):
+            fresh = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
+            fresh.add_cookies(cookies)
+            for kind in ("cold", "warm"):
+                page = fresh.new_page()
+                page.goto("/worklist")
+                page.wait_for_selector("#worklist-rows tr[data-task]", timeout=60_000)
+                runs[kind].append(page.evaluate("() => performance.now()"))
+                rows = page.locator("#worklist-rows tr[data-task]").count()
+                page.close()
+            fresh.close()
+    return {"tasks": args.tasks, "rows_shown": rows, "reader": reader, "runs_ms": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--tasks", type=int, default=10_000, help="0: skip the worklist")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "yunying-bench-data"))
+    args = parser.parse_args()
+    if not (DIST / "index.html").exists():
+        sys.exit("build the front end first: make web")
+    work = Path(tempfile.mkdtemp(prefix="yunying-bench-viewer-"))
+    try:
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            result = {
+                "when": dt.datetime.now(dt.UTC).isoformat(),
+                "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                "chromium": browser.version,
+                "viewer": bench_viewer(browser, args, work),
+                "worklist": bench_worklist(browser, args, work) if args.tasks else None,
+            }
+            browser.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    table = Table(title=f"viewer: {args.slices} slices of {args.size}², medians of {args.runs}")
+    table.add_column("cache")
+    table.add_column("first image ms", justify="right")
+    table.add_column("whole stack ms", justify="right")
+    table.add_column("viewer script ms", justify="right")
+    for kind, runs in result["viewer"]["runs"].items():
+        table.add_row(
+            kind,
+            f"{statistics.median(r['first_image_ms'] for r in runs):.0f}",
+            f"{statistics.median(r['stack_loaded_ms'] for r in runs):.0f}",
+            f"{statistics.median(r.get('viewer_script_ms') or 0 for r in runs):.0f}",
+        )
+    console.print(table)
+    for kind, values in (result["worklist"] or {"runs_ms": {}})["runs_ms"].items():
+        console.print(f"worklist with {args.tasks} open tasks, {kind}: {statistics.median(values):.0f} ms to rows")
+    out = BENCH / "results" / f"viewer-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    console.print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

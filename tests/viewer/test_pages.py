@@ -1,0 +1,432 @@
+"""The browser front end in a real Chromium (Debian's, driven by Python playwright) against the
+real service on loopback: CTs pushed by dcmtk's storescu from two township sites; a county reader
+logs in through the form, opens a study from the worklist, the Cornerstone3D viewport shows that
+study's pixels, scrolls, changes window, measures, signs; the township's site user then sees the
+report and its PDF — and nothing of the other township. Screenshots of each page are written to
+``$YUNYING_SCREENSHOTS`` (default: the test's tmp folder) for a person to look at."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from ai_models.settings import AISettings
+from datasets import synthetic
+from pacs.identity.passwords import set_password
+from pacs.identity.sites import add_site, add_site_ae
+from pacs.identity.users import add_user
+from pacs.index.db import transaction
+from pacs.index.migrate import upgrade
+from pacs.index.models import User
+from pacs.service import Services, build_services
+from pacs.settings import Settings
+from reading.admin import add_reader, set_roster
+from reading.settings import ReadingSettings
+from tests.conftest import free_port, require, storescu, wait_for
+from tests.reading.world import ALWAYS
+from viewer.frontend import DIST
+from viewer.serve import EmbeddedService
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+# What a browser must not do on a test machine: no GPU, no sandbox (root), no calls home.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "Correct-Horse-7-Battery"
+# No "=" in it: that separates a PN's alphabetic, ideographic and phonetic groups.
+XSS_NAME = "<b>Bold</b>^<script>alert(1)</script>"
+IMPRESSION = "头颅CT平扫未见明显异常。"
+
+
+@dataclass
+class Study:
+    uid: str
+    sop_uids: list[str]
+    spacing: float
+
+
+@dataclass
+class Centre:
+    url: str
+    services: Services
+    studies: dict[str, Study]
+    shots: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _write_ct(folder: Path, *, seed: int, patient: synthetic.PatientSpec, site: str, accession: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    series = synthetic.ct_series(
+        "head",
+        8,
+        seed=seed,
+        rows=128,
+        cols=128,
+        patient=patient,
+        study=synthetic.StudySpec(
+            institution_name=site,
+            station_name=site.upper(),
+            accession_number=accession,
+            referring_physician="周^建国",
+            study_description="CT HEAD PLAIN",
+            study_date="20261123",  # the age shown is at the study date: 71 for a 1955-03-04 birth
+        ),
+    )
+    return synthetic.write_series(series, folder)
+
+
+def _push(port: int, files: list[Path], calling: str) -> Study:
+    ok, failed, output = storescu(port, files, calling=calling)
+    assert (ok, failed) == (len(files), 0), output
+    headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in files]
+    return Study(
+        str(headers[0].StudyInstanceUID), [str(h.SOPInstanceUID) for h in headers], float(headers[0].PixelSpacing[0])
+    )
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
+    require("storescu")
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is needed: apt-get install chromium (see .ci/run)")
+    if not (DIST / "index.html").exists():
+        pytest.fail("the front end is not built: make web (npm ci && npm run build in viewer/web)")
+    home = tmp_path_factory.mktemp("centre")
+    settings = Settings(
+        home=home / "var",
+        dicom_host="127.0.0.1",
+        dicom_port=free_port(),
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        stability_seconds=1.0,
+        stability_poll_s=0.2,
+        orphan_grace_s=0,
+        ae_cache_s=0,
+    )
+    upgrade(settings.resolved_database_url)
+    services = build_services(settings)
+    with transaction(services.sessions) as session:
+        for name, ae, port in (("Fudong", "FUDONG_CT", free_port()), ("Anfeng", "ANFENG_CT", free_port())):
+            site = add_site(
+                session,
+                consortium="Dongtai",
+                name=name,
+                tier="township",
+                return_ae_title=f"{name.upper()}_PACS",
+                return_host="127.0.0.1",
+                return_port=port,  # nobody listens: deliveries stay pending, with their attempts
+            )
+            add_site_ae(session, site=site, ae_title=ae, allowed_address="127.0.0.1")
+        add_reader(
+            session, username="li", consortium="Dongtai", tier="county", modalities=["CT"], display_name="李医生"
+        )
+        set_roster(session, "li", ALWAYS)
+        add_user(session, username="fudong", role="site", site="Fudong")
+        add_user(session, username="anfeng", role="site", site="Anfeng")
+        add_user(session, username="wang", role="qa", consortium="Dongtai")
+        add_user(session, username="root", role="admin", consortium="Dongtai")
+        for username in ("li", "fudong", "anfeng", "wang", "root"):
+            user = session.scalar(select(User).where(User.username == username))
+            assert user is not None
+            set_password(session, user, PASSWORD)
+    reading = ReadingSettings(reading_ai_timeout_s=1, reading_sweep_poll_s=0.2, delivery_poll_s=0.5)
+    service = EmbeddedService(services, reading, AISettings(in_service=False))
+    service.start()
+    data = home / "data"
+    port = settings.dicom_port
+    studies = {
+        "fudong": _push(
+            port,
+            _write_ct(
+                data / "fudong",
+                seed=71,
+                patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"),
+                site="Fudong",
+                accession="FD001",
+            ),
+            "FUDONG_CT",
+        ),
+        "xss": _push(
+            port,
+            _write_ct(
+                data / "xss",
+                seed=72,
+                patient=synthetic.PatientSpec("FD0666", XSS_NAME, "19800101", "M"),
+                site="Fudong",
+                accession="FD002",
+            ),
+            "FUDONG_CT",
+        ),
+        "anfeng": _push(
+            port,
+            _write_ct(
+                data / "anfeng",
+                seed=73,
+                patient=synthetic.PatientSpec("AF0001", "李^四", "19600101", "M"),
+                site="Anfeng",
+                accession="AF001",
+            ),
+            "ANFENG_CT",
+        ),
+    }
+    shots = Path(os.environ.get("YUNYING_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        yield Centre(f"http://127.0.0.1:{settings.http_port}", services, studies, shots)
+    finally:
+        service.stop()
+        services.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as driver:
+        chromium = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, centre: Centre) -> Iterator[Any]:
+    context = browser.new_context(base_url=centre.url, viewport={"width": 1600, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+def log_in(page: Any, login: str, *, expect: str) -> None:
+    page.goto("/login")
+    page.fill("#login", login)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(re.compile(f".*{expect}$"), timeout=15_000)
+
+
+def task_of(page: Any, study_uid: str) -> dict[str, Any]:
+    def listed() -> dict[str, Any] | None:
+        tasks = page.request.get("/api/worklist?limit=200").json()["tasks"]
+        return next((t for t in tasks if t["study_uid"] == study_uid), None)
+
+    found: dict[str, Any] = wait_for(listed, timeout=30, interval=0.5)
+    return found
+
+
+def png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float64)
+
+
+def viewer_state(page: Any) -> dict[str, Any]:
+    state: dict[str, Any] = page.evaluate(
+        """() => { const v = window.__yyViewer; if (!v) return null;
+        return { first: v.firstImageMs, slice: v.slice, total: v.total, voi: v.voi,
+                 imageId: v.viewer.viewport.getCurrentImageId(), mmPerPixel: v.viewer.mmPerCanvasPixel() }; }"""
+    )
+    return state
+
+
+def same_image(page: Any, shot: np.ndarray, study_uid: str, image_id: str, voi: list[float]) -> float:
+    """Correlation of the viewport's pixels with the server's own rendering (/rendered) of the
+    instance the viewer says it shows, at the same window."""
+    match = re.search(r"/series/([0-9.]+)/instances/([0-9.]+)/frames/1", image_id)
+    assert match, image_id
+    series_uid, sop = match.groups()
+    width, centre = voi
+    answer = page.request.get(
+        f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop}/rendered?window={centre},{width}",
+        headers={"Accept": "image/png"},
+    )
+    assert answer.ok, answer.status
+    reference = png(answer.body())
+    # The image is fitted into the viewport, centred: crop the square it occupies.
+    h, w = shot.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    shown = Image.fromarray(shot[top : top + side, left : left + side].astype(np.uint8)).resize((64, 64))
+    expected = Image.fromarray(reference.astype(np.uint8)).resize((64, 64))
+    a, b = np.asarray(shown, dtype=np.float64).ravel(), np.asarray(expected, dtype=np.float64).ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_a_reader_reads_and_signs_and_the_site_sees_the_report(page: Any, centre: Centre) -> None:
+    fudong = centre.studies["fudong"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, fudong.uid)
+    row = page.locator(f"tr[data-study='{fudong.uid}']")
+    row.wait_for(timeout=20_000)
+    assert "王桂英" in row.inner_text() and "71岁" in row.inner_text() and "女" in row.inner_text()
+    assert re.search(r"\d+:\d\d:\d\d", row.locator("td.countdown").inner_text())
+    page.screenshot(path=str(centre.shots / "worklist.png"))
+
+    began = time.monotonic()
+    row.locator("button[data-action=claim]").click()
+    page.wait_for_url(re.compile(f".*/read/{task['id']}$"))
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    centre.timings["first_image_s"] = time.monotonic() - began
+    state = viewer_state(page)
+    centre.timings["first_image_in_page_ms"] = state["first"]
+    assert state["total"] == 8 and fudong.uid in state["imageId"]
+    viewport = page.locator("#viewport")
+    time.sleep(0.3)  # let the first render settle before reading pixels back
+    before = png(viewport.screenshot())
+    assert before.std() > 10, "the viewport is blank"
+    assert same_image(page, before, fudong.uid, state["imageId"], state["voi"]) > 0.9
+
+    # The wheel changes the slice.
+    box = viewport.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function(f"() => window.__yyViewer.slice !== {state['slice']}")
+    assert viewer_state(page)["imageId"] != state["imageId"]
+
+    # A window preset changes the pixels and the window shown.
+    page.click("button[data-preset=bone]")
+    page.wait_for_function("() => Math.round(window.__yyViewer.voi[0]) === 1800")
+    time.sleep(0.2)
+    after = png(viewport.screenshot())
+    assert np.abs(after - before).mean() > 5
+    assert "1800" in page.inner_text("#voi")
+    state = viewer_state(page)
+    assert same_image(page, after, fudong.uid, state["imageId"], state["voi"]) > 0.9
+
+    # A length measurement reads the right millimetres: its handles' distance on the canvas times
+    # the millimetres per canvas pixel of the viewport's camera, and the handles where we dragged.
+    page.click("button[data-tool=length]")
+    page.mouse.move(cx - 100, cy)
+    page.wait_for_timeout(100)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(cx - 100 + 20 * step, cy)
+        page.wait_for_timeout(30)
+    page.mouse.up()
+    measured = page.locator("#measurements li[data-kind=length]")
+    measured.wait_for(timeout=5_000)
+    [handles] = page.evaluate("() => window.__yyViewer.viewer.handlesOnCanvas()")
+    (x0, y0), (x1, y1) = handles[0], handles[-1]
+    origin = viewport.bounding_box()
+    assert abs(origin["x"] + x1 - (cx + 100)) < 3 and abs(origin["y"] + y1 - cy) < 3, handles
+    assert abs(origin["x"] + x0 - (cx - 100)) < 40, handles
+    expected_mm = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5 * state["mmPerPixel"]
+    # The list follows the tool's statistics, which it recomputes on the render after the drag.
+    wait_for(lambda: abs(float(measured.get_attribute("data-value")) - expected_mm) < 0.02 * expected_mm, timeout=5)
+
+    # The structured report, then sign.
+    page.select_option("#report-template", "ct_head")
+    page.select_option("select[name=ventricles]", "normal")
+    page.fill("#report-findings", "脑实质内未见异常密度影，脑室系统未见扩大，中线结构居中。")
+    page.fill("#report-impression", IMPRESSION)
+    page.screenshot(path=str(centre.shots / "reading.png"))
+    page.click("#sign")
+    page.wait_for_function("() => document.querySelector('#task-state').className.includes('signed')")
+    assert page.locator("#reading-status").inner_text().startswith("报告已签发")
+
+    page.click("#logout")
+    page.wait_for_url(re.compile(".*/login$"))
+
+    # The township's site user sees the report, and can print it.
+    log_in(page, "fudong", expect="/site")
+    site_row = page.locator(f"tr[data-study='{fudong.uid}']")
+    site_row.wait_for()
+    site_row.locator("button[data-action=report]").click()
+    assert page.inner_text("#site-report-impression") == IMPRESSION
+    pdf = page.request.get(page.get_attribute("#report-pdf", "href"))
+    assert pdf.ok and pdf.headers["content-type"] == "application/pdf" and pdf.body().startswith(b"%PDF")
+    page.screenshot(path=str(centre.shots / "site.png"))
+
+    # ... and nothing of Anfeng's: not listed, not by URL, not its images.
+    anfeng = centre.studies["anfeng"]
+    assert page.locator(f"tr[data-study='{anfeng.uid}']").count() == 0
+    assert page.request.get(f"/dicomweb/studies/{anfeng.uid}/metadata").status == 404
+    page.goto(f"/read/{task['id']}")
+    page.wait_for_url(re.compile(".*/site$"))
+    print(f"\nfirst image: {centre.timings}")
+
+
+def test_a_patient_name_with_markup_is_shown_as_text(page: Any, centre: Centre) -> None:
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    log_in(page, "li", expect="/worklist")
+    xss = centre.studies["xss"]
+    task_of(page, xss.uid)
+    row = page.locator(f"tr[data-study='{xss.uid}']")
+    row.wait_for(timeout=20_000)
+    name = row.locator("td.patient .name").inner_text()
+    assert "<b>Bold</b>" in name and "<script>alert(1)</script>" in name
+    assert page.locator("#worklist b, #worklist script").count() == 0
+    assert dialogs == []
+
+
+def test_each_role_lands_on_its_own_pages_and_the_language_switches(page: Any, centre: Centre) -> None:
+    log_in(page, "wang", expect="/qa")
+    page.locator("#qa-sites").wait_for()
+    assert page.locator("svg.chart").count() == 2
+    page.screenshot(path=str(centre.shots / "qa.png"))
+    page.goto("/worklist")  # a reader's page: QA is sent back to its own
+    page.wait_for_url(re.compile(".*/qa$"))
+    assert page.inner_text("#logout") == "退出"
+    page.click("#locale-switch")
+    page.wait_for_function("() => document.querySelector('#logout').textContent === 'Log out'")
+    page.locator("#qa-sites").wait_for()
+    assert "Quality dashboard" in page.inner_text("main")
+    page.click("#locale-switch")
+    page.wait_for_function("() => document.querySelector('#logout').textContent === '退出'")
+    page.locator("#qa-sites").wait_for()
+    page.click("#logout")
+
+    log_in(page, "root", expect="/admin")
+    page.locator("#admin-sites").wait_for()
+    assert "FUDONG_CT" in page.inner_text("#admin-sites")
+    page.screenshot(path=str(centre.shots / "admin.png"))
+
+
+def test_a_wrong_password_is_refused_without_saying_why(page: Any, centre: Centre) -> None:
+    page.goto("/login")
+    page.screenshot(path=str(centre.shots / "login.png"))
+    page.fill("#login", "li")
+    page.fill("#password", "not-the-password")
+    page.click("#login-submit")
+    page.wait_for_function("() => document.querySelector('#login-message').textContent !== ''")
+    assert page.inner_text("#login-message") == "用户名或密码不正确"
+    page.goto("/worklist")
+    page.wait_for_url(re.compile(r".*/login\?next=.*"))
+
+
+def test_an_ended_session_sends_the_page_back_to_login(page: Any, centre: Centre) -> None:
+    log_in(page, "li", expect="/worklist")
+    page.locator("#worklist-rows tr[data-task]").first.wait_for(timeout=20_000)
+    csrf = page.request.get("/api/session").json()["csrf_token"]
+    # The session ends on the server (idle timeout, logout elsewhere): the next call answers 401.
+    assert page.request.delete("/api/session", headers={"X-CSRF-Token": csrf}).status == 204
+    page.select_option("#filter-priority", "stat")
+    page.wait_for_url(re.compile(r".*/login\?expired=1.*"))
+    assert page.inner_text("#login-message") == "会话已超时，请重新登录"
+    page.fill("#login", "li")
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(re.compile(".*/worklist$"))  # back where the reader was
+    page.select_option("#filter-priority", "")  # the saved view is the browser's: leave it as found

@@ -1,0 +1,65 @@
+"""The browser front end (``viewer/web``, built by Vite into ``viewer/web/dist``) served by the
+same app as the API: hashed assets with a year-long cache, ``index.html`` for every client
+route (the page routes itself), and a page that says how to build it when the build is missing.
+Nothing here holds patient data: the pages fetch it from ``/api`` and ``/dicomweb`` with the
+session cookie, where every route checks the caller."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+DIST: Final = Path(__file__).resolve().parent / "web" / "dist"
+
+# The client routes of viewer/web/src/main.ts; anything else stays a plain 404.
+CLIENT_ROUTES: Final = ("/", "/login", "/worklist", "/read/{task_id}", "/site", "/qa", "/admin")
+
+# Cornerstone's decoders are WebAssembly ('wasm-unsafe-eval') run in module workers from our own
+# origin; images and thumbnails come from our own DICOMweb; nothing is fetched from elsewhere.
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+    "img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+NOT_BUILT: Final = """<!doctype html><html lang="en"><meta charset="utf-8"><title>Yunying: front end not built</title>
+<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
+<h1>The web front end is not built</h1>
+<p>The API (<code>/api</code>) and DICOMweb (<code>/dicomweb</code>) are running, but the pages are missing:
+<code>{dist}/index.html</code> does not exist.</p>
+<p>Build them with <code>make install</code> (or <code>cd viewer/web &amp;&amp; npm ci &amp;&amp; npm run build</code>;
+Node.js 20.19 or newer), then reload this page.</p>
+<p>前端页面尚未构建：请运行 <code>make install</code>，然后刷新本页。</p>
+</body></html>"""
+
+
+class HashedAssets(StaticFiles):
+    """Vite names every asset after its content hash: a file never changes under its name."""
+
+    def file_response(
+        self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
+    """Serve the built pages of ``dist`` (or, while it is missing, how to build them)."""
+    app.mount("/assets", HashedAssets(directory=dist / "assets", check_dir=False), name="assets")
+    index = dist / "index.html"
+
+    def page() -> Response:
+        headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY}
+        if not index.is_file():
+            return HTMLResponse(NOT_BUILT.format(dist=dist), status_code=503, headers={"Cache-Control": "no-store"})
+        return FileResponse(index, media_type="text/html", headers=headers)
+
+    for path in CLIENT_ROUTES:
+        app.add_api_route(path, page, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)

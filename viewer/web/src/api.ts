@@ -1,0 +1,81 @@
+// The one way the pages talk to the server: same-origin fetch, so the session cookie goes
+// along; the CSRF token on every state-changing request; a 401 sends the user back to login.
+
+export interface User {
+  login: string;
+  name: string;
+  role: 'admin' | 'reader' | 'site' | 'qa';
+  site: string | null;
+}
+
+export interface Session {
+  user: User;
+  csrf_token: string;
+  idle_timeout_s: number;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+    readonly retryAfter: number | null = null,
+  ) {
+    super(detail);
+  }
+}
+
+let csrfToken = '';
+let onUnauthorised: () => void = () => {};
+
+export function setCsrfToken(token: string): void {
+  csrfToken = token;
+}
+
+export function csrfHeader(): Record<string, string> {
+  return csrfToken ? { 'X-CSRF-Token': csrfToken } : {};
+}
+
+export function whenUnauthorised(handler: () => void): void {
+  onUnauthorised = handler;
+}
+
+const SAFE = new Set(['GET', 'HEAD']);
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (!SAFE.has(method)) Object.assign(headers, csrfHeader());
+  const response = await fetch(path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401 && path !== '/api/session') onUnauthorised();
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const answer = await response.json();
+      detail = typeof answer.detail === 'string' ? answer.detail : JSON.stringify(answer.detail ?? answer);
+    } catch {
+      /* not JSON: keep the status text */
+    }
+    const retry = response.headers.get('Retry-After');
+    throw new ApiError(response.status, detail, retry ? Number(retry) : null);
+  }
+  if (response.status === 204) return undefined as T;
+  return (await response.json()) as T;
+}
+
+export const get = <T>(path: string) => api<T>('GET', path);
+
+/** ``/path?a=1&b=2``, leaving out empty values; arrays repeat the name. */
+export function withQuery(path: string, query: Record<string, string | number | boolean | string[] | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value === null || value === undefined || value === '' || value === false) continue;
+    for (const one of Array.isArray(value) ? value : [value]) search.append(name, String(one));
+  }
+  const text = search.toString();
+  return text ? `${path}?${text}` : path;
+}

@@ -56,10 +56,14 @@ def test_a_login_sets_an_httponly_strict_cookie_and_answers_the_user(web: Web) -
         again = browser.get("/api/session")
         assert again.status_code == 200 and again.json()["user"]["login"] == "fudong-tech"
         assert again.json()["csrf_token"] == body["csrf_token"]
-    with transaction(web.world.services.sessions) as session:
-        [row] = session.scalars(select(WebSession)).all()
-        assert secret not in (row.secret_sha256, str(row.id))  # only its hash is stored
-        assert (row.expires_at - row.created_at).total_seconds() == 12 * 3600
+        with transaction(web.world.services.sessions) as session:
+            [row] = session.scalars(select(WebSession)).all()
+            assert secret not in (row.secret_sha256, str(row.id))  # only its hash is stored
+            assert (row.expires_at - row.created_at).total_seconds() == 12 * 3600
+        # Logging in again from the same browser: a new id (never the old one kept), the old one ends.
+        web.log_in("fudong-tech", browser)
+        assert browser.cookies["yy_session"] != secret
+        assert httpx.get(f"{web.url}/api/session", cookies={"yy_session": secret}).status_code == 401
 
 
 def test_a_wrong_password_and_an_unknown_login_get_the_same_answer(web: Web) -> None:

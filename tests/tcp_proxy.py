@@ -102,12 +102,13 @@ class TcpProxy:
                 if self.shaped:
                     self._shaped_pump(source, target, self._pacers[direction], upstream=direction == 0)
                 else:
-                    threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+                    threading.Thread(target=self._pump, args=(source, target, direction == 0), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
         try:
             while data := source.recv(65536):
+                if upstream:
+                    self.bytes_up += len(data)
                 target.sendall(data)
         except OSError:
             pass

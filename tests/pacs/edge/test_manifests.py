@@ -4,7 +4,7 @@ for a manifest that never comes turning stable after ``manifest_wait_s``, flagge
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
@@ -48,11 +48,12 @@ def test_the_manifest_api_answers_what_is_missing_and_refuses_what_it_must(centr
 
 
 def test_a_held_study_whose_manifest_never_comes_turns_stable_after_the_wait_flagged(
-    make_services: Callable[..., object], data_cache: Path, centre: Centre
+    data_cache: Path, centre: Centre
 ) -> None:
     # Straight from the edge's AE to the centre, bypassing any edge: no manifest will come.
-    centre.services.settings.manifest_wait_s = 3.0
-    centre.service.receiving.watcher.manifest_wait = __import__("datetime").timedelta(seconds=3)  # type: ignore[union-attr]
+    watcher = centre.service.receiving.watcher
+    assert watcher is not None
+    watcher.manifest_wait = timedelta(seconds=3)  # YUNYING_MANIFEST_WAIT_S, shortened for the test
     files = write_ct(data_cache / "edge-forward-5", slices=5, seed=31, size=64)
     study_uid = study_of(files)
     assert storescu(centre.dicom_port, files, calling=EDGE_AE, called="YUNYING")[0] == 5

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacs.audit import AccessLog
 from pacs.edge import queue
 from pacs.edge.centre import CentreApi
+from pacs.edge.commitment import PUSH_MODEL, CommitmentSCP
 from pacs.edge.forwarder import Forwarder
 from pacs.edge.links import DicomLink, Link, StowLink
 from pacs.edge.prune import Pruner
@@ -108,6 +109,9 @@ class Edge:
         else:
             link = DicomLink(settings, self.services.store, self.limiter)
         self.receiving = Receiving(self.services, stability=False)
+        receiver = self.receiving.receiver
+        receiver.ae.add_supported_context(PUSH_MODEL)
+        receiver.extra_handlers += CommitmentSCP(self.services.sessions, receiver.scp).handlers()
         self.watcher = StabilityWatcher(
             self.services.sessions, settings.stability_seconds, settings.stability_poll_s, on_stable=queue_manifest
         )

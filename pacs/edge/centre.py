@@ -54,7 +54,7 @@ class CentreApi:
             context.load_verify_locations(cafile=str(ca))
         self.pool = urllib3.PoolManager(
             num_pools=2,
-            maxsize=2,
+            maxsize=settings.associations + 2,  # the senders, the report puller, a manifest
             timeout=urllib3.Timeout(connect=settings.connect_timeout_s, read=settings.http_timeout_s),
             retries=False,
             ssl_context=context,

@@ -41,7 +41,27 @@ FORWARD_FAILED = "edge.forward_failed"  # the centre refused an instance for goo
 MANIFEST_CONFIRMED = "edge.manifest_confirmed"  # the centre holds the whole study
 
 
+def reclaim_leases(sessions: sessionmaker[Session]) -> int:
+    """At start, before any forwarder runs: jobs a killed predecessor held are due again at once
+    rather than when their lease runs out. One edge process per home, so every held job is one."""
+    with transaction(sessions) as session:
+        jobs = list(
+            session.scalars(
+                select(Job).where(Job.kind.in_([queue.FORWARD, queue.MANIFEST]), Job.state == JobState.RUNNING)
+            )
+        )
+        for job in jobs:
+            job.state = JobState.PENDING
+            job.lease_owner = job.lease_expires_at = None
+            job.next_run_at = utcnow()
+        return len(jobs)
+
+
 class Forwarder:
+    """One sender: one link (an association, or HTTP requests) taking one job at a time. The
+    edge runs ``associations`` of them, so that one's wait for a response (a round trip on the
+    line) is another's time to send."""
+
     def __init__(
         self,
         settings: EdgeSettings,
@@ -49,6 +69,7 @@ class Forwarder:
         link: Link,
         api: CentreApi,
         *,
+        index: int = 0,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
@@ -56,33 +77,21 @@ class Forwarder:
         self.link = link
         self.api = api
         self.rng = rng or random.Random()
-        self.owner = f"edge-forwarder-{os.getpid()}"
+        self.owner = f"edge-forwarder-{os.getpid()}-{index}"
         # A lease longer than any one send over a thin line: if this process dies, a restarted
         # one takes the job again once it has run out (pacs/jobs.py).
         self.lease = timedelta(seconds=max(120.0, 2 * settings.dimse_timeout_s))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="edge-forwarder", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"edge-forwarder-{index}", daemon=True)
         self._link_failures = 0
 
     def start(self) -> None:
-        self._reclaim_own_leases()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
         self.link.close()
-
-    def _reclaim_own_leases(self) -> None:
-        """Jobs a killed predecessor held: due again at once rather than after the lease (a
-        restarted edge has the same pid rarely, so match any forwarder)."""
-        with transaction(self.sessions) as session:
-            for job in session.scalars(
-                select(Job).where(Job.kind.in_([queue.FORWARD, queue.MANIFEST]), Job.state == JobState.RUNNING)
-            ):
-                job.state = JobState.PENDING
-                job.lease_owner = job.lease_expires_at = None
-                job.next_run_at = utcnow()
 
     def _run(self) -> None:
         idle_since = time.monotonic()

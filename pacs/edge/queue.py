@@ -134,7 +134,7 @@ class StudyProgress:
             return "failed"
         if self.manifest == "confirmed" and self.acknowledged == self.total:
             return "acknowledged"
-        if self.acknowledged or self.sending or (self.total and self.queued < self.total):
+        if self.acknowledged or self.sending:
             return "sending"
         return "queued"
 

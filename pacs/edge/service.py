@@ -16,7 +16,7 @@ from pacs.audit import AccessLog
 from pacs.edge import queue
 from pacs.edge.centre import CentreApi
 from pacs.edge.commitment import PUSH_MODEL, CommitmentSCP
-from pacs.edge.forwarder import Forwarder
+from pacs.edge.forwarder import Forwarder, reclaim_leases
 from pacs.edge.links import DicomLink, Link, StowLink
 from pacs.edge.prune import Pruner
 from pacs.edge.reports import ReportPuller
@@ -103,11 +103,6 @@ class Edge:
         self.site_id = sync_allow_list(self.services.sessions, settings)
         self.limiter = RateLimiter(settings.bandwidth_kbps)
         self.api = CentreApi(settings, self.limiter)
-        link: Link
-        if settings.transport is Transport.STOW:
-            link = StowLink(self.api, self.services.store)
-        else:
-            link = DicomLink(settings, self.services.store, self.limiter)
         self.receiving = Receiving(self.services, stability=False)
         receiver = self.receiving.receiver
         receiver.ae.add_supported_context(PUSH_MODEL)
@@ -115,7 +110,10 @@ class Edge:
         self.watcher = StabilityWatcher(
             self.services.sessions, settings.stability_seconds, settings.stability_poll_s, on_stable=queue_manifest
         )
-        self.forwarder = Forwarder(settings, self.services.sessions, link, self.api)
+        self.forwarders = [
+            Forwarder(settings, self.services.sessions, self._link(), self.api, index=i)
+            for i in range(settings.associations)
+        ]
         self.reports = ReportPuller(self.api, settings.reports_path, settings.reports_poll_s)
         self.pruner = Pruner(
             self.services.sessions, self.services.store, settings.retention_days, settings.prune_interval_s
@@ -128,6 +126,11 @@ class Edge:
             else None
         )
 
+    def _link(self) -> Link:
+        if self.settings.transport is Transport.STOW:
+            return StowLink(self.api, self.services.store)
+        return DicomLink(self.settings, self.services.store, self.limiter)
+
     def progress(self) -> list[queue.StudyProgress]:
         with transaction(self.services.sessions, read_only=True) as session:
             return queue.study_progress(session)
@@ -139,7 +142,11 @@ class Edge:
     def start(self) -> None:
         self.receiving.start()
         self.watcher.start()
-        self.forwarder.start()
+        reclaimed = reclaim_leases(self.services.sessions)
+        if reclaimed:
+            log.info("edge.resuming", jobs=reclaimed)
+        for forwarder in self.forwarders:
+            forwarder.start()
         self.reports.start()
         self.pruner.start()
         if self.page is not None:
@@ -162,7 +169,8 @@ class Edge:
             self.page.stop()
         self.pruner.stop()
         self.reports.stop()
-        self.forwarder.stop()
+        for forwarder in self.forwarders:
+            forwarder.stop()
         self.watcher.stop()
         self.receiving.stop()
         self.api.close()

@@ -52,7 +52,8 @@ class EdgeSettings(BaseSettings):
     site_token: str = ""  # a site service account's bearer token (`yunying token create --service …`)
     http_timeout_s: float = Field(default=30.0, gt=0)
 
-    # The link.
+    # The link. Several transfers at once hide the round trip each instance waits for its answer.
+    associations: int = Field(default=2, ge=1, le=8)
     bandwidth_kbps: int = Field(default=0, ge=0)  # cap on what the edge sends; 0: no cap
     connect_timeout_s: float = Field(default=10.0, gt=0)
     dimse_timeout_s: float = Field(default=60.0, gt=0)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from pacs import audit_cli, pki_cli
 from pacs.cli_support import console, err, fail, load_settings, open_services, serve_metrics
+from pacs.edge import cli as edge_cli
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
 from pacs.identity import node_cli
@@ -208,6 +209,12 @@ def site_add(
     report_image: Annotated[
         bool, typer.Option("--report-image", help="Also send reports as an image (PACS that show no SR or PDF).")
     ] = False,
+    edge: Annotated[
+        bool,
+        typer.Option(
+            "--edge", help="The site sends through a Yunying edge: hold its studies until the edge's manifest is met."
+        ),
+    ] = False,
 ) -> None:
     """Add a site to a consortium."""
     settings = load_settings()
@@ -225,9 +232,31 @@ def site_add(
                 return_port=return_port,
                 return_report_image=report_image,
             )
+            site.held_for_manifest = edge
             console.print(f"Site {site.id} {name!r} ({tier}) added to {consortium!r}")
     except IdentityError as exc:
         raise fail(str(exc)) from None
+
+
+@site_app.command("edge")
+def site_edge(
+    name: Annotated[str, typer.Argument(help="The site's name (see `yunying site list`).")],
+    off: Annotated[bool, typer.Option("--off", help="The site no longer sends through an edge.")] = False,
+) -> None:
+    """Mark a site as sending through a Yunying edge: its studies turn stable only once the edge's
+    manifest of each is satisfied (at most YUNYING_MANIFEST_WAIT_S)."""
+    services = open_services(load_settings())
+    try:
+        with transaction(services.sessions) as session:
+            site = find_site(session, name)
+            site.held_for_manifest = not off
+    except IdentityError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        services.close()
+    console.print(
+        f"Site {name!r} " + ("no longer waits for edge manifests" if off else "now waits for its edge's manifests")
+    )
 
 
 @site_app.command("list")
@@ -550,6 +579,7 @@ def register(app: typer.Typer) -> None:
     audit_cli.register(app)
     pki_cli.register(app)
     node_cli.register(app)
+    edge_cli.register(app)
     app.command("receiver")(receiver)
     app.command("import")(import_files)
     app.command("changes")(changes)

@@ -27,7 +27,12 @@ class Receiving:
         self._stop = threading.Event()
         self.receiver = Receiver(settings, services.ingest, services.sessions)
         self.watcher = (
-            StabilityWatcher(services.sessions, settings.stability_seconds, settings.stability_poll_s)
+            StabilityWatcher(
+                services.sessions,
+                settings.stability_seconds,
+                settings.stability_poll_s,
+                manifest_wait_s=settings.manifest_wait_s,
+            )
             if stability
             else None
         )

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # Study stability: no new instance for this long → stable, AI job queued.
     stability_seconds: float = 60.0
     stability_poll_s: float = 1.0
+    # A study of a site that sends through a clinic edge also waits for the edge's manifest
+    # (pacs/completeness.py), at most this long: then it turns stable flagged incomplete.
+    manifest_wait_s: float = Field(default=86400.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = False

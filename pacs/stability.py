@@ -1,7 +1,11 @@
 """Study stability: a study that received no new instance for the stability delay is *stable*;
 the same transaction appends ``study.stable`` and queues the AI pre-screen job (DESIGN.md:
 jobs are rows created with the change that causes them). A late instance re-opens the study
-(ingest), and its next stability queues a new job."""
+(ingest), and its next stability queues a new job.
+
+A study of a site that sends through a clinic edge waits, beyond the quiet period, for the
+edge's manifest to be satisfied (``pacs.completeness``): at most ``manifest_wait``, after which
+it turns stable flagged ``manifest: missing`` with an alert."""
 
 from __future__ import annotations
 
@@ -11,20 +15,43 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs import events
+from pacs.completeness import held_back
 from pacs.headers import build_headers
 from pacs.index.db import IndexUnavailable, append_change, transaction
-from pacs.index.models import Job, Study, StudyState
+from pacs.index.models import Alert, Job, Site, Study, StudyManifest, StudyState
 from pacs.index.types import utcnow
 
 log = structlog.get_logger(__name__)
 
+# What follows ``study.stable`` in the same transaction: the centre queues the AI pre-screen;
+# the clinic edge queues the study's manifest for the centre.
+OnStable = Callable[[Session, str, datetime], None]
+
+
+def queue_prescreen(session: Session, study_uid: str, now: datetime) -> None:
+    session.add(
+        Job(
+            kind=events.JOB_AI_PRESCREEN,
+            payload={"study_uid": study_uid},
+            next_run_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
 
 def mark_stable_studies(
-    sessions: sessionmaker[Session], stability: timedelta, *, now: datetime | None = None, batch: int = 100
+    sessions: sessionmaker[Session],
+    stability: timedelta,
+    *,
+    now: datetime | None = None,
+    batch: int = 100,
+    manifest_wait: timedelta = timedelta(days=1),
+    on_stable: OnStable = queue_prescreen,
 ) -> list[str]:
     """Mark every study quiet for ``stability`` as stable; returns their UIDs.
 
@@ -33,14 +60,29 @@ def mark_stable_studies(
     now = now or utcnow()
     cutoff = now - stability
     with transaction(sessions) as session:
+        # A study waiting for its edge's manifest is no candidate until one came (or the wait
+        # is over), so that waiting studies never crowd the batch.
+        has_manifest = exists().where(StudyManifest.study_uid == Study.study_uid)
         candidates = session.execute(
-            select(Study.id, Study.study_uid, Study.site_id)
-            .where(Study.state == StudyState.RECEIVING, Study.last_received_at <= cutoff)
+            select(Study.id, Study.study_uid, Study.site_id, Site.held_for_manifest)
+            .join(Site, Site.id == Study.site_id)
+            .where(
+                Study.state == StudyState.RECEIVING,
+                Study.last_received_at <= cutoff,
+                or_(Site.held_for_manifest.is_(False), has_manifest, Study.first_received_at <= now - manifest_wait),
+            )
             .order_by(Study.last_received_at)
             .limit(batch)
         ).all()
     marked = []
-    for study_pk, study_uid, site_id in candidates:
+    for study_pk, study_uid, site_id, held in candidates:
+        waiting = False
+        if held:
+            with transaction(sessions) as session:
+                waiting = held_back(session, study_pk, site_id, now=now)
+                first_received = session.get_one(Study, study_pk).first_received_at
+            if waiting and first_received > now - manifest_wait:
+                continue
         # Everything downstream of `study.stable` (AI, reading, DICOMweb metadata) may ask for
         # the DICOM JSON headers: build those ingest left for later, before announcing it.
         build_headers(sessions, study_pk=study_pk)
@@ -63,16 +105,22 @@ def mark_stable_studies(
                 site_id=site_id,
                 num_instances=study.num_instances,
                 num_series=study.num_series,
+                **({"manifest": "missing"} if waiting else {}),
             )
-            session.add(
-                Job(
-                    kind=events.JOB_AI_PRESCREEN,
-                    payload={"study_uid": study_uid},
-                    next_run_at=now,
-                    created_at=now,
-                    updated_at=now,
+            if waiting:
+                session.add(
+                    Alert(
+                        kind=events.STUDY_STABLE,
+                        site_id=site_id,
+                        study_uid=study_uid,
+                        message=(
+                            f"study {study_uid} turned stable without a satisfied manifest from the site's edge "
+                            f"after {manifest_wait}: it may be incomplete (check `yunying edge status` at the clinic)"
+                        ),
+                        created_at=now,
+                    )
                 )
-            )
+            on_stable(session, study_uid, now)
         log.info("study.stable", study_uid=study_uid, site=site_id)
         marked.append(study_uid)
     return marked
@@ -82,9 +130,18 @@ class StabilityWatcher:
     """A background thread that runs ``mark_stable_studies`` every ``poll_s`` seconds."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], stability_s: float, poll_s: float, clock: Callable[[], datetime] = utcnow
+        self,
+        sessions: sessionmaker[Session],
+        stability_s: float,
+        poll_s: float,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        manifest_wait_s: float = 86400.0,
+        on_stable: OnStable = queue_prescreen,
     ) -> None:
         self.sessions = sessions
+        self.manifest_wait = timedelta(seconds=manifest_wait_s)
+        self.on_stable = on_stable
         self.stability = timedelta(seconds=stability_s)
         self.poll_s = poll_s
         self.clock = clock
@@ -101,7 +158,13 @@ class StabilityWatcher:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             try:
-                mark_stable_studies(self.sessions, self.stability, now=self.clock())
+                mark_stable_studies(
+                    self.sessions,
+                    self.stability,
+                    now=self.clock(),
+                    manifest_wait=self.manifest_wait,
+                    on_stable=self.on_stable,
+                )
             except IndexUnavailable as exc:
                 log.warning("stability.index_unavailable", error=str(exc))
             except Exception:  # the watcher must outlive any one bad pass

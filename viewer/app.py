@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import DataError
 
+from pacs.dicomweb.manifests import router as manifest_router
 from pacs.dicomweb.routes import router as qido_router
 from pacs.dicomweb.stow import router as stow_router
 from pacs.dicomweb.wado import router as wado_router
@@ -77,6 +78,7 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
     app.include_router(qido_router)
     app.include_router(wado_router)
     app.include_router(stow_router)
+    app.include_router(manifest_router)
     app.include_router(reading_router)
     app.include_router(session_router)
     mount_frontend(app)

@@ -82,6 +82,8 @@ class Receiver:
                 scu_role=context.scu_role,
                 scp_role=context.scp_role,
             )
+        # Handlers a deployable adds on top (the clinic edge: Storage Commitment), bound at start().
+        self.extra_handlers: list[tuple[Any, Any]] = []
         self.server: HardenedServer | None = None
         self.tls_server: HardenedServer | None = None
         self._thread: threading.Thread | None = None
@@ -100,7 +102,7 @@ class Receiver:
     def _serve(self, host: str, port: int, *, reuse_port: bool, tls: TlsAcceptor | None) -> HardenedServer:
         server: HardenedServer = self.ae.make_server(  # type: ignore[assignment]
             (host, port),
-            evt_handlers=[*self.scp.handlers(), *self.qr_scp.handlers()],
+            evt_handlers=[*self.scp.handlers(), *self.qr_scp.handlers(), *self.extra_handlers],
             server_class=HardenedServer,
             max_pdu_bytes=self.settings.max_pdu,
             pdu_deadline_s=self.settings.pdu_deadline_s,

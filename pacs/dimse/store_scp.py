@@ -196,6 +196,7 @@ class StoreSCP:
         assoc.kill()
 
     def on_closed(self, event: evt.Event) -> None:
+        _discard_partial_data_set(event.assoc)
         with self._lock:
             state = self._states.pop(id(event.assoc), None)
             if state is not None:
@@ -244,3 +245,20 @@ class StoreSCP:
         if outcome.kind is OutcomeKind.UNAVAILABLE:
             state.instances -= 1
         return status_dataset(status, outcome.reason)
+
+
+def _discard_partial_data_set(assoc: Any) -> None:
+    """An association that died in the middle of a data set (a line cut, an abort) leaves
+    pynetdicom's half-written spool file open (FIELD-NOTES): close and delete it now rather than
+    leak the descriptor until the partial-file sweep."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    spooled = getattr(message, "_data_set_file", None)
+    if spooled is None:
+        return
+    try:
+        spooled.close()
+        Path(spooled.name).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("receiver.partial_discard_failed", path=str(getattr(spooled, "name", "")), error=str(exc))
+    else:
+        log.info("receiver.partial_data_set_discarded", path=spooled.name)

@@ -76,6 +76,9 @@ class Site(Base):
     return_port: Mapped[int | None] = mapped_column(Integer)
     # Also send the report rendered as an image: for small PACS that show neither SR nor PDF.
     return_report_image: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The site sends through a Yunying edge (pacs/edge): its studies are held back from
+    # *stable* until the edge's manifest of the study is satisfied (pacs/completeness.py).
+    held_for_manifest: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     consortium: Mapped[Consortium] = relationship(back_populates="sites")
@@ -321,6 +324,22 @@ class Study(Base):
         Index("ix_study_state_last", "state", "last_received_at"),
         Index("ix_study_state_ready", "state", "ready_at"),
     )
+
+
+class StudyManifest(Base):
+    """What an edge says a study holds: SOP Instance UID → sha256 of the data set after group
+    0002, the same digest as ``Instance.sha256``. A study of a site ``held_for_manifest`` turns
+    stable only once every listed instance is here with that digest (``satisfied_at``)."""
+
+    __tablename__ = "study_manifest"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    instances: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    num_instances: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    satisfied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Series(Base):

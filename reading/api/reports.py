@@ -3,6 +3,7 @@ and a report's renderings (PDF, FHIR, HL7 v2)."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from reading.reports.outputs.errors import ReportOutputError
 from reading.reports.outputs.fhir import build_diagnostic_report
 from reading.reports.outputs.hl7 import build_oru_r01
 from reading.reports.outputs.pdf import build_pdf
+from reading.reports.outputs.sr import build_sr
 from reading.reports.service import (
     ReportInput,
     add_addendum,
@@ -186,7 +188,12 @@ def _visible_report(session: Session, who: Principal, report_id: int) -> Report:
     return report
 
 
-RENDERINGS = {"pdf": "application/pdf", "fhir": "application/fhir+json", "hl7": "x-application/hl7-v2+er7"}
+RENDERINGS = {
+    "pdf": "application/pdf",
+    "fhir": "application/fhir+json",
+    "hl7": "x-application/hl7-v2+er7",
+    "sr": "application/dicom",
+}
 
 
 @router.get("/reports/{report_id}")
@@ -194,10 +201,11 @@ def get_report(
     request: Request,
     who: Authenticated,
     report_id: int,
-    format: Annotated[str, Query(pattern="^(json|pdf|fhir|hl7)$")] = "json",
+    format: Annotated[str, Query(pattern="^(json|pdf|fhir|hl7|sr)$")] = "json",
 ) -> Any:
     """A report version as JSON, or rendered: ``format=pdf`` (the printed report), ``fhir``
-    (an R4 DiagnosticReport), ``hl7`` (an ORU^R01 message)."""
+    (an R4 DiagnosticReport), ``hl7`` (an ORU^R01 message), ``sr`` (the DICOM Comprehensive SR,
+    Part 10: what a clinic edge that pulls its reports keeps beside the PDF)."""
     with unit_of_work(request, read_only=True) as session:
         report = _visible_report(session, who, report_id)
         task = session.get_one(ReadingTask, report.task_id)
@@ -215,6 +223,10 @@ def get_report(
     try:
         if format == "pdf":
             content: bytes = build_pdf(document)
+        elif format == "sr":
+            buffer = io.BytesIO()
+            build_sr(document).save_as(buffer, enforce_file_format=True)
+            content = buffer.getvalue()
         elif format == "fhir":
             resource = build_diagnostic_report(document, pdf=build_pdf(document))
             content = json.dumps(resource, ensure_ascii=False).encode()

@@ -5,8 +5,8 @@ a study holds, and when the centre found it all).
 Self-contained: it touches no table another revision of this release changes, so it may be
 re-chained after any of them.
 
-Revision ID: 0014
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-03 09:40:00.000000
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql
 
 import pacs.index.types
 
-revision: str = '0014'
-down_revision: str | None = '0012'
+revision: str = '0015'
+down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -10,6 +10,7 @@ every web process sees the same count, so N web processes do not give a guesser 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,10 +39,18 @@ def verdict(count: int, oldest: datetime | None, now: datetime, limit: int, wind
 
 
 class FailureThrottle:
-    def __init__(self, sessions: sessionmaker[Session], limit: int, window_s: float) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        limit: int,
+        window_s: float,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.sessions = sessions
         self.limit = limit
         self.window_s = window_s
+        self.clock = clock
 
     def _recent(self, session: Session, key: str, now: datetime) -> tuple[int, datetime | None]:
         since = now - timedelta(seconds=self.window_s)
@@ -52,7 +61,7 @@ class FailureThrottle:
 
     def check(self, key: str) -> Verdict:
         """Whether ``key`` is refused now (``IndexUnavailable`` when the index is down)."""
-        now = utcnow()
+        now = self.clock()
         with transaction(self.sessions, read_only=True) as session:
             count, oldest = self._recent(session, key, now)
         found = verdict(count, oldest, now, self.limit, self.window_s)
@@ -65,7 +74,7 @@ class FailureThrottle:
 
     def fail(self, key: str) -> Verdict:
         """Count one failure of ``key``; returns whether it is now refused."""
-        now = utcnow()
+        now = self.clock()
         with transaction(self.sessions) as session:
             session.execute(delete(AuthFailure).where(AuthFailure.at <= now - timedelta(seconds=self.window_s)))
             session.add(AuthFailure(key=key, at=now))

@@ -28,6 +28,7 @@ from tests.dicomweb.conftest import served
 from tests.pacs.helpers import write_ct
 from tests.reading.world import World, sign_study
 from viewer.app import create_app
+from viewer.frontend import CLIENT_ROUTES
 
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 # Open to anyone, but only with a method: the login (viewer/session_api.py).
@@ -55,7 +56,9 @@ def test_only_the_open_routes_are_left_out_of_the_openapi_description() -> None:
         capture_output=True,
         text=True,
     ).stdout.splitlines()
-    assert len(hidden) == 3 and all(line.startswith("viewer/app.py:") for line in hidden), hidden
+    # Health, readiness and metrics in viewer/app.py; the front end's page shell (the same
+    # index.html for every client route, no patient data) in viewer/frontend.py.
+    assert sorted(line.split(":")[0] for line in hidden) == ["viewer/app.py"] * 3 + ["viewer/frontend.py"], hidden
 
 
 @pytest.mark.parametrize("credential", ["none", "forged session cookie"])
@@ -66,11 +69,15 @@ def test_every_route_needs_a_token_but_health_and_metrics(make_world: Callable[.
     assert len(routes) >= 60
     cookies = {"yy_session": "forged-" + "x" * 40} if credential != "none" else None
     with served(app) as url:
+        page_shell = httpx.get(f"{url}/login", timeout=10).text
         for method, route in routes:
             path = re.sub(r"\{[a-z_]+\}", "1", route)
             answer = httpx.request(method, f"{url}{path}", cookies=cookies, timeout=10)
             if route in OPEN_ROUTES:
                 assert answer.status_code in (200, 503), f"{method} {route}"
+            elif route in CLIENT_ROUTES:  # the page shell: the same HTML for everyone, no data in it
+                assert answer.status_code in (200, 503) and answer.headers["content-type"].startswith("text/html")
+                assert "patient" not in answer.text.lower() and answer.text == page_shell, route
             elif (method, route) in OPEN_OPERATIONS:
                 assert answer.status_code in (415, 422), f"{method} {route}"  # no credentials: nobody logged in
             else:
@@ -290,3 +297,30 @@ def test_a_proxy_list_that_is_not_addresses_is_refused_at_start() -> None:
             dicom_host="127.0.0.1",
             http_proxy_from=["0.0.0.0/0"],
         )
+
+
+def test_repeated_failed_logins_are_slowed_down_and_audited(make_world: Callable[..., World]) -> None:
+    """The browser's login (issue F): per login name and per address; every attempt an access
+    record. tests/viewer/test_sessions.py has the details (per address, Retry-After, proxies)."""
+    from pacs.index.models import AccessRecord
+
+    world = make_world()
+    world.services.settings = world.services.settings.model_copy(update={"login_failure_limit": 3})
+    with transaction(world.services.sessions) as session:
+        add_user(session, username="fudong", role="site", site="Fudong")
+        set_password(session, find_user(session, "fudong"), "township-CT-room-7")
+    with served(create_app(world.services, ReadingSettings())) as url:
+
+        def log_in(password: str) -> int:
+            answer = httpx.post(f"{url}/api/session", json={"login": "fudong", "password": password}, timeout=10)
+            return answer.status_code
+
+        assert [log_in(f"guess-{n}-xxxxxx") for n in range(3)] == [401, 401, 429]
+        assert log_in("township-CT-room-7") == 429  # the right password too, while blocked
+    world.services.audit.flush()
+    with transaction(world.services.sessions) as session:
+        records = session.scalars(select(AccessRecord).where(AccessRecord.action == "login")).all()
+    assert [(r.outcome, r.detail["reason"]) for r in records] == [
+        *[("denied", "wrong login or password")] * 3,
+        ("denied", "throttled"),
+    ]

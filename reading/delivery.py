@@ -120,6 +120,13 @@ def record_attempt(
     Warning: ``stored``), else
     pending again after the backoff with the error kept on the delivery."""
     delivered = error is None and bool(statuses) and all(stored(s) for s in statuses.values())
+    if not delivered and error is None:  # the association went through, some objects were not stored
+        error = "not every object was stored: " + (
+            ", ".join(
+                f"{uid}: {'no response' if s is None else f'0x{s:04X}'}" for uid, s in statuses.items() if not stored(s)
+            )
+            or "none was sent"
+        )
     with transaction(sessions) as session:
         delivery = session.get_one(Delivery, delivery_id)
         delivery.attempts += 1
@@ -147,9 +154,7 @@ def record_attempt(
                 attempts=delivery.attempts,
             )
         else:
-            delivery.last_error = error or "not every object was stored: " + ", ".join(
-                f"{uid}: {'no response' if s is None else f'0x{s:04X}'}" for uid, s in statuses.items() if not stored(s)
-            )
+            delivery.last_error = error or "not delivered"
             delivery.next_attempt_at = now + retry_delay(
                 delivery.attempts, first=first_retry_s, longest=longest_retry_s
             )

@@ -137,6 +137,7 @@ def test_a_failure_status_is_not_delivered(
     assert failed.state == "pending" and "0xA700" in (failed.last_error or "")
     assert len(stored) == 2
     assert sorted(attempts(world)[0].statuses.values()) == [0, 0xA700]
+    assert attempts(world)[0].error == failed.last_error  # the attempt keeps its reason too
 
 
 def test_a_site_without_a_return_destination_pulls_and_acknowledges(make_world: Callable[..., World]) -> None:

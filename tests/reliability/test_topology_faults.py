@@ -97,7 +97,10 @@ def _s3(moto: MotoServer) -> dict[str, str]:
         "YUNYING_S3_CONNECT_TIMEOUT_S": "1",
         "YUNYING_S3_READ_TIMEOUT_S": "2",
         "YUNYING_S3_RETRIES": "0",
-        "YUNYING_ORPHAN_GRACE_S": "0",
+        # Long enough for any ingest in flight between its store put and its index commit (a grace
+        # of 0 let the sweep delete an object whose row committed a moment later), short enough
+        # for the sweep to remove what refused instances left before the final check.
+        "YUNYING_ORPHAN_GRACE_S": "8",
         "YUNYING_ORPHAN_SWEEP_INTERVAL_S": "2",
     }
 
@@ -155,7 +158,7 @@ def _load_with_fault(
             if outcomes[index]["failures"]:
                 again = wait_for(lambda f=files: _resend(driver, world.dicom_port, f), timeout=60, interval=1)
                 assert again["failures"] == 0, again["statuses"]
-        time.sleep(3)  # the receiver's orphan sweep (every 2 s here) removes what refused instances left
+        time.sleep(11)  # the receiver's orphan sweep (every 2 s, 8 s grace) removes what refused instances left
         _check_everything(url, env, home, driver, studies)
 
 

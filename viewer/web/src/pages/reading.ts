@@ -63,6 +63,8 @@ interface Task {
   carried_report: Report | null;
 }
 
+const NO_PIXELS = new Set(['SR', 'PR', 'KO', 'DOC', 'REG']);
+
 const TOOL_KEYS: [ToolKey, string][] = [
   ['wl', 'w'],
   ['pan', 'p'],
@@ -499,7 +501,8 @@ export const readingPage: Page = async (root, params) => {
     });
     window.__yyViewer = Object.assign(timing, { viewer });
     selectTool('wl');
-    const series: SeriesInfo[] = await listing;
+    // Structured reports (the AI's SR), presentation states and key-object notes have no pixels.
+    const series: SeriesInfo[] = (await listing).filter((one) => !NO_PIXELS.has(one.modality));
     performance.mark('yy:series');
     seriesList = series;
     showSeries = async (one: SeriesInfo) => {
@@ -511,7 +514,12 @@ export const readingPage: Page = async (root, params) => {
         h(
           'button',
           { class: 'thumb', 'data-series': one.seriesUid, onclick: () => void showSeries(one).catch((e) => say(String(e), true)) },
-          h('img', { src: `/dicomweb/studies/${task.study_uid}/series/${one.seriesUid}/thumbnail`, alt: '', loading: 'lazy' }),
+          h('img', {
+            src: `/dicomweb/studies/${task.study_uid}/series/${one.seriesUid}/thumbnail`,
+            alt: '',
+            loading: 'lazy',
+            onerror: (event: Event) => ((event.target as HTMLElement).style.visibility = 'hidden'),
+          }),
           h('span', {}, `${one.modality} ${one.number ?? ''}`),
           h('small', {}, one.description),
           h('small', {}, t('viewer.images', { n: one.instances })),

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     # that terminates TLS, leave these empty and bind HTTP to the proxy's network only.
     http_tls_cert: Path | None = None
     http_tls_key: Path | None = None
+    # Reverse proxies whose X-Forwarded-For names the real client (addresses or networks, e.g.
+    # '["172.28.0.0/16"]'): the address that failed logins are counted against and that the
+    # audit records. A proxy not listed makes every client look like the proxy — one address,
+    # throttled for everyone. Production refuses "*" (anyone could then pick his address).
+    http_trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     # STOW-RS: a request's whole body is spooled to ``incoming_path`` (part by part, never held
     # in memory) before any part is ingested, so these bound the disk one request can hold and
     # are answered 413 when passed. 2 GiB holds a thin-slice CT of ~4,000 uncompressed 512²
@@ -174,6 +179,10 @@ class Settings(BaseSettings):
                     "plain DICOM listens beyond loopback: bind it to 127.0.0.1 (YUNYING_DICOM_HOST) and serve sites "
                     "over TLS (YUNYING_DICOM_TLS_PORT, `yunying pki`), or set YUNYING_DICOM_PLAIN_ALLOWED=true if "
                     "that is deliberate"
+                )
+            if "*" in self.http_trusted_proxies:
+                problems.append(
+                    "YUNYING_HTTP_TRUSTED_PROXIES holds '*': name the reverse proxies' addresses or network"
                 )
             if "*" in self.cors_origins:
                 problems.append("YUNYING_CORS_ORIGINS holds '*': name the origins that may call the API")

@@ -30,6 +30,8 @@ def web_server(services: Services, reading: ReadingSettings) -> uvicorn.Server:
         port=settings.http_port,
         log_level="warning",
         lifespan="off",
+        proxy_headers=True,
+        forwarded_allow_ips=settings.http_trusted_proxies,
         ssl_certfile=str(settings.http_tls_cert) if settings.http_tls_cert else None,
         ssl_keyfile=str(settings.http_tls_key) if settings.http_tls_key else None,
         ssl_ciphers="ECDHE+AESGCM:ECDHE+CHACHA20",

@@ -28,7 +28,7 @@ from pacs.dicomweb.auth import (
     session_policy,
 )
 from pacs.identity.passwords import MAX_LENGTH, login_candidate, password_accepted, rehash_if_outdated
-from pacs.identity.sessions import close_session, csrf_token_of, open_session
+from pacs.identity.sessions import close_replaced, close_session, csrf_token_of, open_session
 from pacs.identity.throttle import FailureThrottle, Verdict
 from pacs.identity.users import Principal, principal_of
 from pacs.index.db import IndexUnavailable, transaction
@@ -146,6 +146,9 @@ def log_in(request: Request, credentials: Credentials, response: Response) -> Se
                 user = session.get(User, candidate.user_id)
                 if user is not None and user.active:  # not deactivated since it was read
                     rehash_if_outdated(user, credentials.password)
+                    replaced = request.cookies.get(SESSION_COOKIE)
+                    if replaced:
+                        close_replaced(session, replaced, user_id=user.id)
                     new = open_session(session, user, policy=policy, source=source)
                     view = _view(session, user, new.csrf_token, settings, new.row.expires_at)
                     opened = (principal_of(session, user, session_id=new.row.id), view, new.secret)

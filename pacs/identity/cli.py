@@ -12,7 +12,15 @@ from sqlalchemy import select
 from pacs.cli_support import console, fail, load_settings, open_services
 from pacs.identity.passwords import set_password
 from pacs.identity.sites import IdentityError
-from pacs.identity.users import DEFAULT_TOKEN_DAYS, add_user, create_token, find_user, revoke_token, set_active
+from pacs.identity.users import (
+    DEFAULT_TOKEN_DAYS,
+    add_user,
+    create_token,
+    end_sessions,
+    find_user,
+    revoke_token,
+    set_active,
+)
 from pacs.index.db import transaction
 from pacs.index.models import ApiToken, Consortium, Role, Site, User
 from pacs.index.types import utcnow
@@ -97,6 +105,20 @@ def user_password(
     finally:
         services.close()
     typer.echo(f"password of {username!r} set; {ended} open session(s) ended")
+
+
+@user_app.command("logout")
+def user_logout(username: Annotated[str, typer.Argument(help="The login whose browser sessions end.")]) -> None:
+    """End every browser session of a user now (a lost phone, a shared PC left logged in)."""
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            ended = end_sessions(session, find_user(session, username).id)
+    except IdentityError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        services.close()
+    typer.echo(f"{ended} open session(s) of {username!r} ended")
 
 
 @user_app.command("disable")

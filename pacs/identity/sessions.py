@@ -136,6 +136,20 @@ def touch(session: Session, session_id: int, *, now: datetime | None = None) -> 
     )
 
 
+def close_replaced(session: Session, secret: str, *, user_id: int, now: datetime | None = None) -> None:
+    """A browser that logs in while it still holds a session of the same user: that session
+    ends (the cookie is replaced), rather than live on, unreachable, until it times out."""
+    session.execute(
+        update(WebSession)
+        .where(
+            WebSession.secret_sha256 == _sha256(secret),
+            WebSession.user_id == user_id,
+            WebSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now or utcnow())
+    )
+
+
 def close_session(session: Session, session_id: int, *, now: datetime | None = None) -> None:
     """Logout: the session is revoked in the index, so no web process accepts it again."""
     session.execute(

@@ -20,6 +20,11 @@ class Verdict:
     newly_blocked: bool = False  # this failure started the block (audited once)
 
 
+# Keys whose failures all left the window are forgotten when they are next looked at; a spray
+# of never-repeated keys (a login name per guess) is swept once the table holds this many.
+SWEEP_ABOVE = 100_000
+
+
 class FailureThrottle:
     def __init__(self, limit: int, window_s: float, *, clock: object = time.monotonic) -> None:
         self.limit = limit
@@ -60,6 +65,8 @@ class FailureThrottle:
             failures = self._recent(address, now)
             failures.append(now)
             self._failures[address] = failures
+            if len(self._failures) > SWEEP_ABOVE:
+                self._failures = {k: f for k, f in self._failures.items() if now - f[-1] < self.window_s}
             if len(failures) >= self.limit:
                 return Verdict(True, max(1, int(self.window_s - (now - failures[0])) + 1), len(failures) == self.limit)
         return Verdict(False)

@@ -207,3 +207,30 @@ def test_repeated_failed_authentication_is_slowed_down_and_audited(make_world: C
         ("unknown", "denied", "127.0.0.1", f"guess-{n}-") for n in range(3)
     ]
     assert [r.detail["blocked"] for r in records] == [False, False, True]
+
+
+def test_repeated_failed_logins_are_slowed_down_and_audited(make_world: Callable[..., World]) -> None:
+    """The browser's login (issue F): per login name and per address; every attempt an access
+    record. tests/viewer/test_sessions.py has the details (per address, Retry-After, proxies)."""
+    from pacs.index.models import AccessRecord
+
+    world = make_world()
+    world.services.settings = world.services.settings.model_copy(update={"login_failure_limit": 3})
+    with transaction(world.services.sessions) as session:
+        add_user(session, username="fudong", role="site", site="Fudong")
+        set_password(session, find_user(session, "fudong"), "township-CT-room-7")
+    with served(create_app(world.services, ReadingSettings())) as url:
+
+        def log_in(password: str) -> int:
+            answer = httpx.post(f"{url}/api/session", json={"login": "fudong", "password": password}, timeout=10)
+            return answer.status_code
+
+        assert [log_in(f"guess-{n}-xxxxxx") for n in range(3)] == [401, 401, 429]
+        assert log_in("township-CT-room-7") == 429  # the right password too, while blocked
+    world.services.audit.flush()
+    with transaction(world.services.sessions) as session:
+        records = session.scalars(select(AccessRecord).where(AccessRecord.action == "login")).all()
+    assert [(r.outcome, r.detail["reason"]) for r in records] == [
+        *[("denied", "wrong login or password")] * 3,
+        ("denied", "throttled"),
+    ]

@@ -55,6 +55,7 @@ def test_passwords_from_the_command_line_tool(tmp_path: Path) -> None:
     assert service.returncode != 0 and "token" in service.stderr
     changed = typed("user", "password", "zhou", "--stdin", env=env, stdin="a-newer-password-9\n")
     assert changed.returncode == 0 and "0 open session(s) ended" in changed.stdout
+    assert "0 open session(s) of 'zhou' ended" in yunying("user", "logout", "zhou", env=env).stdout
     assert "is now deactivated" in yunying("user", "disable", "zhou", env=env).stdout
     engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'yunying.db'}")
     sessions = make_sessionmaker(engine)

@@ -56,10 +56,14 @@ def test_a_login_sets_an_httponly_strict_cookie_and_answers_the_user(web: Web) -
         again = browser.get("/api/session")
         assert again.status_code == 200 and again.json()["user"]["login"] == "fudong-tech"
         assert again.json()["csrf_token"] == body["csrf_token"]
-    with transaction(web.world.services.sessions) as session:
-        [row] = session.scalars(select(WebSession)).all()
-        assert secret not in (row.secret_sha256, str(row.id))  # only its hash is stored
-        assert (row.expires_at - row.created_at).total_seconds() == 12 * 3600
+        with transaction(web.world.services.sessions) as session:
+            [row] = session.scalars(select(WebSession)).all()
+            assert secret not in (row.secret_sha256, str(row.id))  # only its hash is stored
+            assert (row.expires_at - row.created_at).total_seconds() == 12 * 3600
+        # Logging in again from the same browser: a new id (never the old one kept), the old one ends.
+        web.log_in("fudong-tech", browser)
+        assert browser.cookies["yy_session"] != secret
+        assert httpx.get(f"{web.url}/api/session", cookies={"yy_session": secret}).status_code == 401
 
 
 def test_a_wrong_password_and_an_unknown_login_get_the_same_answer(web: Web) -> None:
@@ -257,11 +261,58 @@ def test_production_sets_the_secure_flag(start_web: Callable[..., Web]) -> None:
         assert client.get("/api/session").status_code == 401
 
 
-@pytest.mark.parametrize("value", ["false"])
-def test_production_refuses_an_insecure_cookie(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"session_cookie_secure": "false"}, "YUNYING_SESSION_COOKIE_SECURE=false"),
+        ({"http_trusted_proxies": ["*"]}, "YUNYING_HTTP_TRUSTED_PROXIES holds '\\*'"),
+    ],
+)
+def test_production_refuses_an_insecure_cookie_or_any_proxy(setting: dict[str, object], message: str) -> None:
     from pydantic import ValidationError
 
     from pacs.settings import Settings
 
-    with pytest.raises(ValidationError, match="SESSION_COOKIE_SECURE"):
-        Settings(mode=Mode.PRODUCTION, session_cookie_secure=value)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=message):
+        Settings(mode=Mode.PRODUCTION, **setting)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_failed_logins_count_per_client_behind_a_trusted_proxy(web: Web, trusted: bool) -> None:
+    """`yunying web` behind nginx: with the proxy trusted (YUNYING_HTTP_TRUSTED_PROXIES) its
+    X-Forwarded-For is the client that is throttled and audited; untrusted, it is ignored (a
+    client cannot pick his own address) and everyone counts as the proxy."""
+    import threading
+
+    from reading.settings import ReadingSettings
+    from tests.conftest import free_port, wait_for
+    from viewer.serve import web_server
+
+    services = web.world.services
+    services.settings = services.settings.model_copy(
+        update={
+            "http_port": free_port(),
+            "http_trusted_proxies": ["127.0.0.1"] if trusted else [],
+            "login_failure_limit_per_address": 2,
+        }
+    )
+    server = web_server(services, ReadingSettings())
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10)
+    url = f"http://127.0.0.1:{services.settings.http_port}/api/session"
+    try:
+
+        def attempt(client: str, login: str) -> int:
+            answer = httpx.post(
+                url, json={"login": login, "password": "guess-xxxxxxxxx"}, headers={"X-Forwarded-For": client}
+            )
+            return answer.status_code
+
+        assert [attempt("10.2.0.15", "li"), attempt("10.2.0.15", "wang")] == [401, 429]
+        assert attempt("10.3.0.9", "zhao") == (401 if trusted else 429)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+    sources = {r.source for r in access_records(web, "login")}
+    assert sources == ({"10.2.0.15", "10.3.0.9"} if trusted else {"127.0.0.1"})

@@ -499,3 +499,17 @@ def test_a_reader_escalates_with_a_reason(page: Any, centre: Centre) -> None:
     page.wait_for_function("() => document.querySelector('#task-state').className.includes('escalated')")
     assert page.request.get(f"/api/tasks/{task['id']}").json()["state"] == "escalated"
     assert page.locator("#sign").is_disabled()
+
+
+def test_an_idle_reader_is_warned_then_logged_out(page: Any, centre: Centre) -> None:
+    # The worklist's polling keeps the server's session alive: the page itself ends an idle one.
+    # The browser's clock is faked (playwright's clock) to pass 30 minutes at once.
+    page.clock.install()
+    log_in(page, "li", expect="/worklist")
+    idle_s = page.evaluate("() => fetch('/api/session').then(r => r.json()).then(s => s.idle_timeout_s)")
+    page.clock.fast_forward((idle_s - 30) * 1000)
+    page.locator("#idle-warning:not([hidden])").wait_for()
+    assert "秒内无操作将自动退出登录" in page.inner_text("#idle-warning")
+    page.clock.fast_forward(60_000)
+    page.wait_for_url(re.compile(r".*/login\?expired=1.*"))
+    assert page.request.get("/api/session").status == 401  # ended on the server too

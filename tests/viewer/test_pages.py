@@ -78,13 +78,21 @@ class Centre:
 
 
 def _write_ct(
-    folder: Path, *, seed: int, patient: synthetic.PatientSpec, site: str, accession: str, bleed: bool = False
+    folder: Path,
+    *,
+    seed: int,
+    patient: synthetic.PatientSpec,
+    site: str,
+    accession: str,
+    bleed: bool = False,
+    study_date: str = "20261123",
+    slices: int = 8,
 ) -> list[Path]:
     """An 8-slice 128² head CT; with ``bleed``, the phantom with a haemorrhage the AI looks for."""
     folder.mkdir(parents=True, exist_ok=True)
     make = partial(lesions.head_ct, haemorrhage=True) if bleed else partial(synthetic.ct_series, "head")
     built = make(
-        slices=8,
+        slices=slices,
         seed=seed,
         rows=128,
         cols=128,
@@ -95,7 +103,7 @@ def _write_ct(
             accession_number=accession,
             referring_physician="周^建国",
             study_description="CT HEAD PLAIN",
-            study_date="20261123",  # the age shown is at the study date: 71 for a 1955-03-04 birth
+            study_date=study_date,  # the age shown is at the study date: 71 for a 1955-03-04 birth
         ),
     )
     return synthetic.write_series(built.slices if bleed else built, folder)
@@ -174,6 +182,20 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
             ),
             "FUDONG_CT",
         ),
+        # A year earlier, the same patient: the prior shown beside the current study.
+        "prior": _push(
+            port,
+            _write_ct(
+                data / "prior",
+                seed=70,
+                patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"),
+                site="Fudong",
+                accession="FD000",
+                study_date="20251120",
+                slices=12,
+            ),
+            "FUDONG_CT",
+        ),
         "xss": _push(
             port,
             _write_ct(
@@ -236,7 +258,8 @@ def log_in(page: Any, login: str, *, expect: str) -> None:
 
 def task_of(page: Any, study_uid: str) -> dict[str, Any]:
     def listed() -> dict[str, Any] | None:
-        tasks = page.request.get("/api/worklist?limit=200").json()["tasks"]
+        states = "&".join(f"state={s}" for s in ("queued", "claimed", "preliminary", "signed", "escalated"))
+        tasks = page.request.get(f"/api/worklist?limit=200&{states}").json()["tasks"]
         return next((t for t in tasks if t["study_uid"] == study_uid), None)
 
     found: dict[str, Any] = wait_for(listed, timeout=90, interval=0.5)
@@ -513,3 +536,34 @@ def test_an_idle_reader_is_warned_then_logged_out(page: Any, centre: Centre) -> 
     page.clock.fast_forward(60_000)
     page.wait_for_url(re.compile(r".*/login\?expired=1.*"))
     assert page.request.get("/api/session").status == 401  # ended on the server too
+
+
+def test_a_prior_study_of_the_patient_scrolls_beside_the_current_one(page: Any, centre: Centre) -> None:
+    current, prior = centre.studies["fudong"], centre.studies["prior"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, current.uid)
+    if task["state"] == "queued":  # the main test claimed and signed it when it ran first
+        assert page.request.post(f"/api/tasks/{task['id']}/claim", headers=csrf(page)).ok
+    page.goto(f"/read/{task['id']}")
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    page.locator(f".prior-study[data-study='{prior.uid}']").click()
+    shown = "window.__yyViewer.prior() && window.__yyViewer.prior().viewport.getCurrentImageId()"
+    page.wait_for_function(f"() => ({shown} || '').includes('{prior.uid}')", timeout=30_000)
+    page.wait_for_timeout(300)
+    assert png(page.locator("#prior-viewport").screenshot()).std() > 10, "the prior's viewport is blank"
+    assert "2025-11-20" in page.inner_text("#prior-label")
+    # Scrolling the current study moves the prior to the same relative place (8 vs 12 slices).
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.__yyViewer.prior().position === 1")
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.__yyViewer.prior().position === 0")
+    page.screenshot(path=str(centre.shots / "reading-prior.png"))
+    page.uncheck("#prior-sync")
+    page.focus("#viewport")  # keys typed in a form control are the form's, not the viewer's
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.__yyViewer.slice === 7")
+    assert page.evaluate("() => window.__yyViewer.prior().position") == 0
+
+
+def csrf(page: Any) -> dict[str, str]:
+    return {"X-CSRF-Token": page.request.get("/api/session").json()["csrf_token"]}

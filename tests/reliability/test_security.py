@@ -28,8 +28,12 @@ from tests.dicomweb.conftest import served
 from tests.pacs.helpers import write_ct
 from tests.reading.world import World, sign_study
 from viewer.app import create_app
+from viewer.frontend import CLIENT_ROUTES
 
-OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+# The pages of the browser application (viewer/frontend.py) are open too: the same index.html
+# for each, no patient data — the page fetches that from /api and /dicomweb with the session.
+PAGE_ROUTES = set(CLIENT_ROUTES)
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json", *PAGE_ROUTES}
 # Open to anyone, but only with a method: the login (viewer/session_api.py).
 OPEN_OPERATIONS = {("POST", "/api/session")}
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +59,9 @@ def test_only_the_open_routes_are_left_out_of_the_openapi_description() -> None:
         capture_output=True,
         text=True,
     ).stdout.splitlines()
-    assert len(hidden) == 3 and all(line.startswith("viewer/app.py:") for line in hidden), hidden
+    in_app = [line for line in hidden if line.startswith("viewer/app.py:")]
+    pages = [line for line in hidden if line.startswith("viewer/frontend.py:")]
+    assert len(in_app) == 3 and len(pages) == 1 and len(hidden) == 4, hidden
 
 
 @pytest.mark.parametrize("credential", ["none", "forged session cookie"])

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from ai_models.settings import AISettings
-from datasets import synthetic
+from datasets import lesions, synthetic
 from pacs.identity.passwords import set_password
 from pacs.identity.sites import add_site, add_site_ae
 from pacs.identity.users import add_user
@@ -76,11 +77,22 @@ class Centre:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _write_ct(folder: Path, *, seed: int, patient: synthetic.PatientSpec, site: str, accession: str) -> list[Path]:
+def _write_ct(
+    folder: Path,
+    *,
+    seed: int,
+    patient: synthetic.PatientSpec,
+    site: str,
+    accession: str,
+    bleed: bool = False,
+    study_date: str = "20261123",
+    slices: int = 8,
+) -> list[Path]:
+    """An 8-slice 128² head CT; with ``bleed``, the phantom with a haemorrhage the AI looks for."""
     folder.mkdir(parents=True, exist_ok=True)
-    series = synthetic.ct_series(
-        "head",
-        8,
+    make = partial(lesions.head_ct, haemorrhage=True) if bleed else partial(synthetic.ct_series, "head")
+    built = make(
+        slices=slices,
         seed=seed,
         rows=128,
         cols=128,
@@ -91,10 +103,10 @@ def _write_ct(folder: Path, *, seed: int, patient: synthetic.PatientSpec, site: 
             accession_number=accession,
             referring_physician="周^建国",
             study_description="CT HEAD PLAIN",
-            study_date="20261123",  # the age shown is at the study date: 71 for a 1955-03-04 birth
+            study_date=study_date,  # the age shown is at the study date: 71 for a 1955-03-04 birth
         ),
     )
-    return synthetic.write_series(series, folder)
+    return synthetic.write_series(built.slices if bleed else built, folder)
 
 
 def _push(port: int, files: list[Path], calling: str) -> Study:
@@ -151,8 +163,10 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
             user = session.scalar(select(User).where(User.username == username))
             assert user is not None
             set_password(session, user, PASSWORD)
-    reading = ReadingSettings(reading_ai_timeout_s=1, reading_sweep_poll_s=0.2, delivery_poll_s=0.5)
-    service = EmbeddedService(services, reading, AISettings(in_service=False))
+    # The AI worker runs (image QC and the head CT haemorrhage model, on 2 CPU threads): studies
+    # reach the worklist once pre-screened, with their flags.
+    reading = ReadingSettings(reading_ai_timeout_s=60, reading_sweep_poll_s=0.2, delivery_poll_s=0.5)
+    service = EmbeddedService(services, reading, AISettings(in_service=True))
     service.start()
     data = home / "data"
     port = settings.dicom_port
@@ -165,6 +179,20 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
                 patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"),
                 site="Fudong",
                 accession="FD001",
+            ),
+            "FUDONG_CT",
+        ),
+        # A year earlier, the same patient: the prior shown beside the current study.
+        "prior": _push(
+            port,
+            _write_ct(
+                data / "prior",
+                seed=70,
+                patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"),
+                site="Fudong",
+                accession="FD000",
+                study_date="20251120",
+                slices=12,
             ),
             "FUDONG_CT",
         ),
@@ -187,6 +215,7 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
                 patient=synthetic.PatientSpec("AF0001", "李^四", "19600101", "M"),
                 site="Anfeng",
                 accession="AF001",
+                bleed=True,
             ),
             "ANFENG_CT",
         ),
@@ -229,10 +258,11 @@ def log_in(page: Any, login: str, *, expect: str) -> None:
 
 def task_of(page: Any, study_uid: str) -> dict[str, Any]:
     def listed() -> dict[str, Any] | None:
-        tasks = page.request.get("/api/worklist?limit=200").json()["tasks"]
+        states = "&".join(f"state={s}" for s in ("queued", "claimed", "preliminary", "signed", "escalated"))
+        tasks = page.request.get(f"/api/worklist?limit=200&{states}").json()["tasks"]
         return next((t for t in tasks if t["study_uid"] == study_uid), None)
 
-    found: dict[str, Any] = wait_for(listed, timeout=30, interval=0.5)
+    found: dict[str, Any] = wait_for(listed, timeout=90, interval=0.5)
     return found
 
 
@@ -430,3 +460,110 @@ def test_an_ended_session_sends_the_page_back_to_login(page: Any, centre: Centre
     page.click("#login-submit")
     page.wait_for_url(re.compile(".*/worklist$"))  # back where the reader was
     page.select_option("#filter-priority", "")  # the saved view is the browser's: leave it as found
+
+
+def test_the_ai_finding_jumps_to_its_slice_and_takes_the_readers_opinion(page: Any, centre: Centre) -> None:
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    findings = page.request.get(f"/api/tasks/{task['id']}/ai-findings").json()
+    print("\nAI findings:", [(f["model"], f["label"], f["positive"], f["location"]) for f in findings])
+    assert findings, "the AI worker recorded no finding for the study"
+    page.locator(f"tr[data-study='{anfeng.uid}'] button[data-action=claim]").click()
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    page.locator("#ai-list li[data-finding]").first.wait_for()
+    located = next((f for f in findings if f["location"]), None)
+    if located is not None:
+        where = located["location"][0]
+        page.locator(f"#ai-list li[data-finding='{located['id']}'] button[data-action=jump]").click()
+        shown = "window.__yyViewer.viewer.viewport.getCurrentImageId()"
+        page.wait_for_function(f"() => {shown}.includes('/instances/{where['sop_instance_uid']}/')")
+    first = findings[0]
+    page.locator(f"#ai-list li[data-finding='{first['id']}'] button[data-action=disagree]").click()
+    page.locator(f"#ai-list li[data-finding='{first['id']}'] button[data-action=disagree].active").wait_for()
+    again = page.request.get(f"/api/tasks/{task['id']}/ai-findings").json()
+    assert next(f for f in again if f["id"] == first["id"])["agree"] is False
+
+
+def test_a_critical_result_is_signed_and_its_communication_recorded(page: Any, centre: Centre) -> None:
+    xss = centre.studies["xss"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, xss.uid)
+    page.locator(f"tr[data-study='{xss.uid}'] button[data-action=claim]").click()
+    page.wait_for_url(re.compile(f".*/read/{task['id']}$"))
+    assert "<script>alert(1)</script>" in page.inner_text("#patient-name")
+    page.select_option("#report-template", "ct_head")
+    page.check("input[name=haemorrhage]")
+    page.fill("#report-findings", "左侧基底节区见片状高密度影。")
+    page.fill("#report-impression", "左侧基底节区脑出血（急性期）。")
+    page.check("#report-critical")
+    page.keyboard.press("Control+Enter")  # the sign shortcut
+    page.locator("#critical-dialog[open]").wait_for()
+    page.fill("#critical-told", "周建国医生")
+    page.select_option("#critical-method", "phone")
+    page.click("#critical-record")
+    page.wait_for_function("() => document.querySelector('#reading-status').textContent === '危急值通报已记录'")
+    report = page.request.get(f"/api/tasks/{task['id']}").json()["report"]
+    assert report["critical"] and report["signed_at"] and report["fields"]["haemorrhage"] is True
+
+
+def test_a_reader_escalates_with_a_reason(page: Any, centre: Centre) -> None:
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    if task["state"] == "queued":  # not claimed yet when this test runs alone
+        page.locator(f"tr[data-study='{anfeng.uid}'] button[data-action=claim]").click()
+    else:
+        page.locator(f"tr[data-study='{anfeng.uid}'] button[data-action=open]").click()
+    page.wait_for_url(re.compile(f".*/read/{task['id']}$"))
+    page.click("#escalate")
+    page.fill("#escalate-reason", "左侧颞叶高密度影，出血与钙化难以鉴别，请省级专家会诊。")
+    page.click("#escalate-confirm")
+    page.wait_for_function("() => document.querySelector('#task-state').className.includes('escalated')")
+    assert page.request.get(f"/api/tasks/{task['id']}").json()["state"] == "escalated"
+    assert page.locator("#sign").is_disabled()
+
+
+def test_an_idle_reader_is_warned_then_logged_out(page: Any, centre: Centre) -> None:
+    # The worklist's polling keeps the server's session alive: the page itself ends an idle one.
+    # The browser's clock is faked (playwright's clock) to pass 30 minutes at once.
+    page.clock.install()
+    log_in(page, "li", expect="/worklist")
+    idle_s = page.evaluate("() => fetch('/api/session').then(r => r.json()).then(s => s.idle_timeout_s)")
+    page.clock.fast_forward((idle_s - 30) * 1000)
+    page.locator("#idle-warning:not([hidden])").wait_for()
+    assert "秒内无操作将自动退出登录" in page.inner_text("#idle-warning")
+    page.clock.fast_forward(60_000)
+    page.wait_for_url(re.compile(r".*/login\?expired=1.*"))
+    assert page.request.get("/api/session").status == 401  # ended on the server too
+
+
+def test_a_prior_study_of_the_patient_scrolls_beside_the_current_one(page: Any, centre: Centre) -> None:
+    current, prior = centre.studies["fudong"], centre.studies["prior"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, current.uid)
+    if task["state"] == "queued":  # the main test claimed and signed it when it ran first
+        assert page.request.post(f"/api/tasks/{task['id']}/claim", headers=csrf(page)).ok
+    page.goto(f"/read/{task['id']}")
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    page.locator(f".prior-study[data-study='{prior.uid}']").click()
+    shown = "window.__yyViewer.prior() && window.__yyViewer.prior().viewport.getCurrentImageId()"
+    page.wait_for_function(f"() => ({shown} || '').includes('{prior.uid}')", timeout=30_000)
+    page.wait_for_timeout(300)
+    assert png(page.locator("#prior-viewport").screenshot()).std() > 10, "the prior's viewport is blank"
+    assert "2025-11-20" in page.inner_text("#prior-label")
+    # Scrolling the current study moves the prior to the same relative place (8 vs 12 slices).
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.__yyViewer.prior().position === 1")
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.__yyViewer.prior().position === 0")
+    page.screenshot(path=str(centre.shots / "reading-prior.png"))
+    page.uncheck("#prior-sync")
+    page.focus("#viewport")  # keys typed in a form control are the form's, not the viewer's
+    page.keyboard.press("End")
+    page.wait_for_function("() => window.__yyViewer.slice === 7")
+    assert page.evaluate("() => window.__yyViewer.prior().position") == 0
+
+
+def csrf(page: Any) -> dict[str, str]:
+    return {"X-CSRF-Token": page.request.get("/api/session").json()["csrf_token"]}

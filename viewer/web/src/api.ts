@@ -12,6 +12,7 @@ export interface Session {
   user: User;
   csrf_token: string;
   idle_timeout_s: number;
+  expires_at?: string;
 }
 
 export class ApiError extends Error {

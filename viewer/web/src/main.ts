@@ -136,20 +136,42 @@ whenUnauthorised(() => {
   navigate(`/login?expired=1&next=${encodeURIComponent(location.pathname)}`, true);
 });
 
-// Past the idle timeout with no activity here, ask the server whether the session still
-// holds (the answer is the server's: this only makes an expiry show without a click).
+// Idle timeout. The worklist polls, and every request keeps the server's session alive, so
+// the browser ends an idle session itself: a warning a minute before, then logout — and at the
+// session's absolute end (expires_at) whatever the activity.
+const WARN_BEFORE_S = 60;
 let lastActivity = Date.now();
 for (const kind of ['mousedown', 'keydown', 'wheel', 'touchstart']) {
   window.addEventListener(kind, () => (lastActivity = Date.now()), { passive: true, capture: true });
 }
-window.setInterval(async () => {
+const idleBanner = h('div', { class: 'banner idle', id: 'idle-warning', role: 'alert', hidden: true });
+document.body.append(idleBanner);
+
+async function endSession(): Promise<void> {
+  idleBanner.hidden = true;
+  const from = location.pathname;
+  await logOut().catch(() => undefined);
+  navigate(`/login?expired=1&next=${encodeURIComponent(from)}`, true);
+}
+
+window.setInterval(() => {
   const current = session();
-  if (!current || location.pathname === '/login') return;
-  if (Date.now() - lastActivity < current.idle_timeout_s * 1000) return;
-  if (!(await resume())) {
-    navigate(`/login?expired=1&next=${encodeURIComponent(location.pathname)}`, true);
+  if (!current || location.pathname === '/login') {
+    idleBanner.hidden = true;
+    return;
   }
-}, 15_000);
+  const now = Date.now();
+  const left = current.idle_timeout_s - (now - lastActivity) / 1000;
+  const ends = current.expires_at ? new Date(current.expires_at).getTime() : Infinity;
+  if (left <= 0 || now >= ends) {
+    void endSession();
+  } else if (left <= WARN_BEFORE_S) {
+    idleBanner.textContent = t('session.idle_warning', { s: Math.ceil(left) });
+    idleBanner.hidden = false;
+  } else {
+    idleBanner.hidden = true;
+  }
+}, 1000);
 
 startRouter(render, () => {
   clear(app);

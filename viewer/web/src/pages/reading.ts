@@ -2,10 +2,10 @@
 // the structured report beside the images. Loaded lazily (with Cornerstone) from main.ts.
 import { api, get } from '../api';
 import { h } from '../dom';
-import { ageAt, countdown, personName } from '../format';
+import { ageAt, countdown, dicomDate, personName } from '../format';
 import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
-import { PRESETS, StackViewer, initialise, listSeries, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
+import { PRESETS, StackViewer, initialise, listPriors, listSeries, type PriorStudy, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -63,6 +63,8 @@ interface Task {
   carried_report: Report | null;
 }
 
+const NO_PIXELS = new Set(['SR', 'PR', 'KO', 'DOC', 'REG']);
+
 const TOOL_KEYS: [ToolKey, string][] = [
   ['wl', 'w'],
   ['pan', 'p'],
@@ -84,6 +86,7 @@ declare global {
       total: number;
       viewer: StackViewer;
       voi: [number, number];
+      prior?: () => StackViewer | null;
     };
   }
 }
@@ -180,6 +183,52 @@ export const readingPage: Page = async (root, params) => {
         ),
       ),
     );
+  }
+
+  // ----------------------------------------------------------------- priors (1×2)
+  // Earlier studies of the same patient ID beside the current one, scrolled with it (same
+  // relative place in the stack) unless the reader unticks the sync.
+  const priorsBox = h('div', { class: 'priors', id: 'priors' });
+  const priorElement = h('div', { class: 'viewport', id: 'prior-viewport' }) as HTMLDivElement;
+  const priorLabel = h('span', { id: 'prior-label' });
+  const priorSlice = h('span', { id: 'prior-slice' });
+  const syncBox = h('input', { type: 'checkbox', id: 'prior-sync', checked: true });
+  const priorCell = h(
+    'div',
+    { class: 'cell prior', hidden: true },
+    priorElement,
+    h('div', { class: 'overlay' }, priorLabel, h('br', {}), priorSlice),
+    h(
+      'div',
+      { class: 'prior-controls' },
+      h('label', { class: 'inline' }, syncBox, t('viewer.sync')),
+      h('button', { class: 'small', id: 'prior-close', onclick: () => closePrior() }, t('viewer.close_prior')),
+    ),
+  );
+  let prior: StackViewer | null = null;
+
+  function closePrior(): void {
+    prior?.destroy();
+    prior = null;
+    priorCell.hidden = true;
+  }
+
+  async function openPrior(one: PriorStudy): Promise<void> {
+    closePrior();
+    priorCell.hidden = false;
+    priorLabel.textContent = t('viewer.prior_of', { date: dicomDate(one.date), what: `${one.modalities} ${one.description}` });
+    prior = await StackViewer.create(priorElement, {
+      slice: (index, total) => (priorSlice.textContent = t('viewer.slice', { n: index + 1, total })),
+      voi: () => undefined,
+      measurements: () => undefined,
+      firstImage: () => undefined,
+      loaded: () => undefined,
+    });
+    const series = (await listSeries(one.studyUid)).filter((s) => !NO_PIXELS.has(s.modality));
+    if (!series.length) throw new Error(t('viewer.no_images'));
+    await prior.show(one.studyUid, series[0].seriesUid);
+    prior.reset(); // fitted to its half of the screen, not to the size it was created at
+    if (viewer && syncBox.checked) await prior.follow(viewer.position);
   }
 
   // ----------------------------------------------------------------- AI findings
@@ -414,8 +463,8 @@ export const readingPage: Page = async (root, params) => {
     h(
       'div',
       { class: 'reading-body' },
-      thumbnails,
-      h('section', { class: 'viewer-column' }, toolbar, h('div', { class: 'viewport-frame' }, viewportElement, overlay)),
+      h('div', { class: 'left-column' }, thumbnails, priorsBox),
+      h('section', { class: 'viewer-column' }, toolbar, h('div', { class: 'viewport-frame', id: 'viewport-frame' }, h('div', { class: 'cell' }, viewportElement, overlay), priorCell)),
       side,
     ),
   );
@@ -480,6 +529,7 @@ export const readingPage: Page = async (root, params) => {
     viewer = await StackViewer.create(viewportElement, {
       slice: (index, total) => {
         sliceText.textContent = t('viewer.slice', { n: index + 1, total });
+        if (prior && syncBox.checked && viewer) void prior.follow(viewer.position);
         timing.slice = index;
         timing.total = total;
       },
@@ -497,9 +547,10 @@ export const readingPage: Page = async (root, params) => {
         if (count === total && timing.allLoadedAt === null) timing.allLoadedAt = performance.now();
       },
     });
-    window.__yyViewer = Object.assign(timing, { viewer });
+    window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior });
     selectTool('wl');
-    const series: SeriesInfo[] = await listing;
+    // Structured reports (the AI's SR), presentation states and key-object notes have no pixels.
+    const series: SeriesInfo[] = (await listing).filter((one) => !NO_PIXELS.has(one.modality));
     performance.mark('yy:series');
     seriesList = series;
     showSeries = async (one: SeriesInfo) => {
@@ -511,12 +562,35 @@ export const readingPage: Page = async (root, params) => {
         h(
           'button',
           { class: 'thumb', 'data-series': one.seriesUid, onclick: () => void showSeries(one).catch((e) => say(String(e), true)) },
-          h('img', { src: `/dicomweb/studies/${task.study_uid}/series/${one.seriesUid}/thumbnail`, alt: '', loading: 'lazy' }),
+          h('img', {
+            src: `/dicomweb/studies/${task.study_uid}/series/${one.seriesUid}/thumbnail`,
+            alt: '',
+            loading: 'lazy',
+            onerror: (event: Event) => ((event.target as HTMLElement).style.visibility = 'hidden'),
+          }),
           h('span', {}, `${one.modality} ${one.number ?? ''}`),
           h('small', {}, one.description),
           h('small', {}, t('viewer.images', { n: one.instances })),
         ),
       );
+    }
+    if (study.patient_id) {
+      void listPriors(study.patient_id, task.study_uid)
+        .then((priors) => {
+          if (!priors.length) return;
+          priorsBox.append(
+            h('h4', {}, t('viewer.priors')),
+            ...priors.map((one) =>
+              h(
+                'button',
+                { class: 'prior-study', 'data-study': one.studyUid, onclick: () => void openPrior(one).catch((e) => say(String(e), true)) },
+                h('span', {}, dicomDate(one.date)),
+                h('small', {}, `${one.modalities} ${one.description}`),
+              ),
+            ),
+          );
+        })
+        .catch(() => undefined);
     }
     const first = series.find((one) => one.instances > 0) ?? series[0];
     if (first) await showSeries(first);
@@ -529,6 +603,7 @@ export const readingPage: Page = async (root, params) => {
     document.removeEventListener('keydown', onKey);
     window.clearInterval(renew);
     window.clearInterval(ticking);
+    closePrior();
     viewer?.destroy();
     delete window.__yyViewer;
   };

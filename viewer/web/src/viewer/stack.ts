@@ -85,6 +85,27 @@ async function dicomJson(url: string): Promise<DicomJson[]> {
   return (await response.json()) as DicomJson[];
 }
 
+export interface PriorStudy {
+  studyUid: string;
+  date: string;
+  modalities: string;
+  description: string;
+}
+
+/** The other studies of the patient (same patient ID) the caller may see, newest first. */
+export async function listPriors(patientId: string, except: string): Promise<PriorStudy[]> {
+  const rows = await dicomJson(`/dicomweb/studies?PatientID=${encodeURIComponent(patientId)}`);
+  return rows
+    .map((row) => ({
+      studyUid: value<string>(row, '0020000D')!,
+      date: value<string>(row, '00080020') ?? '',
+      modalities: ((row['00080061']?.Value as string[] | undefined) ?? []).join(' '),
+      description: value<string>(row, '00081030') ?? '',
+    }))
+    .filter((prior) => prior.studyUid !== except)
+    .sort((a, b) => b.date.localeCompare(a.date));
+}
+
 export async function listSeries(studyUid: string): Promise<SeriesInfo[]> {
   const rows = await dicomJson(`/dicomweb/studies/${studyUid}/series`);
   return rows
@@ -150,7 +171,7 @@ export interface ViewerEvents {
 
 export class StackViewer {
   private engine: RenderingEngine;
-  private viewportId = 'yy-stack';
+  private viewportId = `yy-stack-${Math.random().toString(36).slice(2)}`;
   private toolGroupId = `yy-tools-${Math.random().toString(36).slice(2)}`;
   private primary: ToolKey = 'wl';
   private cine = false;
@@ -265,6 +286,17 @@ export class StackViewer {
 
   scroll(delta: number): void {
     utilities.scroll(this.viewport, { delta });
+  }
+
+  /** Where in its stack the shown slice is, 0 (first) to 1 (last). */
+  get position(): number {
+    return this.imageIds.length > 1 ? this.viewport.getCurrentImageIdIndex() / (this.imageIds.length - 1) : 0;
+  }
+
+  /** Show the slice at the same relative place as ``position`` (synchronized scrolling). */
+  async follow(position: number): Promise<void> {
+    const index = Math.round(position * (this.imageIds.length - 1));
+    if (this.imageIds.length && index !== this.viewport.getCurrentImageIdIndex()) await this.jumpTo(index);
   }
 
   async jumpTo(index: number): Promise<void> {

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,14 @@ def outage_when(centre: Centre, study_uid: str, at: int, proxies: list[TcpProxy]
 
 
 def run_edge(
-    centre: Centre, work: Path, shape: LinkShape, slices: int, size: int, outage_s: float, seed: int
+    centre: Centre,
+    work: Path,
+    shape: LinkShape,
+    slices: int,
+    size: int,
+    outage_s: float,
+    seed: int,
+    associations: int = 2,
 ) -> dict[str, Any]:
     files, study_uid = make_ct(work / f"ct-{seed}", slices, size, seed)
     megabytes = sum(f.stat().st_size for f in files) / 1e6
@@ -187,6 +195,7 @@ def run_edge(
             "YUNYING_EDGE_RETRY_MAX_S": "10",
             "YUNYING_EDGE_STATUS_PORT": "0",
             "YUNYING_EDGE_LOG_LEVEL": "WARNING",
+            "YUNYING_EDGE_ASSOCIATIONS": str(associations),
         }
     )
     log = open(work / f"edge-{seed}.log", "ab")
@@ -202,7 +211,7 @@ def run_edge(
         wait(lambda: centre.stable(study_uid), timeout=600, interval=0.2)
         stable_s = time.monotonic() - started
         return {
-            "run": f"edge{', outage' if outage_s else ''}",
+            "run": f"edge ×{associations}{', outage' if outage_s else ''}",
             "instances": slices,
             "megabytes": round(megabytes, 1),
             "modality_success": ok,
@@ -264,6 +273,7 @@ def main() -> None:
     parser.add_argument("--rtt", type=float, default=0.2, help="round trip, seconds")
     parser.add_argument("--loss", type=float, default=0.03)
     parser.add_argument("--runs", default="edge,edge-outage,direct,direct-outage")
+    parser.add_argument("--associations", type=int, default=2, help="YUNYING_EDGE_ASSOCIATIONS")
     args = parser.parse_args()
     shape = LinkShape(latency_s=args.rtt / 2, rate_kbps=args.rate, loss=args.loss, rto_s=0.3, seed=1)
     with tempfile.TemporaryDirectory(prefix="yunying-edge-bench-") as folder:
@@ -273,7 +283,7 @@ def main() -> None:
         try:
             for seed, name in enumerate(args.runs.split(","), start=100):
                 outage = args.outage if name.endswith("outage") else 0.0
-                runner = run_edge if name.startswith("edge") else run_direct
+                runner = partial(run_edge, associations=args.associations) if name.startswith("edge") else run_direct
                 line = f"{args.rate} kbit/s, {args.rtt * 1000:.0f} ms, {args.loss:.0%} loss, outage {outage:.0f} s"
                 print(f"… {name}: {args.slices} × {args.size}² over {line}", flush=True)
                 result = runner(centre, work, shape, args.slices, args.size, outage, seed)

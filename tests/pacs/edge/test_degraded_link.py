@@ -118,5 +118,5 @@ def test_a_ct_crosses_a_thin_lossy_line_with_an_outage_complete_and_the_report_c
         f"line alone would take {line_s:.1f} s; complete at the centre after {complete_s:.1f} s "
         f"(outage {OUTAGE_S:.0f} s from {cut_at - started:.1f} s, {held_at_cut} held at the cut, "
         f"stable {after_outage_s:.1f} s after the line came back); "
-        f"{edge.proxies[0].connections_made} DICOM connections"
+        f"{edge.proxies[0].connections_made} DICOM connections, {kinds.count('instance.duplicate')} instance(s) re-sent"
     )

@@ -131,3 +131,25 @@ def test_a_study_sent_twice_reaches_the_centre_once(
     assert status is not None and (status["acknowledged"], status["total"]) == (5, 5), status
     assert len(centre.instances(study_uid)) == 5
     assert [c.kind for c in centre.changes(study_uid)].count("instance.duplicate") == 0
+
+
+def test_an_instance_the_centre_refuses_is_failed_with_the_centres_status_and_kept(
+    centre: Centre, make_edge: Callable[..., EdgeProcess], data_cache: Path
+) -> None:
+    from pacs.identity.sites import add_site, add_site_ae
+
+    # The study already reached the centre from another site: the centre refuses to merge
+    # (0xC005, pacs/ingest.py) what the edge forwards of it.
+    with transaction(centre.services.sessions) as session:
+        other = add_site(session, consortium="Dongtai", name="Other", tier="village")
+        add_site_ae(session, site=other, ae_title="OTHER_CT", allowed_address="127.0.0.1")
+    files = write_ct(data_cache / "edge-forward-5", slices=5, seed=31, size=64)
+    study_uid = study_of(files)
+    assert storescu(centre.dicom_port, files[:1], calling="OTHER_CT", called="YUNYING")[0] == 1
+
+    edge = make_edge(centre)
+    assert storescu(edge.port, files, calling=MODALITY_AE, called=EDGE_AE)[0] == 5
+    failed = wait_for(lambda: (s := edge.study(study_uid)) and s["failed"] == 5 and s, timeout=30)
+    assert failed["state"] == "failed" and "0xC005" in failed["errors"][0], failed
+    assert len(list((edge.home / "objects" / "instances").rglob("*.dcm"))) == 5
+    assert len(centre.instances(study_uid)) == 1  # only the other site's

@@ -168,7 +168,7 @@ def demo(
         web_url = f"http://{settings.http_host}:{settings.http_port}"
         console.print(
             f"\n[bold]Web logins[/bold] (demo passwords, public: production refuses to start while one still "
-            f"works; POST {web_url}/api/session):"
+            f"works) — open {web_url}/ in a browser, or POST {web_url}/api/session:"
         )
         for demo_login in logins:
             console.print(f"  {demo_login.login:<18} {demo_login.password:<18} {demo_login.who}")

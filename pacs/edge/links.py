@@ -189,9 +189,9 @@ class DicomLink:
             return Sent(SentKind.REFUSED, str(exc))
         except StoreUnavailable as exc:
             return Sent(SentKind.RETRY, f"cannot read the local copy: {exc}")
-        except (OSError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 — a dying association raises all sorts; the job must come back
             self.close()
-            return Sent(SentKind.RETRY, f"link lost: {exc}")
+            return Sent(SentKind.RETRY, f"link lost: {type(exc).__name__}: {exc}")
         status = int(response.Status) if "Status" in response else None
         sent = classify_status(status, str(response.get("ErrorComment", "")))
         if sent.kind is SentKind.RETRY:

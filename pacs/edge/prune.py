@@ -9,7 +9,7 @@ import threading
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs.edge import queue
@@ -46,7 +46,7 @@ def prune(
             session.execute(
                 delete(Job).where(
                     Job.kind.in_([queue.FORWARD, queue.MANIFEST]),
-                    func.json_extract(Job.payload, "$.study_uid") == study_uid,
+                    queue.STUDY_OF == study_uid,
                 )
             )
             append_change(session, PRUNED, study_uid=study_uid, instances=len(keys))

@@ -25,7 +25,9 @@ MANIFEST: Final = "edge.manifest"  # payload: study_uid; queued when the study i
 # A link outage is not a reason to give up: only a refusal by the centre fails a job for good.
 UNLIMITED_ATTEMPTS: Final = 1_000_000
 
-_STUDY_OF = func.json_extract(Job.payload, "$.study_uid")
+# The edge's index is SQLite only (the embedded shape), so its job payloads are searched with
+# SQLite's json_extract; the edge's queue is small (a clinic's few days of studies).
+STUDY_OF = func.json_extract(Job.payload, "$.study_uid")
 _SOP_OF = func.json_extract(Job.payload, "$.sop_instance_uid")
 
 
@@ -62,7 +64,7 @@ def enqueue_manifest(session: Session, study_uid: str, *, now: datetime) -> None
     including when a late instance re-opened it."""
     pending = session.scalar(
         select(Job).where(
-            Job.kind == MANIFEST, _STUDY_OF == study_uid, Job.state.in_([JobState.PENDING, JobState.RUNNING])
+            Job.kind == MANIFEST, STUDY_OF == study_uid, Job.state.in_([JobState.PENDING, JobState.RUNNING])
         )
     )
     if pending is not None:
@@ -96,7 +98,7 @@ def retry_failed(session: Session, *, now: datetime, study_uid: str | None = Non
     """Put failed jobs back in the queue (after the cause was fixed at the centre)."""
     statement = select(Job).where(Job.kind.in_([FORWARD, MANIFEST]), Job.state == JobState.FAILED)
     if study_uid is not None:
-        statement = statement.where(_STUDY_OF == study_uid)
+        statement = statement.where(STUDY_OF == study_uid)
     count = 0
     for job in session.scalars(statement):
         job.state = JobState.PENDING
@@ -161,9 +163,9 @@ def study_progress(session: Session, *, limit: int = 200) -> list[StudyProgress]
     if not progress:
         return []
     jobs = session.execute(
-        select(Job.kind, Job.state, Job.attempts, Job.last_error, Job.next_run_at, Job.updated_at, _STUDY_OF).where(
-            Job.kind.in_([FORWARD, MANIFEST]), _STUDY_OF.in_(list(progress))
-        )
+        select(Job.kind, Job.state, Job.attempts, Job.last_error, Job.next_run_at, Job.updated_at, STUDY_OF)
+        .where(Job.kind.in_([FORWARD, MANIFEST]), STUDY_OF.in_(list(progress)))
+        .order_by(Job.id)  # a study re-opened at the edge has a newer manifest job: the last one counts
     ).all()
     for kind, state, attempts, last_error, next_run_at, updated_at, study_uid in jobs:
         row = progress[study_uid]
@@ -197,9 +199,9 @@ def acknowledged_before(session: Session, cutoff: datetime) -> list[str]:
     """Studies whose manifest the centre confirmed before ``cutoff`` and that have nothing left to
     send: the only ones pruning may delete."""
     confirmed = session.execute(
-        select(_STUDY_OF, func.max(Job.updated_at))
+        select(STUDY_OF, func.max(Job.updated_at))
         .where(Job.kind == MANIFEST)
-        .group_by(_STUDY_OF)
+        .group_by(STUDY_OF)
         .having(func.min(Job.state) == JobState.DONE, func.max(Job.state) == JobState.DONE)
     ).all()
     candidates = [study_uid for study_uid, at in confirmed if at is not None and at <= cutoff]
@@ -207,7 +209,7 @@ def acknowledged_before(session: Session, cutoff: datetime) -> list[str]:
         return []
     unsent = set(
         session.scalars(
-            select(_STUDY_OF).where(Job.kind == FORWARD, _STUDY_OF.in_(candidates), Job.state != JobState.DONE)
+            select(STUDY_OF).where(Job.kind == FORWARD, STUDY_OF.in_(candidates), Job.state != JobState.DONE)
         )
     )
     return [uid for uid in candidates if uid not in unsent]

@@ -113,11 +113,7 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for end in (source, target):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(source, target)
 
     def _shaped_pump(self, source: socket.socket, target: socket.socket, pacer: _Pacer, *, upstream: bool) -> None:
         shape = self.shape
@@ -150,11 +146,7 @@ class TcpProxy:
             except OSError:
                 pass
             finally:
-                for end in (source, target):
-                    try:
-                        end.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                _shut(source, target)
 
         threading.Thread(target=read, daemon=True).start()
         threading.Thread(target=write, daemon=True).start()
@@ -182,3 +174,12 @@ class TcpProxy:
 
     def close(self) -> None:
         self.cut()
+
+
+def _shut(*ends: socket.socket) -> None:
+    """Shut both directions of each socket; one already closed is fine."""
+    for end in ends:
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

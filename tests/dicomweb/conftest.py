@@ -84,11 +84,31 @@ def served(app: Any) -> Iterator[str]:
     """``app`` served by a real uvicorn on a free loopback port; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    with running(server) as url:
+        yield url
+
+
+@contextmanager
+def served_web(services: Any) -> Iterator[str]:
+    """The web server exactly as ``yunying web`` builds it (``viewer.serve.web_server``: proxy
+    headers, TLS) for ``services``, on a free port; yields its base URL."""
+    from reading.settings import ReadingSettings
+    from viewer.serve import web_server
+
+    services.settings = services.settings.model_copy(update={"http_port": free_port()})
+    with running(web_server(services, ReadingSettings())) as url:
+        yield url
+
+
+@contextmanager
+def running(server: uvicorn.Server) -> Iterator[str]:
+    """Run a uvicorn server in a thread until the block ends; yields its base URL."""
+    config = server.config
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=10)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{config.host}:{config.port}"
     finally:
         server.should_exit = True
         thread.join(timeout=5)

@@ -24,7 +24,7 @@ from pacs.index.db import transaction
 from pacs.index.models import Instance, Series, Study
 from pacs.ingest import Origin, OutcomeKind
 from reading.settings import ReadingSettings
-from tests.dicomweb.conftest import served
+from tests.dicomweb.conftest import served, served_web
 from tests.pacs.helpers import write_ct
 from tests.reading.world import World, sign_study
 from viewer.app import create_app
@@ -219,31 +219,6 @@ def test_repeated_failed_authentication_is_slowed_down_and_audited(make_world: C
     assert [r.detail["blocked"] for r in records] == [False, False, True]
 
 
-def _serve_web(services: Any) -> Any:
-    """The web server exactly as ``yunying web`` builds it (viewer.serve.web_server), on a free
-    port; yields its URL."""
-    import contextlib
-    import threading
-
-    from tests.conftest import free_port, wait_for
-    from viewer.serve import web_server
-
-    @contextlib.contextmanager
-    def running() -> Any:
-        services.settings = services.settings.model_copy(update={"http_port": free_port()})
-        server = web_server(services, ReadingSettings())
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_for(lambda: server.started, timeout=10)
-        try:
-            yield f"http://127.0.0.1:{services.settings.http_port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=5)
-
-    return running()
-
-
 def _denied_sources(world: World) -> list[str]:
     from pacs.index.models import AccessRecord
 
@@ -273,13 +248,13 @@ def test_a_forwarded_address_is_believed_only_from_a_configured_proxy(make_world
             for n in range(4)
         ]
 
-    with _serve_web(world.services) as url:  # the default: no proxy configured
+    with served_web(world.services) as url:  # the default: no proxy configured
         assert guesses(url) == [401, 401, 429, 429]  # one address, whatever the header says
     assert _denied_sources(world) == ["127.0.0.1"] * 3  # the blocked fourth is refused before any check
 
     world.services.settings = world.services.settings.model_copy(update={"http_proxy_from": ["127.0.0.1"]})
     world.services.audit.flush()
-    with _serve_web(world.services) as url:  # behind a reverse proxy on loopback: its header is the client
+    with served_web(world.services) as url:  # behind a reverse proxy on loopback: its header is the client
         assert guesses(url) == [401, 401, 401, 401]  # four clients, one guess each
     assert _denied_sources(world)[3:] == [f"10.9.9.{n}" for n in range(4)]
 

@@ -282,37 +282,23 @@ def test_failed_logins_count_per_client_behind_a_trusted_proxy(web: Web, trusted
     """`yunying web` behind nginx: with the proxy trusted (YUNYING_HTTP_PROXY_FROM) its
     X-Forwarded-For is the client that is throttled and audited; untrusted, it is ignored (a
     client cannot pick his own address) and everyone counts as the proxy."""
-    import threading
-
-    from reading.settings import ReadingSettings
-    from tests.conftest import free_port, wait_for
-    from viewer.serve import web_server
+    from tests.dicomweb.conftest import served_web
 
     services = web.world.services
     services.settings = services.settings.model_copy(
-        update={
-            "http_port": free_port(),
-            "http_proxy_from": ["127.0.0.1"] if trusted else [],
-            "login_failure_limit_per_address": 2,
-        }
+        update={"http_proxy_from": ["127.0.0.1"] if trusted else [], "login_failure_limit_per_address": 2}
     )
-    server = web_server(services, ReadingSettings())
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=10)
-    url = f"http://127.0.0.1:{services.settings.http_port}/api/session"
-    try:
+    with served_web(services) as base:
 
         def attempt(client: str, login: str) -> int:
             answer = httpx.post(
-                url, json={"login": login, "password": "guess-xxxxxxxxx"}, headers={"X-Forwarded-For": client}
+                f"{base}/api/session",
+                json={"login": login, "password": "guess-xxxxxxxxx"},
+                headers={"X-Forwarded-For": client},
             )
             return answer.status_code
 
         assert [attempt("10.2.0.15", "li"), attempt("10.2.0.15", "wang")] == [401, 429]
         assert attempt("10.3.0.9", "zhao") == (401 if trusted else 429)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
     sources = {r.source for r in access_records(web, "login")}
     assert sources == ({"10.2.0.15", "10.3.0.9"} if trusted else {"127.0.0.1"})

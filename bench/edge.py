@@ -43,26 +43,11 @@ from pacs.index.models import Instance, Series, Study, StudyState  # noqa: E402
 from pacs.service import build_services  # noqa: E402
 from pacs.settings import Settings  # noqa: E402
 from reading.settings import ReadingSettings  # noqa: E402
+from tests.conftest import free_port, wait_for  # noqa: E402
 from tests.tcp_proxy import LinkShape, TcpProxy  # noqa: E402
 from viewer.serve import EmbeddedService  # noqa: E402
 
 YUNYING = Path(sys.executable).parent / "yunying"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait(predicate: Any, timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"not within {timeout} s")
 
 
 class Centre:
@@ -149,7 +134,7 @@ def storescu(port: int, files: list[Path], calling: str, called: str) -> tuple[i
 
 def outage_when(centre: Centre, study_uid: str, at: int, proxies: list[TcpProxy], outage_s: float) -> threading.Thread:
     def run() -> None:
-        wait(lambda: centre.count(study_uid) >= at, timeout=3600, interval=0.1)
+        wait_for(lambda: centre.count(study_uid) >= at, timeout=3600, interval=0.1)
         for proxy in proxies:
             proxy.cut()
         time.sleep(outage_s)
@@ -201,14 +186,14 @@ def run_edge(
     log = open(work / f"edge-{seed}.log", "ab")
     edge = subprocess.Popen([str(YUNYING), "edge", "serve"], env=env, stdout=log, stderr=log)
     try:
-        wait(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=120)
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=120, interval=0.25)
         started = time.monotonic()
         if outage_s:
             outage_when(centre, study_uid, slices // 2, proxies, outage_s)
         ok, modality_s = storescu(port, files, "FUDONG_CT", "FUDONG_EDGE")
-        wait(lambda: centre.count(study_uid) == slices, timeout=7200, interval=0.2)
+        wait_for(lambda: centre.count(study_uid) == slices, timeout=7200, interval=0.2)
         complete_s = time.monotonic() - started
-        wait(lambda: centre.stable(study_uid), timeout=600, interval=0.2)
+        wait_for(lambda: centre.stable(study_uid), timeout=600, interval=0.2)
         stable_s = time.monotonic() - started
         return {
             "run": f"edge ×{associations}{', outage' if outage_s else ''}",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from pacs.cli_support import console, fail, load_settings, open_services
 from pacs.identity.passwords import set_password
@@ -35,6 +38,20 @@ def _services() -> Services:
     return open_services(load_settings())
 
 
+@contextmanager
+def _change() -> Iterator[Session]:
+    """One administrative change from the command line: a transaction on the configured index,
+    an ``IdentityError`` turned into the command's error message, the services closed after."""
+    services = _services()
+    try:
+        with transaction(services.sessions) as session:
+            yield session
+    except IdentityError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        services.close()
+
+
 @user_app.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="Login name, e.g. li.wei or fudong-ris.")],
@@ -51,28 +68,22 @@ def user_add(
     """Add a user or service account. A person logs in to the web application once he has a
     password (--password-stdin, or later `yunying user password LOGIN`)."""
     password = _read_stdin_password() if password_stdin else None
-    services = _services()
-    try:
-        with transaction(services.sessions) as session:
-            user = add_user(
-                session,
-                username=username,
-                role=role,
-                site=site,
-                consortium=consortium,
-                display_name=name,
-                is_service=service,
-            )
-            if password is not None:
-                set_password(session, user, password)
-            typer.echo(
-                f"User {user.id} {username!r} ({role}{', service' if service else ''}) added"
-                + (", with a password" if password is not None else "")
-            )
-    except IdentityError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        services.close()
+    with _change() as session:
+        user = add_user(
+            session,
+            username=username,
+            role=role,
+            site=site,
+            consortium=consortium,
+            display_name=name,
+            is_service=service,
+        )
+        if password is not None:
+            set_password(session, user, password)
+        typer.echo(
+            f"User {user.id} {username!r} ({role}{', service' if service else ''}) added"
+            + (", with a password" if password is not None else "")
+        )
 
 
 def _read_stdin_password() -> str:
@@ -96,28 +107,16 @@ def user_password(
         if stdin
         else typer.prompt(f"New password for {username}", hide_input=True, confirmation_prompt=True)
     )
-    services = _services()
-    try:
-        with transaction(services.sessions) as session:
-            ended = set_password(session, find_user(session, username), password)
-    except IdentityError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        services.close()
+    with _change() as session:
+        ended = set_password(session, find_user(session, username), password)
     typer.echo(f"password of {username!r} set; {ended} open session(s) ended")
 
 
 @user_app.command("logout")
 def user_logout(username: Annotated[str, typer.Argument(help="The login whose browser sessions end.")]) -> None:
     """End every browser session of a user now (a lost phone, a shared PC left logged in)."""
-    services = _services()
-    try:
-        with transaction(services.sessions) as session:
-            ended = end_sessions(session, find_user(session, username).id)
-    except IdentityError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        services.close()
+    with _change() as session:
+        ended = end_sessions(session, find_user(session, username).id)
     typer.echo(f"{ended} open session(s) of {username!r} ended")
 
 
@@ -134,14 +133,8 @@ def user_enable(username: Annotated[str, typer.Argument(help="The login to react
 
 
 def _set_active(username: str, active: bool) -> None:
-    services = _services()
-    try:
-        with transaction(services.sessions) as session:
-            changed = set_active(session, find_user(session, username), active)
-    except IdentityError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        services.close()
+    with _change() as session:
+        changed = set_active(session, find_user(session, username), active)
     state = "active" if active else "deactivated"
     typer.echo(f"user {username!r} {'is now' if changed else 'was already'} {state}")
 
@@ -188,25 +181,19 @@ def token_create(
     """Create a token and print it once (only its hash is kept)."""
     if (user is None) == (service is None):
         raise fail("give exactly one of --user U or --service NAME (with --site for a new service account)")
-    services = _services()
-    try:
-        with transaction(services.sessions) as session:
-            if service is not None:
-                existing = session.scalar(select(User).where(User.username == service))
-                if existing is None:
-                    if site is None:
-                        raise IdentityError(f"service account {service!r} does not exist: add --site to create it")
-                    existing = add_user(session, username=service, role=Role.SITE, site=site, is_service=True)
-                account = existing
-            else:
-                assert user is not None
-                account = find_user(session, user)
-            row, token = create_token(session, account, name=name, days=days)
-            expires = row.expires_at.strftime("%Y-%m-%d") if row.expires_at else "never"
-    except IdentityError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        services.close()
+    with _change() as session:
+        if service is not None:
+            existing = session.scalar(select(User).where(User.username == service))
+            if existing is None:
+                if site is None:
+                    raise IdentityError(f"service account {service!r} does not exist: add --site to create it")
+                existing = add_user(session, username=service, role=Role.SITE, site=site, is_service=True)
+            account = existing
+        else:
+            assert user is not None
+            account = find_user(session, user)
+        row, token = create_token(session, account, name=name, days=days)
+        expires = row.expires_at.strftime("%Y-%m-%d") if row.expires_at else "never"
     typer.echo(token)
     typer.echo(f"token {row.id} for {account.username!r}, expires {expires}; shown once, keep it safe", err=True)
 
@@ -244,14 +231,8 @@ def token_list() -> None:
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(help="The id from `yunying token list`.")]) -> None:
     """Revoke a token at once."""
-    services = _services()
-    try:
-        with transaction(services.sessions) as session:
-            revoke_token(session, token_id)
-    except IdentityError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        services.close()
+    with _change() as session:
+        revoke_token(session, token_id)
     typer.echo(f"token {token_id} revoked")
 
 

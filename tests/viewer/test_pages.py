@@ -21,6 +21,7 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from playwright import sync_api as playwright_api  # dev dependency: missing is a failure, not a skip
 from sqlalchemy import select
 
 from ai_models.settings import AISettings
@@ -39,8 +40,6 @@ from tests.conftest import free_port, require, storescu, wait_for
 from tests.reading.world import ALWAYS
 from viewer.frontend import DIST
 from viewer.serve import EmbeddedService
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,7 +7,11 @@ kernel's TCP on loopback would never see it lost. What a lost segment costs a TC
 a retransmission: the bytes behind it wait (head-of-line blocking) for about a retransmission
 timeout. So each chunk is, with probability ``loss``, held back ``rto_s`` before it and
 everything after it on that connection goes on. Whole-link losses (the line goes down) are
-``cut()`` … ``restore()``: every connection reset, new ones refused until restored.
+``cut()`` … ``restore()``: every connection reset, new ones reset at once until restored.
+
+The proxy keeps its port bound through a cut. Closing the listener and binding the same port
+again at ``restore()`` lost the port on a busy machine: another process took it as an ephemeral
+port in the seconds between (CI saw ``Address already in use``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import queue
 import random
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -55,6 +60,7 @@ class TcpProxy:
         self.shape = shape or LinkShape()
         self.port = 0
         self._listener: socket.socket | None = None
+        self._down = False
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self._random = random.Random(self.shape.seed)
@@ -65,9 +71,13 @@ class TcpProxy:
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            raise
         self.port = listener.getsockname()[1]
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -84,6 +94,9 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self._down:
+                _reset(client)
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
@@ -152,7 +165,15 @@ class TcpProxy:
         threading.Thread(target=write, daemon=True).start()
 
     def cut(self) -> None:
-        """Drop every connection and refuse new ones, as a dead database host would."""
+        """Drop every connection and reset new ones, as a dead host would, until ``restore()``."""
+        self._down = True
+        self._drop_connections()
+
+    def restore(self) -> None:
+        self._down = False
+
+    def close(self) -> None:
+        self._down = True
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)  # unblocks accept() on Linux; close() alone does not
@@ -160,6 +181,9 @@ class TcpProxy:
                 pass
             self._listener.close()
             self._listener = None
+        self._drop_connections()
+
+    def _drop_connections(self) -> None:
         with self._lock:
             for connection in self._connections:
                 try:
@@ -169,11 +193,11 @@ class TcpProxy:
                 connection.close()
             self._connections.clear()
 
-    def restore(self) -> None:
-        self.start()
 
-    def close(self) -> None:
-        self.cut()
+def _reset(connection: socket.socket) -> None:
+    """Close with an RST (linger 0): the client sees its connection reset, not a clean end."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
 
 
 def _shut(*ends: socket.socket) -> None:

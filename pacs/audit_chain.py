@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,9 +37,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs.events import ADMINISTRATIVE
-from pacs.index.db import IndexUnavailable, transaction
+from pacs.index.db import transaction
 from pacs.index.models import AccessRecord, AuditSeal
 from pacs.index.types import utcnow
+from pacs.periodic import Periodic
 from pacs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -386,45 +386,32 @@ def export_lines(session: Session, query: Search, *, chunk: int = 5_000) -> Iter
         session.expunge_all()
 
 
-class AuditSealer:
+class AuditSealer(Periodic):
     """A background thread that seals new records every ``audit_seal_interval_s`` and, once a
     day, prunes what retention allows. Several may run (one per web or worker process)."""
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        super().__init__("audit-sealer", settings.audit_seal_interval_s)
         self.sessions = sessions
         self.key = AuditKey.from_settings(settings)
-        self.interval_s = settings.audit_seal_interval_s
         self.retention = timedelta(days=settings.audit_retention_days) if settings.audit_retention_days else None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
         self._pruned_at: datetime | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.round()  # what the last requests recorded
+        super().stop()
+        self.run_round()  # what the last requests recorded
 
     def round(self) -> None:
         try:
             seal_all(self.sessions, self.key)
-            now = utcnow()
-            if self.retention is not None and (self._pruned_at is None or now - self._pruned_at > timedelta(days=1)):
-                with transaction(self.sessions) as session:
-                    prune(session, self.key, older_than=now - self.retention)
-                self._pruned_at = now
         except IntegrityError:
             log.info("audit.seal_raced")  # another sealer took the same places; the next round goes on
-        except IndexUnavailable as exc:
-            log.warning("audit.seal_postponed", error=str(exc))
-        except Exception:  # the sealer must outlive any one bad round
-            log.exception("audit.seal_failed")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.round()
+            return
+        now = utcnow()
+        if self.retention is not None and (self._pruned_at is None or now - self._pruned_at > timedelta(days=1)):
+            with transaction(self.sessions) as session:
+                prune(session, self.key, older_than=now - self.retention)
+            self._pruned_at = now
 
 
 def describe(verdict: Verdict) -> Sequence[str]:

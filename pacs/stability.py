@@ -9,7 +9,6 @@ it turns stable flagged ``manifest: missing`` with an alert."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -21,9 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from pacs import events
 from pacs.completeness import held_back
 from pacs.headers import build_headers
-from pacs.index.db import IndexUnavailable, append_change, transaction
+from pacs.index.db import append_change, transaction
 from pacs.index.models import Alert, Job, Site, Study, StudyManifest, StudyState
 from pacs.index.types import utcnow
+from pacs.periodic import Periodic
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +126,7 @@ def mark_stable_studies(
     return marked
 
 
-class StabilityWatcher:
+class StabilityWatcher(Periodic):
     """A background thread that runs ``mark_stable_studies`` every ``poll_s`` seconds."""
 
     def __init__(
@@ -139,33 +139,18 @@ class StabilityWatcher:
         manifest_wait_s: float = 86400.0,
         on_stable: OnStable = queue_prescreen,
     ) -> None:
+        super().__init__("stability", poll_s, join_s=5)
         self.sessions = sessions
         self.manifest_wait = timedelta(seconds=manifest_wait_s)
         self.on_stable = on_stable
         self.stability = timedelta(seconds=stability_s)
-        self.poll_s = poll_s
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stability-watcher", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                mark_stable_studies(
-                    self.sessions,
-                    self.stability,
-                    now=self.clock(),
-                    manifest_wait=self.manifest_wait,
-                    on_stable=self.on_stable,
-                )
-            except IndexUnavailable as exc:
-                log.warning("stability.index_unavailable", error=str(exc))
-            except Exception:  # the watcher must outlive any one bad pass
-                log.exception("stability.pass_failed")
+    def round(self) -> None:
+        mark_stable_studies(
+            self.sessions,
+            self.stability,
+            now=self.clock(),
+            manifest_wait=self.manifest_wait,
+            on_stable=self.on_stable,
+        )

@@ -22,6 +22,7 @@ from pacs.dimse.store_scp import StoreSCP
 from pacs.dimse.store_scu import ObjectSource, RetrieveAE, RetrieveAssociation
 from pacs.dimse.tls import TlsAcceptor
 from pacs.ingest import Ingest
+from pacs.periodic import Periodic
 from pacs.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,21 @@ def sweep_partial_files(incoming: Path, max_age_s: float) -> int:
     return removed
 
 
+class PartialFileSweeper(Periodic):
+    """Deletes what dead associations left in the incoming folder, every half ``max_age_s``
+    (between 1 s and 5 min). A full or unreadable folder is logged and tried again."""
+
+    expected = (*Periodic.expected, OSError)
+
+    def __init__(self, incoming: Path, max_age_s: float) -> None:
+        super().__init__("partial-sweeper", max(1.0, min(300.0, max_age_s / 2)))
+        self.incoming = incoming
+        self.max_age_s = max_age_s
+
+    def round(self) -> None:
+        sweep_partial_files(self.incoming, self.max_age_s)
+
+
 class Receiver:
     """A running DICOM receiver. ``start()`` returns once the port is listening."""
 
@@ -87,7 +103,7 @@ class Receiver:
         self.server: HardenedServer | None = None
         self.tls_server: HardenedServer | None = None
         self._thread: threading.Thread | None = None
-        self._sweeper_stop = threading.Event()
+        self.partial_sweeper = PartialFileSweeper(settings.incoming_path, settings.partial_file_max_age_s)
 
     @property
     def port(self) -> int:
@@ -136,7 +152,7 @@ class Receiver:
                 self.settings.dicom_tls_host, self.settings.dicom_tls_port, reuse_port=reuse_port, tls=tls
             )
             log.info("receiver.listening_tls", port=self.tls_port, pki=str(self.settings.pki_path))
-        threading.Thread(target=self._sweep_periodically, name="partial-sweeper", daemon=True).start()
+        self.partial_sweeper.start()
         log.info(
             "receiver.listening",
             ae_title=self.settings.ae_title,
@@ -145,13 +161,8 @@ class Receiver:
             pid=os.getpid(),
         )
 
-    def _sweep_periodically(self) -> None:
-        interval = max(1.0, min(300.0, self.settings.partial_file_max_age_s / 2))
-        while not self._sweeper_stop.wait(interval):
-            sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
-
     def stop(self) -> None:
-        self._sweeper_stop.set()
+        self.partial_sweeper.stop()
         for server in (self.server, self.tls_server):
             if server is not None:
                 server.shutdown()

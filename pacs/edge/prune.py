@@ -5,7 +5,6 @@ an orphan the receiver's sweep removes later)."""
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 
 import structlog
@@ -13,9 +12,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pacs.edge import queue
-from pacs.index.db import IndexUnavailable, append_change, transaction
+from pacs.index.db import append_change, transaction
 from pacs.index.models import Instance, Job, Series, Study
 from pacs.index.types import utcnow
+from pacs.periodic import Periodic
 from pacs.storage import BlobStore, StoreUnavailable
 
 log = structlog.get_logger(__name__)
@@ -60,29 +60,14 @@ def prune(
     return pruned
 
 
-class Pruner:
+class Pruner(Periodic):
     def __init__(
         self, sessions: sessionmaker[Session], store: BlobStore, retention_days: float, interval_s: float
     ) -> None:
+        super().__init__("edge-pruner", interval_s)
         self.sessions = sessions
         self.store = store
         self.retention = timedelta(days=retention_days)
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="edge-pruner", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                prune(self.sessions, self.store, self.retention)
-            except IndexUnavailable as exc:
-                log.warning("edge.prune_skipped", error=str(exc))
-            except Exception:  # the pruner must outlive any one bad round
-                log.exception("edge.prune_failed")
+    def round(self) -> None:
+        prune(self.sessions, self.store, self.retention)

@@ -11,7 +11,6 @@ process (several processes may run it; each duty takes its rows under a lock).
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 
 import structlog
@@ -23,6 +22,7 @@ from pacs.index.db import IndexUnavailable, append_change, transaction
 from pacs.index.models import JobState, Study, StudyState
 from pacs.index.types import utcnow
 from pacs.jobs import next_due, record_failure
+from pacs.periodic import Periodic
 from pacs.readiness import mark_ready_for_reading
 from reading import events
 from reading.errors import ReadingError
@@ -273,32 +273,18 @@ def sweep_once(
     notify_critical(sessions, notifiers if notifiers is not None else [PortalNotifier(sessions)], now=now)
 
 
-class ReadingSweeper:
+class ReadingSweeper(Periodic):
     """A background thread running ``sweep_once`` every ``reading_sweep_poll_s`` seconds."""
 
+    expected = (*Periodic.expected, ReadingError)
+
     def __init__(self, sessions: sessionmaker[Session], settings: ReadingSettings, *, demo: bool) -> None:
+        super().__init__("reading-sweeper", settings.reading_sweep_poll_s)
         self.sessions = sessions
         self.settings = settings
         self.demo = demo
         # Built at start-up so a mistyped adapter path stops the service with the fix.
         self.notifiers = load_notifiers(settings.critical_notifiers, sessions)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reading-sweeper", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.reading_sweep_poll_s):
-            try:
-                sweep_once(self.sessions, self.settings, demo=self.demo, notifiers=self.notifiers)
-            except IndexUnavailable as exc:
-                log.warning("reading.index_unavailable", error=str(exc))
-            except ReadingError as exc:
-                log.warning("reading.sweep_refused", error=str(exc))
-            except Exception:  # the sweeper must outlive any one bad pass
-                log.exception("reading.sweep_failed")
+    def round(self) -> None:
+        sweep_once(self.sessions, self.settings, demo=self.demo, notifiers=self.notifiers)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket
@@ -95,8 +95,19 @@ def transit_copy(compression: TransitCompression, instance: Outgoing, original: 
 
 
 def _compressible(compression: TransitCompression, instance: Outgoing) -> bool:
-    # compression.py keeps every other syntax as stored; not worth proposing a context for it.
-    return compression is not TransitCompression.NONE and instance.transfer_syntax_uid == ExplicitVRLittleEndian
+    """Whether to try a compressed copy; compression.py keeps any stored syntax but Explicit VR
+    Little Endian as stored, so no context is proposed for one (logged why)."""
+    if compression is TransitCompression.NONE:
+        return False
+    if instance.transfer_syntax_uid != ExplicitVRLittleEndian:
+        log.info(
+            "edge.sent_as_stored",
+            study_uid=instance.study_uid,
+            sop_instance_uid=instance.sop_instance_uid,
+            reason=f"stored as {UID(instance.transfer_syntax_uid).name}, not Explicit VR Little Endian",
+        )
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- DICOM

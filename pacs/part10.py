@@ -335,7 +335,7 @@ def _inspect(handle: BinaryIO, path: Path, assumed_charset: str | None) -> Inspe
     while chunk := handle.read(_HASH_CHUNK):
         sha_all.update(chunk)
         sha_pixel.update(chunk)
-    # Decodes only a JPEG-LS Lossless data set (a clinic edge's copy): ~10–40 ms a slice.
+    # Decodes only a JPEG-LS Lossless data set (a clinic edge's copy): ~20 ms a 256² slice, ~50 ms a 512² one.
     content = content_sha256(handle, offset, transfer_syntax)
 
     return Inspected(

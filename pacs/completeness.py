@@ -1,6 +1,9 @@
 """Study completeness at the centre: the manifest a clinic edge sends of each study it forwards
-(SOP Instance UID → sha256 of the data set after group 0002, the digest ``Instance.sha256``
-holds), and the check that every listed instance is here with those very bytes.
+(SOP Instance UID → the instance's content digest: the sha256 of its data set after group 0002
+in native form, ``Instance.content_digest``, pacs/lossless.py), and the check that every listed
+instance is here with that content — in the bytes the modality sent, or in the JPEG-LS Lossless
+copy an edge compressed in transit, which decodes to them. For a native instance the digest is
+``Instance.sha256``, so manifests recorded before compression in transit keep their meaning.
 
 A study of a site ``held_for_manifest`` turns stable only once its manifest is satisfied
 (``pacs.stability``): a link outage longer than the quiet period then never sends half a study
@@ -48,7 +51,7 @@ def check(session: Session, manifest: StudyManifest) -> ManifestCheck:
     """Compare the manifest with what the index holds now."""
     held = dict(
         session.execute(
-            select(Instance.sop_instance_uid, Instance.sha256)
+            select(Instance.sop_instance_uid, Instance.content_digest)
             .join(Series, Series.id == Instance.series_pk)
             .join(Study, Study.id == Series.study_pk)
             .where(Study.study_uid == manifest.study_uid, Instance.is_current.is_(True))

@@ -224,6 +224,12 @@ class Ingest:
         if current.sha256 == inspected.sha256:
             duplicate = self._duplicate(session, inspected, origin)
             return lambda _path: duplicate
+        if current.content_digest == inspected.content_digest:
+            # The same data set in another transfer syntax, losslessly (pacs/lossless.py: same
+            # header bytes, pixels decoding identically) — an edge's JPEG-LS copy of what the
+            # modality sent, or the reverse: the instance is here; the first copy is kept.
+            same = self._duplicate(session, inspected, origin, transfer_syntax=inspected.transfer_syntax_uid)
+            return lambda _path: same
         if current.pixel_sha256 == inspected.pixel_sha256:
             return None  # header corrected: stored as a new version by _index
         reason = (
@@ -241,11 +247,15 @@ class Ingest:
             alert=True,
         )
 
-    def _duplicate(self, session: Session, inspected: Inspected, origin: Origin) -> IngestOutcome:
-        _record(session, events.INSTANCE_DUPLICATE, origin, inspected.study_uid, inspected.sop_instance_uid)
+    def _duplicate(
+        self, session: Session, inspected: Inspected, origin: Origin, *, transfer_syntax: str | None = None
+    ) -> IngestOutcome:
+        details: dict[str, Any] = {"lossless_copy_in": transfer_syntax} if transfer_syntax else {}
+        _record(session, events.INSTANCE_DUPLICATE, origin, inspected.study_uid, inspected.sop_instance_uid, **details)
         return IngestOutcome(
             OutcomeKind.DUPLICATE,
-            "already stored with identical content",
+            "already stored with identical content"
+            + (f" (this copy in {transfer_syntax}, losslessly the same)" if transfer_syntax else ""),
             study_uid=inspected.study_uid,
             sop_instance_uid=inspected.sop_instance_uid,
         )
@@ -300,6 +310,7 @@ class Ingest:
                 sha256=inspected.sha256,
                 header_sha256=inspected.header_sha256,
                 pixel_sha256=inspected.pixel_sha256,
+                content_sha256=inspected.content_sha256,
                 header_raw=inspected.header_raw,
                 header_charset=inspected.charset,
                 calling_ae=origin.calling_ae,
@@ -528,7 +539,14 @@ class _SQL:
         .where(_SERIES.c.series_uid == bindparam("b_series_uid"))
     )
     known_instance = (
-        select(_INSTANCE.c.id, _INSTANCE.c.version, _INSTANCE.c.sha256, _INSTANCE.c.pixel_sha256, _SERIES.c.series_uid)
+        select(
+            _INSTANCE.c.id,
+            _INSTANCE.c.version,
+            _INSTANCE.c.sha256,
+            _INSTANCE.c.pixel_sha256,
+            _INSTANCE.c.content_sha256,
+            _SERIES.c.series_uid,
+        )
         .join_from(_INSTANCE, _SERIES, _SERIES.c.id == _INSTANCE.c.series_pk)
         .where(_INSTANCE.c.sop_instance_uid == bindparam("b_sop_uid"), _INSTANCE.c.is_current.is_(True))
     )
@@ -579,7 +597,12 @@ class _KnownInstance:
     version: int
     sha256: str
     pixel_sha256: str
+    content_sha256: str | None
     series_uid: str  # the series the current version is filed in
+
+    @property
+    def content_digest(self) -> str:
+        return self.content_sha256 or self.sha256
 
 
 @dataclass(frozen=True)

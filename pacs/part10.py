@@ -26,6 +26,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
+from pacs.lossless import content_sha256
+
 # A modality's odd VR or value must not stop us from indexing its data: we store bytes as
 # received and only read the tags we index. Validation is ours (below), not pydicom's.
 pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
@@ -64,6 +66,13 @@ class Inspected:
     tags: dict[str, Any]
     header_raw: bytes  # the data set before Pixel Data, as received
     charset: str | None  # the site AE's charset, used because the data set declared none
+    # pacs/lossless.py: the sha256 of the data set rebuilt to native form, when that differs
+    # from ``sha256`` (a JPEG-LS Lossless data set); None: the content digest is ``sha256``.
+    content_sha256: str | None = None
+
+    @property
+    def content_digest(self) -> str:
+        return self.content_sha256 or self.sha256
 
     @property
     def charset_assumed(self) -> bool:
@@ -79,6 +88,11 @@ def file_meta_end(path: Path) -> int | None:
     file is not Part 10 (no ``DICM`` at 128)."""
     with open(path, "rb") as handle:
         return _meta_end(handle)
+
+
+def file_meta_end_of(handle: BinaryIO) -> int | None:
+    """As ``file_meta_end`` on an open file (or bytes in a ``BytesIO``)."""
+    return _meta_end(handle)
 
 
 def _meta_end(handle: BinaryIO) -> int | None:
@@ -321,6 +335,8 @@ def _inspect(handle: BinaryIO, path: Path, assumed_charset: str | None) -> Inspe
     while chunk := handle.read(_HASH_CHUNK):
         sha_all.update(chunk)
         sha_pixel.update(chunk)
+    # Decodes only a JPEG-LS Lossless data set (a clinic edge's copy): ~20 ms a 256² slice, ~50 ms a 512² one.
+    content = content_sha256(handle, offset, transfer_syntax)
 
     return Inspected(
         sop_class_uid=str(UID(str(uids["SOPClassUID"]))),
@@ -336,6 +352,7 @@ def _inspect(handle: BinaryIO, path: Path, assumed_charset: str | None) -> Inspe
         tags=tags,
         header_raw=header_raw,
         charset=assumed_charset if charset_assumed else None,
+        content_sha256=content,
     )
 
 

@@ -24,7 +24,8 @@ UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
 
 
 class ManifestBody(BaseModel):
-    # SOP Instance UID → sha256 (lowercase hex) of the data set after group 0002.
+    # SOP Instance UID → content digest (lowercase hex sha256) of the data set after group 0002
+    # in native form: pacs/lossless.py (for a native instance, its sha256 as sent).
     instances: dict[str, str] = Field(min_length=1)
 
 

@@ -273,6 +273,31 @@ def send_stored(
         return _exchange(assoc, request, int(cast(int, context.context_id)))
 
 
+def send_encoded(
+    assoc: Association,
+    *,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    dataset: bytes,
+    msg_id: int,
+) -> Dataset:
+    """C-STORE a data set already encoded in ``transfer_syntax_uid`` (a copy made for this send,
+    such as the edge's JPEG-LS one), on the context accepted for exactly that syntax. Returns
+    the response status data set (empty: no response); ``SyntaxNotAccepted`` when there is no
+    such context."""
+    context = _context(assoc, sop_class_uid, transfer_syntax_uid)
+    if context is None:
+        raise SyntaxNotAccepted(f"the peer accepted {sop_class_uid} in no context for {transfer_syntax_uid}")
+    request = C_STORE()
+    request.MessageID = msg_id
+    request.Priority = 2
+    request.AffectedSOPClassUID = sop_class_uid
+    request.AffectedSOPInstanceUID = sop_instance_uid
+    request.DataSet = BytesIO(dataset)
+    return _exchange(assoc, request, int(cast(int, context.context_id)))
+
+
 def _exchange(assoc: Association, request: C_STORE, context_id: int) -> Dataset:
     """Send a C-STORE request and wait for its response, as pynetdicom 3.0.4's own
     ``send_c_store`` does (pinned): the reactor is paused so it cannot take the response."""

@@ -100,8 +100,9 @@ class CentreApi:
         return json.loads(self.request(method, path, body=body, headers=headers).data or b"null")
 
     def send_manifest(self, study_uid: str, instances: dict[str, str]) -> ManifestAnswer:
-        """Tell the centre what ``study_uid`` holds (SOP Instance UID → sha256 of the data set
-        after group 0002); the answer says what it still lacks."""
+        """Tell the centre what ``study_uid`` holds (SOP Instance UID → content digest, the sha256
+        of the data set after group 0002 in native form: pacs/lossless.py); the answer says what
+        it still lacks."""
         answer = self.json("PUT", f"/api/edge/manifests/{study_uid}", {"instances": instances})
         return ManifestAnswer(bool(answer["satisfied"]), list(answer["missing"]), list(answer["mismatched"]))
 

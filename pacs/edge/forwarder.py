@@ -142,6 +142,7 @@ class Forwarder:
             instance.transfer_syntax_uid,
             instance.object_key,
             instance.dataset_offset,
+            instance.size,
         )
 
     def _forward(self, job: Job) -> None:
@@ -163,6 +164,8 @@ class Forwarder:
                         study_uid=outgoing.study_uid,
                         sop_instance_uid=outgoing.sop_instance_uid,
                         seconds=round(time.monotonic() - started, 3),
+                        transfer_syntax=sent.transfer_syntax,
+                        bytes=sent.size,
                     )
             except LeaseLost:
                 log.warning("edge.lease_lost", job=job.id)
@@ -210,7 +213,7 @@ class Forwarder:
         with transaction(self.sessions, read_only=True) as session:
             instances = dict(
                 session.execute(
-                    select(Instance.sop_instance_uid, Instance.sha256)
+                    select(Instance.sop_instance_uid, Instance.content_digest)
                     .join(Series, Series.id == Instance.series_pk)
                     .join(Study, Study.id == Series.study_pk)
                     .where(Study.study_uid == study_uid, Instance.is_current.is_(True))

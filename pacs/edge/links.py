@@ -1,7 +1,9 @@
 """How one stored instance travels to the centre: by DICOM C-STORE (``DicomLink``, TLS when
 configured) or HTTPS STOW-RS (``StowLink``). Both send the bytes exactly as stored (the data set
-after group 0002 is what the centre hashes), both answer a ``Sent`` — never raise for anything
-the network or the centre does."""
+after group 0002 is what the centre hashes) — or, with ``transit_compression``, a JPEG-LS
+Lossless copy checked to decode to them (pacs/edge/compression.py), falling back to the stored
+bytes whenever the copy cannot be made or the centre does not take it. Both answer a ``Sent`` —
+never raise for anything the network or the centre does."""
 
 from __future__ import annotations
 
@@ -14,13 +16,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
+from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket
 
-from pacs.dimse.store_scu import ObjectSource, StoredInstance, SyntaxNotAccepted, send_stored
+from pacs.dimse.store_scu import ObjectSource, StoredInstance, SyntaxNotAccepted, send_encoded, send_stored
 from pacs.edge.centre import CentreApi, CentreRefused, CentreUnreachable
-from pacs.edge.settings import EdgeSettings
+from pacs.edge.compression import TRANSIT_SYNTAX, Compressed, Kept, compress_for_transit
+from pacs.edge.settings import EdgeSettings, TransitCompression
 from pacs.edge.throttle import SLICE, RateLimiter
 from pacs.storage import BlobStore, StoreUnavailable
 
@@ -37,6 +41,8 @@ class SentKind(StrEnum):
 class Sent:
     kind: SentKind
     reason: str = ""
+    transfer_syntax: str = ""  # acknowledged: the syntax that went on the wire
+    size: int = 0  # acknowledged: bytes sent (the data set by C-STORE, the Part-10 file by STOW)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Outgoing:
     transfer_syntax_uid: str
     object_key: str
     dataset_offset: int
+    size: int = 0  # of the stored Part-10 file
 
 
 class Link(Protocol):
@@ -68,6 +75,39 @@ def classify_status(status: int | None, comment: str) -> Sent:
     if 0xA700 <= status <= 0xA7FF:
         return Sent(SentKind.RETRY, words)
     return Sent(SentKind.REFUSED, words)
+
+
+def transit_copy(compression: TransitCompression, instance: Outgoing, original: bytes) -> Compressed | None:
+    """The JPEG-LS Lossless copy to send instead of ``original``, or ``None`` (logged why) to send
+    ``original`` as stored."""
+    if compression is TransitCompression.NONE:
+        return None
+    result = compress_for_transit(original)
+    if isinstance(result, Kept):
+        log.info(
+            "edge.sent_as_stored",
+            study_uid=instance.study_uid,
+            sop_instance_uid=instance.sop_instance_uid,
+            reason=result.reason,
+        )
+        return None
+    return result
+
+
+def _compressible(compression: TransitCompression, instance: Outgoing) -> bool:
+    """Whether to try a compressed copy; compression.py keeps any stored syntax but Explicit VR
+    Little Endian as stored, so no context is proposed for one (logged why)."""
+    if compression is TransitCompression.NONE:
+        return False
+    if instance.transfer_syntax_uid != ExplicitVRLittleEndian:
+        log.info(
+            "edge.sent_as_stored",
+            study_uid=instance.study_uid,
+            sop_instance_uid=instance.sop_instance_uid,
+            reason=f"stored as {UID(instance.transfer_syntax_uid).name}, not Explicit VR Little Endian",
+        )
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- DICOM
@@ -94,6 +134,7 @@ class DicomLink:
         self.assoc: Association | None = None
         self.contexts: set[tuple[str, str]] = set()
         self.wanted: set[tuple[str, str]] = set()
+        self.proposed: set[tuple[str, str]] = set()  # by the association now open
         self._msg_id = 0
         self._tls: ssl.SSLContext | None = self._tls_context() if settings.centre_tls else None
 
@@ -136,7 +177,8 @@ class DicomLink:
         # after network_timeout without traffic.
         ae.network_timeout = max(settings.dimse_timeout_s, 2 * settings.idle_release_s)
         ae.maximum_pdu_size = settings.max_pdu
-        for sop_class, syntax in sorted(self.wanted)[:128]:  # PS3.8 9.3.2.2: at most 128 contexts
+        proposed = sorted(self.wanted)[:128]  # PS3.8 9.3.2.2: at most 128 contexts
+        for sop_class, syntax in proposed:
             ae.add_requested_context(sop_class, [syntax])
         kwargs: dict[str, Any] = {"evt_handlers": [(evt.EVT_CONN_OPEN, self._on_open)]}
         if self._tls is not None:
@@ -154,19 +196,36 @@ class DicomLink:
                 return Sent(SentKind.RETRY if transient else SentKind.REFUSED, why)
             return Sent(SentKind.RETRY, f"no association with the centre at {host}:{port} (aborted or timed out)")
         self.assoc = assoc
+        self.proposed = set(proposed)
         self.contexts = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in assoc.accepted_contexts}
+        refused = sorted(sop for sop, syntax in self.proposed - self.contexts if syntax == TRANSIT_SYNTAX)
+        if refused:
+            log.info(
+                "edge.sent_as_stored",
+                reason="the centre accepted no JPEG-LS Lossless context; sending as stored",
+                sop_classes=refused,
+            )
         return None
 
     def send(self, instance: Outgoing) -> Sent:
         pair = (instance.sop_class_uid, instance.transfer_syntax_uid)
-        if self.assoc is not None and (not self.assoc.is_established or pair not in self.contexts):
+        needed = {pair}
+        transit = (instance.sop_class_uid, str(TRANSIT_SYNTAX))
+        compressible = _compressible(self.settings.transit_compression, instance)
+        if compressible:
+            needed.add(transit)  # proposed beside the stored syntax: a refusal costs no new association
+        if self.assoc is not None and (not self.assoc.is_established or not needed <= self.proposed):
             self.close()
         if self.assoc is None:
-            self.wanted.add(pair)
+            self.wanted |= needed
             failed = self._open()
             if failed is not None:
                 return failed
         assert self.assoc is not None
+        if compressible and transit in self.contexts:
+            sent = self._send_compressed(instance)
+            if sent is not None:
+                return sent
         if pair not in self.contexts:
             return Sent(
                 SentKind.REFUSED,
@@ -192,10 +251,50 @@ class DicomLink:
         except Exception as exc:  # noqa: BLE001 — a dying association raises all sorts; the job must come back
             self.close()
             return Sent(SentKind.RETRY, f"link lost: {type(exc).__name__}: {exc}")
+        return self._answer(response, instance.transfer_syntax_uid, instance.size - instance.dataset_offset)
+
+    def _send_compressed(self, instance: Outgoing) -> Sent | None:
+        """C-STORE the JPEG-LS copy; ``None`` to send the stored bytes instead (no copy could be
+        made, or the centre refused the copy itself)."""
+        assert self.assoc is not None
+        try:
+            original = self.source.store.get(instance.object_key)
+        except StoreUnavailable as exc:
+            return Sent(SentKind.RETRY, f"cannot read the local copy: {exc}")
+        copy = transit_copy(self.settings.transit_compression, instance, original)
+        if copy is None:
+            return None
+        self._msg_id = self._msg_id % 65535 + 1
+        try:
+            response = send_encoded(
+                self.assoc,
+                sop_class_uid=instance.sop_class_uid,
+                sop_instance_uid=instance.sop_instance_uid,
+                transfer_syntax_uid=str(TRANSIT_SYNTAX),
+                dataset=copy.dataset,
+                msg_id=self._msg_id,
+            )
+        except Exception as exc:  # noqa: BLE001 — a dying association raises all sorts; the job must come back
+            self.close()
+            return Sent(SentKind.RETRY, f"link lost: {type(exc).__name__}: {exc}")
+        sent = self._answer(response, str(TRANSIT_SYNTAX), len(copy.dataset))
+        if sent.kind is SentKind.REFUSED:
+            log.warning(
+                "edge.compressed_copy_refused",
+                study_uid=instance.study_uid,
+                sop_instance_uid=instance.sop_instance_uid,
+                reason=sent.reason,
+            )
+            return None
+        return sent
+
+    def _answer(self, response: Any, syntax: str, size: int) -> Sent:
         status = int(response.Status) if "Status" in response else None
         sent = classify_status(status, str(response.get("ErrorComment", "")))
         if sent.kind is SentKind.RETRY:
             self.close()
+        if sent.kind is SentKind.ACKNOWLEDGED:
+            return Sent(SentKind.ACKNOWLEDGED, transfer_syntax=syntax, size=size)
         return sent
 
     def close(self) -> None:
@@ -209,6 +308,7 @@ class DicomLink:
                 log.debug("edge.association_close_failed", error=str(exc))
         self.assoc = None
         self.contexts = set()
+        self.proposed = set()
 
 
 # ---------------------------------------------------------------- STOW-RS
@@ -218,16 +318,33 @@ class StowLink:
     """One STOW-RS request per instance (PS3.18 10.5): a failed request loses at most one
     instance's transfer, and the answer names that instance's fate."""
 
-    def __init__(self, api: CentreApi, store: BlobStore) -> None:
+    def __init__(
+        self, api: CentreApi, store: BlobStore, compression: TransitCompression = TransitCompression.NONE
+    ) -> None:
         self.api = api
         self.store = store
+        self.compression = compression
 
     def send(self, instance: Outgoing) -> Sent:
-        boundary = uuid.uuid4().hex
         try:
             part = self.store.get(instance.object_key)
         except StoreUnavailable as exc:
             return Sent(SentKind.RETRY, f"cannot read the local copy: {exc}")
+        copy = transit_copy(self.compression, instance, part) if _compressible(self.compression, instance) else None
+        if copy is not None:
+            sent = self._post(instance, copy.part10, str(TRANSIT_SYNTAX))
+            if sent.kind is not SentKind.REFUSED:
+                return sent
+            log.warning(
+                "edge.compressed_copy_refused",
+                study_uid=instance.study_uid,
+                sop_instance_uid=instance.sop_instance_uid,
+                reason=sent.reason,
+            )
+        return self._post(instance, part, instance.transfer_syntax_uid)
+
+    def _post(self, instance: Outgoing, part: bytes, syntax: str) -> Sent:
+        boundary = uuid.uuid4().hex
         head = f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
         body = head + part + f"\r\n--{boundary}--\r\n".encode()
         try:
@@ -246,7 +363,7 @@ class StowLink:
         except CentreRefused as exc:
             return Sent(SentKind.REFUSED, str(exc))
         if response.status in (200, 202):
-            return Sent(SentKind.ACKNOWLEDGED)
+            return Sent(SentKind.ACKNOWLEDGED, transfer_syntax=syntax, size=len(part))
         return Sent(SentKind.REFUSED, f"centre refused it (409): {_failure(response.data)}")
 
     def close(self) -> None:

@@ -128,7 +128,7 @@ class Edge:
 
     def _link(self) -> Link:
         if self.settings.transport is Transport.STOW:
-            return StowLink(self.api, self.services.store)
+            return StowLink(self.api, self.services.store, self.settings.transit_compression)
         return DicomLink(self.settings, self.services.store, self.limiter)
 
     def progress(self) -> list[queue.StudyProgress]:

@@ -18,8 +18,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from pacs.index.types import JSONDocument, JSONText, UTCDateTime, utcnow
 
@@ -327,9 +328,10 @@ class Study(Base):
 
 
 class StudyManifest(Base):
-    """What an edge says a study holds: SOP Instance UID → sha256 of the data set after group
-    0002, the same digest as ``Instance.sha256``. A study of a site ``held_for_manifest`` turns
-    stable only once every listed instance is here with that digest (``satisfied_at``)."""
+    """What an edge says a study holds: SOP Instance UID → the instance's content digest (the
+    sha256 of its data set after group 0002 in native form, pacs/lossless.py; for a native
+    instance ``Instance.sha256``). A study of a site ``held_for_manifest`` turns stable only once
+    every listed instance is here with that digest (``satisfied_at``)."""
 
     __tablename__ = "study_manifest"
 
@@ -385,6 +387,10 @@ class Instance(Base):
     sha256: Mapped[str] = mapped_column(String(64))  # of the data set after group 0002
     header_sha256: Mapped[str] = mapped_column(String(64))  # data set before Pixel Data
     pixel_sha256: Mapped[str] = mapped_column(String(64))  # Pixel Data element to the end
+    # The content digest (pacs/lossless.py): sha256 of the data set in its native Explicit VR
+    # Little Endian form, when it differs from ``sha256`` (a JPEG-LS Lossless copy); NULL: = sha256.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    content_digest: Mapped[str] = column_property(func.coalesce(content_sha256, sha256))
     # The data set before Pixel Data as received, and its DICOM JSON model (bulk data as
     # references). The JSON is built off the C-STORE path (pacs/headers.py: when the study turns
     # stable, or on first read); measured, building it at ingest cost ~2.3 ms an instance.

@@ -59,6 +59,7 @@ def test_an_admin_adds_a_site_and_its_ae_and_a_bad_title_is_refused_beside_the_f
     page.locator("#admin-sites tr", has_text="ANFENG_PACS@10.3.0.9:11112").wait_for()
 
     ae = page.locator("#ae-form")
+    assert ae.locator("select[name=site]").input_value() != ""  # a site is chosen from the start
     ae.locator("select[name=site]").select_option(label="安丰镇卫生院")
     ae.locator("input[name=ae_title]").fill("ANFENG\\CT")
     ae.locator("input[name=allowed_address]").fill("10.3.0.0/24")
@@ -124,6 +125,14 @@ def test_an_admin_adds_a_user_who_logs_in_and_deactivates_him(chromium: Any, web
     newcomer.fill("#password", "Township-X-ray-3")
     newcomer.click("#login-submit")
     newcomer.wait_for_url("**/site")
+
+    # The role left as it starts (reader): a user of the admin's consortium.
+    page.locator("#user-form input[name=username]").fill("sun.reader")
+    page.locator("#user-form input[name=password]").fill("reads-for-Dongtai-4")
+    page.locator("#user-form button[type=submit]").click()
+    page.locator("#admin-users tr", has_text="sun.reader").wait_for()
+    assert "诊断医生" in page.locator("#admin-users tr", has_text="sun.reader").inner_text()
+    assert page.locator("#admin-users button[data-user=admin]").is_disabled()  # not himself
 
     row.locator("button[data-action=deactivate]").click()
     page.locator("#admin-users tr", has_text="fudong-dr").locator("button[data-action=reactivate]").wait_for()

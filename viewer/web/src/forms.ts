@@ -14,9 +14,10 @@ export function input(name: string, attrs: Record<string, string | number | bool
   return h('input', { name, ...attrs });
 }
 
-export function choice(name: string, options: [string, string][], value = ''): HTMLSelectElement {
+/** A select of ``options``; ``value`` chosen when it is one of them, else the first. */
+export function choice(name: string, options: [string, string][], value?: string): HTMLSelectElement {
   const element = h('select', { name }, options.map(([v, label]) => h('option', { value: v }, label)));
-  element.value = value;
+  if (value !== undefined && options.some(([v]) => v === value)) element.value = value;
   return element;
 }
 

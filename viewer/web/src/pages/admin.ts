@@ -7,6 +7,7 @@ import { clear, h } from '../dom';
 import { choice, explain, field, input, onSubmit, optional } from '../forms';
 import { t, term } from '../i18n';
 import type { Page } from '../router';
+import { user } from '../session';
 
 interface SiteAE {
   id: number;
@@ -214,7 +215,13 @@ export const adminPage: Page = async (root) => {
   function activeButton(account: Account): HTMLButtonElement {
     const button = h(
       'button',
-      { class: 'small', 'data-action': account.active ? 'deactivate' : 'reactivate', 'data-user': account.username },
+      {
+        class: 'small',
+        'data-action': account.active ? 'deactivate' : 'reactivate',
+        'data-user': account.username,
+        // The server refuses it too: the consortium would be left without its administrator.
+        disabled: account.username === user()?.login,
+      },
       t(account.active ? 'admin.form.deactivate' : 'admin.form.reactivate'),
     );
     button.addEventListener('click', async () => {

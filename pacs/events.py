@@ -16,6 +16,8 @@ ORPHAN_SWEPT: Final = "storage.orphan_swept"  # an object with no index row, fou
 STUDY_READY_FOR_READING: Final = "study.ready_for_reading"
 SITE_CREATED: Final = "site.created"
 SITE_AE_ADDED: Final = "site.ae_added"
+SITE_UPDATED: Final = "site.updated"
+SITE_AE_REMOVED: Final = "site.ae_removed"
 DICOM_NODE_ADDED: Final = "dicom_node.added"
 DICOM_NODE_REMOVED: Final = "dicom_node.removed"
 USER_CREATED: Final = "user.created"
@@ -35,6 +37,8 @@ JOB_ROUTE_STUDY: Final = "reading.route"  # queued with study.ready_for_reading;
 ADMINISTRATIVE: set[str] = {
     SITE_CREATED,
     SITE_AE_ADDED,
+    SITE_UPDATED,
+    SITE_AE_REMOVED,
     DICOM_NODE_ADDED,
     DICOM_NODE_REMOVED,
     USER_CREATED,

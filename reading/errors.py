@@ -22,3 +22,14 @@ class Conflict(ReadingError):
 
 class Invalid(ReadingError):
     """Bad input: an unknown template field, an empty impression at signing, a bad time."""
+
+
+class Refused(Invalid):
+    """Bad input a page shows beside its field in its user's language: ``code`` names the
+    catalogues' ``error.<code>``, filled with ``params`` (reading/api/deps.py ``refused``)."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None, **params: str | int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.params = params

@@ -325,3 +325,19 @@ class DeliveryAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # delivered | failed
     error: Mapped[str | None] = mapped_column(Text)
     statuses: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)  # SOP Instance UID → status
+
+
+class SavedView(Base):
+    """A reader's worklist filters saved under a name (reading/worklist/saved_views.py): kept
+    in the index, not the browser, so they follow him to another workstation. Only their owner
+    sees them."""
+
+    __tablename__ = "saved_view"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(60))
+    filters: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -39,15 +39,25 @@ class PasswordRefused(IdentityError):
 def check_strength(password: str, *, username: str) -> None:
     """Refuse what a guesser tries first. Raises ``PasswordRefused`` naming the rule."""
     if len(password) < MIN_LENGTH:
-        raise PasswordRefused(f"a password has at least {MIN_LENGTH} characters")
+        raise PasswordRefused(
+            f"a password has at least {MIN_LENGTH} characters", code="password_short", field="password", n=MIN_LENGTH
+        )
     if len(password) > MAX_LENGTH:
-        raise PasswordRefused(f"a password has at most {MAX_LENGTH} characters")
+        raise PasswordRefused(
+            f"a password has at most {MAX_LENGTH} characters", code="password_long", field="password", n=MAX_LENGTH
+        )
     if password.strip() != password:
-        raise PasswordRefused("a password does not start or end with a space (a copy-and-paste slip)")
+        raise PasswordRefused(
+            "a password does not start or end with a space (a copy-and-paste slip)",
+            code="password_spaces",
+            field="password",
+        )
     if username.lower() == password.lower() or (len(username) >= 4 and username.lower() in password.lower()):
-        raise PasswordRefused("a password does not contain the login name")
+        raise PasswordRefused("a password does not contain the login name", code="password_has_login", field="password")
     if len(set(password)) < 4:
-        raise PasswordRefused("a password has at least 4 different characters")
+        raise PasswordRefused(
+            "a password has at least 4 different characters", code="password_few_characters", field="password"
+        )
 
 
 def hash_password(password: str) -> str:
@@ -76,7 +86,8 @@ def set_password(
     Raises ``PasswordRefused`` for a weak password or a service account."""
     if user.is_service:
         raise PasswordRefused(
-            f"{user.username!r} is a service account: it authenticates with a token (`yunying token create`)"
+            f"{user.username!r} is a service account: it authenticates with a token (`yunying token create`)",
+            code="password_service_account",
         )
     check_strength(password, username=user.username)
     now = now or utcnow()

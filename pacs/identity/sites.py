@@ -24,7 +24,15 @@ ASSUMABLE_CHARSETS = {
 
 
 class IdentityError(ValueError):
-    """An administrative request that cannot be carried out; the message names the fix."""
+    """An administrative request that cannot be carried out; the message names the fix. ``code``
+    names the refusal for a page to say it in its user's language (the catalogues' key
+    ``error.<code>``, filled with ``params``), ``field`` the input at fault."""
+
+    def __init__(self, message: str, *, code: str = "invalid", field: str | None = None, **params: str | int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,26 @@ def get_or_create_consortium(session: Session, name: str, timezone: str = "Asia/
     return consortium
 
 
+def _check_site(*, name: str, tier: str, return_ae_title: str | None, return_port: int | None) -> None:
+    if not name.strip() or len(name) > 200:
+        raise IdentityError("a site's name is 1–200 characters", code="site_name_invalid", field="name")
+    if tier not in {t.value for t in Tier}:
+        raise IdentityError(
+            f"tier must be one of {', '.join(t.value for t in Tier)}, not {tier!r}", code="tier_invalid", field="tier"
+        )
+    if return_ae_title is not None and not valid_ae_title(return_ae_title):
+        raise IdentityError(
+            f"return AE title {return_ae_title!r} is not a valid AE title (1–16 printable characters)",
+            code="ae_title_invalid",
+            field="return_ae_title",
+            title=return_ae_title,
+        )
+    if return_port is not None and not 0 < return_port < 65536:
+        raise IdentityError(
+            f"return port {return_port} is not a TCP port", code="port_invalid", field="return_port", port=return_port
+        )
+
+
 def add_site(
     session: Session,
     *,
@@ -67,15 +95,12 @@ def add_site(
 ) -> Site:
     """Create a site (and its consortium when new). Raises ``IdentityError`` on a bad tier,
     a bad return AE title, or a site of that name already in the consortium."""
-    if tier not in {t.value for t in Tier}:
-        raise IdentityError(f"tier must be one of {', '.join(t.value for t in Tier)}, not {tier!r}")
-    if return_ae_title is not None and not valid_ae_title(return_ae_title):
-        raise IdentityError(f"return AE title {return_ae_title!r} is not a valid AE title (1–16 printable characters)")
-    if return_port is not None and not 0 < return_port < 65536:
-        raise IdentityError(f"return port {return_port} is not a TCP port")
+    _check_site(name=name, tier=tier, return_ae_title=return_ae_title, return_port=return_port)
     owner = get_or_create_consortium(session, consortium)
     if session.scalar(select(Site).where(Site.consortium_id == owner.id, Site.name == name)):
-        raise IdentityError(f"site {name!r} already exists in consortium {consortium!r}")
+        raise IdentityError(
+            f"site {name!r} already exists in consortium {consortium!r}", code="site_exists", field="name", name=name
+        )
     site = Site(
         consortium_id=owner.id,
         name=name,
@@ -92,12 +117,58 @@ def add_site(
     return site
 
 
+def update_site(
+    session: Session,
+    site: Site,
+    *,
+    name: str,
+    tier: str,
+    contact: str | None,
+    return_ae_title: str | None,
+    return_host: str | None,
+    return_port: int | None,
+    return_report_image: bool,
+    actor: str = "cli",
+) -> dict[str, list[object]]:
+    """Change a site's name, tier, contact and return destination; returns what changed (old
+    and new values, also in the change log). Raises ``IdentityError`` as ``add_site`` does."""
+    _check_site(name=name, tier=tier, return_ae_title=return_ae_title, return_port=return_port)
+    if name != site.name and session.scalar(
+        select(Site.id).where(Site.consortium_id == site.consortium_id, Site.name == name)
+    ):
+        raise IdentityError(
+            f"site {name!r} already exists in the consortium", code="site_exists", field="name", name=name
+        )
+    wanted: dict[str, object] = {
+        "name": name,
+        "tier": tier,
+        "contact": contact,
+        "return_ae_title": return_ae_title,
+        "return_host": return_host,
+        "return_port": return_port,
+        "return_report_image": return_report_image,
+    }
+    changed: dict[str, list[object]] = {
+        key: [getattr(site, key), value] for key, value in wanted.items() if getattr(site, key) != value
+    }
+    if changed:
+        for key, (_, value) in changed.items():
+            setattr(site, key, value)
+        session.flush()
+        append_change(session, events.SITE_UPDATED, site_id=site.id, actor=actor, changed=changed)
+    return changed
+
+
 def find_site(session: Session, name: str) -> Site:
     sites = session.scalars(select(Site).where(Site.name == name)).all()
     if not sites:
-        raise IdentityError(f"no site named {name!r}: see `yunying site list`")
+        raise IdentityError(f"no site named {name!r}: see `yunying site list`", code="site_unknown", name=name)
     if len(sites) > 1:
-        raise IdentityError(f"{len(sites)} sites are named {name!r} in different consortiums; use the site id")
+        raise IdentityError(
+            f"{len(sites)} sites are named {name!r} in different consortiums; use the site id",
+            code="site_ambiguous",
+            name=name,
+        )
     return sites[0]
 
 
@@ -114,16 +185,31 @@ def add_site_ae(
     """Allow ``ae_title`` calling from ``allowed_address`` for ``site``. Raises
     ``IdentityError`` on a bad title, address or charset, or when the pair is already taken."""
     if not valid_ae_title(ae_title):
-        raise IdentityError(f"AE title {ae_title!r} is not valid: 1–16 printable ASCII characters, no backslash")
+        raise IdentityError(
+            f"AE title {ae_title!r} is not valid: 1–16 printable ASCII characters, no backslash",
+            code="ae_title_invalid",
+            field="ae_title",
+            title=ae_title,
+        )
     try:
         parse_allowed(allowed_address)
     except ValueError as exc:
-        raise IdentityError(str(exc)) from exc
+        raise IdentityError(str(exc), code="address_invalid", field="allowed_address", address=allowed_address) from exc
     if assumed_charset is not None and assumed_charset not in ASSUMABLE_CHARSETS:
-        raise IdentityError(f"assumed charset must be one of {', '.join(ASSUMABLE_CHARSETS)}, not {assumed_charset!r}")
+        raise IdentityError(
+            f"assumed charset must be one of {', '.join(ASSUMABLE_CHARSETS)}, not {assumed_charset!r}",
+            code="charset_invalid",
+            field="assumed_charset",
+        )
     title = ae_title.strip()
     if session.scalar(select(SiteAE).where(SiteAE.ae_title == title, SiteAE.allowed_address == allowed_address)):
-        raise IdentityError(f"AE {title} from {allowed_address} is already configured")
+        raise IdentityError(
+            f"AE {title} from {allowed_address} is already configured",
+            code="ae_exists",
+            field="ae_title",
+            title=title,
+            address=allowed_address,
+        )
     entry = SiteAE(
         site_id=site.id,
         ae_title=title,
@@ -137,6 +223,17 @@ def add_site_ae(
         session, events.SITE_AE_ADDED, site_id=site.id, actor=actor, ae_title=title, allowed_address=allowed_address
     )
     return entry
+
+
+def remove_site_ae(session: Session, entry: SiteAE, *, actor: str = "cli") -> None:
+    """Stop accepting ``entry``'s AE title from its address (receivers see it within their AE
+    cache time, ``YUNYING_AE_CACHE_S``). Studies it sent stay the site's."""
+    site_id, title, address = entry.site_id, entry.ae_title, entry.allowed_address
+    session.delete(entry)
+    session.flush()
+    append_change(
+        session, events.SITE_AE_REMOVED, site_id=site_id, actor=actor, ae_title=title, allowed_address=address
+    )
 
 
 @dataclass(frozen=True)

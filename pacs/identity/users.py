@@ -83,11 +83,18 @@ def add_user(
     """Create a user or service account. A ``site`` user needs a site; ``qa`` and ``admin`` are
     bound to a consortium (an admin without one administers the whole installation)."""
     if role not in {r.value for r in Role}:
-        raise IdentityError(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}")
+        raise IdentityError(
+            f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}", code="role_invalid", field="role"
+        )
     if not username or len(username) > 64 or any(c.isspace() for c in username):
-        raise IdentityError("a username is 1-64 characters without spaces")
+        raise IdentityError("a username is 1-64 characters without spaces", code="username_invalid", field="username")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise IdentityError(f"user {username!r} exists already (see `yunying user list`)")
+        raise IdentityError(
+            f"user {username!r} exists already (see `yunying user list`)",
+            code="user_exists",
+            field="username",
+            username=username,
+        )
     site_row: Site | None = None
     consortium_row: Consortium | None = None
     if site is not None:
@@ -96,11 +103,16 @@ def add_user(
     elif consortium is not None:
         consortium_row = session.scalar(select(Consortium).where(Consortium.name == consortium))
         if consortium_row is None:
-            raise IdentityError(f"no consortium named {consortium!r} (see `yunying site list`)")
+            raise IdentityError(
+                f"no consortium named {consortium!r} (see `yunying site list`)",
+                code="consortium_unknown",
+                field="consortium",
+                name=consortium,
+            )
     if role == Role.SITE and site_row is None:
-        raise IdentityError("a site user needs --site")
+        raise IdentityError("a site user needs --site", code="site_needed", field="site")
     if role == Role.QA and consortium_row is None:
-        raise IdentityError("a QA user needs --consortium")
+        raise IdentityError("a QA user needs --consortium", code="consortium_needed", field="consortium")
     user = User(
         username=username,
         display_name=display_name,
@@ -118,7 +130,9 @@ def add_user(
 def find_user(session: Session, username: str) -> User:
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        raise IdentityError(f"no user named {username!r} (see `yunying user list`)")
+        raise IdentityError(
+            f"no user named {username!r} (see `yunying user list`)", code="user_unknown", username=username
+        )
     return user
 
 

@@ -2,7 +2,20 @@
 
 from fastapi import APIRouter, Depends
 
-from reading.api import access, admin, ai, audit, peer, qa, qa_reports, reports, site, worklist
+from reading.api import (
+    access,
+    admin,
+    admin_sites,
+    admin_users,
+    ai,
+    audit,
+    peer,
+    qa,
+    qa_reports,
+    reports,
+    site,
+    worklist,
+)
 from reading.api.deps import audited_export
 
 router = APIRouter(prefix="/api")
@@ -11,6 +24,8 @@ router.include_router(reports.router)
 router.include_router(ai.router)
 router.include_router(site.router)
 router.include_router(admin.router)
+router.include_router(admin_sites.router)
+router.include_router(admin_users.router)
 router.include_router(access.router)
 router.include_router(audit.router)
 # QA downloads (CSV, XLSX, the monthly PDF) are audited as exports.

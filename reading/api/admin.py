@@ -1,5 +1,6 @@
 """``/api/admin``: consortium administration for reading (readers, rosters, reading groups,
-routing rules, the SLA table) and the delivery board. Admins only; a consortium's admin
+routing rules, the SLA table) and the delivery board; sites and their AEs are in
+``admin_sites.py``, users in ``admin_users.py``. Admins only; a consortium's admin
 administers his own consortium, an installation admin every one."""
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated
-from pacs.identity.sites import IdentityError, add_site, add_site_ae
 from pacs.identity.users import Principal
 from pacs.index.models import Consortium, Role, Site, User
 from pacs.index.types import utcnow
 from reading.admin import WEEKDAYS, WindowSpec, add_group, add_reader, add_rule, parse_window, set_roster, set_sla
 from reading.api.deps import require_role, unit_of_work
-from reading.errors import Invalid, NotFound, OutOfScope
+from reading.errors import NotFound, OutOfScope
 from reading.models import Delivery, DeliveryState, Reader, ReadingTask, RosterWindow, RoutingRule, SlaRule, TaskState
 from reading.worklist.readers import readers_serving
 from reading.worklist.transitions import OPEN_STATES
@@ -27,7 +27,7 @@ from reading.worklist.transitions import OPEN_STATES
 router = APIRouter(prefix="/admin", tags=["administration"])
 
 
-def _administers(
+def administers(
     session: Session, who: Principal, consortium: str, *, sites: Sequence[str] = (), consortiums: Sequence[str] = ()
 ) -> None:
     """The caller administers ``consortium`` — and the sites and consortiums he grants."""
@@ -47,103 +47,6 @@ def _day(window: RosterWindow) -> str:
     if window.weekday is not None:
         return WEEKDAYS[window.weekday]
     return window.on_date or "daily"
-
-
-class SiteBody(BaseModel):
-    consortium: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    tier: str
-    contact: str | None = Field(default=None, max_length=200)
-    return_ae_title: str | None = None
-    return_host: str | None = Field(default=None, max_length=255)
-    return_port: int | None = None
-    report_image: bool = False
-
-
-class AEBody(BaseModel):
-    ae_title: str
-    allowed_address: str = Field(description="an IP address or a CIDR network, e.g. 10.12.0.0/24")
-    assumed_charset: str | None = Field(default=None, description="GB18030, GBK, … when the modality declares none")
-    description: str | None = Field(default=None, max_length=200)
-
-
-def _site_json(site: Site) -> dict[str, Any]:
-    return {
-        "id": site.id,
-        "name": site.name,
-        "tier": site.tier,
-        "consortium_id": site.consortium_id,
-        "contact": site.contact,
-        "return_ae_title": site.return_ae_title,
-        "return_host": site.return_host,
-        "return_port": site.return_port,
-        "report_image": site.return_report_image,
-        "aes": [
-            {"ae_title": ae.ae_title, "allowed_address": ae.allowed_address, "assumed_charset": ae.assumed_charset}
-            for ae in site.aes
-        ],
-    }
-
-
-@router.get("/sites")
-def list_sites(request: Request, who: Authenticated) -> list[dict[str, Any]]:
-    """The sites the admin administers, with their AEs and return destination."""
-    require_role(who, Role.ADMIN)
-    with unit_of_work(request, read_only=True) as session:
-        statement = select(Site).order_by(Site.consortium_id, Site.name)
-        if who.consortium_id is not None:
-            statement = statement.where(Site.consortium_id == who.consortium_id)
-        return [_site_json(site) for site in session.scalars(statement)]
-
-
-@router.post("/sites", status_code=201)
-def create_site(request: Request, who: Authenticated, body: SiteBody) -> dict[str, Any]:
-    """Add a site (and its consortium when new, for an installation admin)."""
-    with unit_of_work(request) as session:
-        require_role(who, Role.ADMIN)
-        if who.consortium_id is not None:
-            _administers(session, who, body.consortium)
-        try:
-            site = add_site(
-                session,
-                consortium=body.consortium,
-                name=body.name,
-                tier=body.tier,
-                contact=body.contact,
-                return_ae_title=body.return_ae_title,
-                return_host=body.return_host,
-                return_port=body.return_port,
-                return_report_image=body.report_image,
-                actor=who.username,
-            )
-        except IdentityError as exc:
-            raise Invalid(str(exc)) from None
-        session.refresh(site)
-        return _site_json(site)
-
-
-@router.post("/sites/{site_id}/aes", status_code=201)
-def create_site_ae(request: Request, who: Authenticated, site_id: int, body: AEBody) -> dict[str, Any]:
-    """Allow a modality's calling AE title from an address (or network) for the site."""
-    require_role(who, Role.ADMIN)
-    with unit_of_work(request) as session:
-        site = session.get(Site, site_id)
-        if site is None or not who.scope.allows(site.id):
-            raise NotFound(f"no site {site_id}")
-        try:
-            add_site_ae(
-                session,
-                site=site,
-                ae_title=body.ae_title,
-                allowed_address=body.allowed_address,
-                assumed_charset=body.assumed_charset,
-                description=body.description,
-                actor=who.username,
-            )
-        except IdentityError as exc:
-            raise Invalid(str(exc)) from None
-        session.refresh(site)
-        return _site_json(site)
 
 
 class ReaderBody(BaseModel):
@@ -186,7 +89,7 @@ def list_readers(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 @router.post("/readers", status_code=201)
 def create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        _administers(session, who, body.consortium, sites=body.reads_for_sites, consortiums=body.reads_for_consortiums)
+        administers(session, who, body.consortium, sites=body.reads_for_sites, consortiums=body.reads_for_consortiums)
         reader = add_reader(
             session,
             username=body.username,
@@ -216,7 +119,7 @@ def put_roster(request: Request, who: Authenticated, username: str, body: Roster
         if reader is None:
             raise NotFound(f"no reader {username!r}")
         consortium = session.get_one(Consortium, reader.consortium_id)
-        _administers(session, who, consortium.name)
+        administers(session, who, consortium.name)
         specs: list[WindowSpec] = [parse_window(w) for w in body.windows]
         set_roster(session, username, specs, actor=who.username)
         return {"username": username, "windows": body.windows}
@@ -232,7 +135,7 @@ class GroupBody(BaseModel):
 @router.post("/groups", status_code=201)
 def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        _administers(session, who, body.consortium)
+        administers(session, who, body.consortium)
         group = add_group(
             session,
             consortium=body.consortium,
@@ -285,7 +188,7 @@ def list_rules(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 @router.post("/rules", status_code=201)
 def create_rule(request: Request, who: Authenticated, body: RuleBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        _administers(session, who, body.consortium)
+        administers(session, who, body.consortium)
         rule = add_rule(session, actor=who.username, **body.model_dump())
         return {"id": rule.id, "name": rule.name}
 
@@ -313,7 +216,7 @@ def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 @router.put("/sla")
 def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        _administers(session, who, body.consortium)
+        administers(session, who, body.consortium)
         row = set_sla(
             session,
             consortium=body.consortium,

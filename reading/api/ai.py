@@ -79,6 +79,7 @@ def get_findings(request: Request, who: Authenticated, task_id: int) -> list[dic
 def post_feedback(request: Request, who: Authenticated, finding_id: int, body: FeedbackBody) -> dict[str, Any]:
     """Agree or disagree with a finding of a study the caller may read (a second opinion replaces
     the first)."""
+    require_role(who, Role.READER)  # before the lookup: another role learns nothing of which ids exist
     with unit_of_work(request) as session:
         finding = session.get(AiFinding, finding_id)
         if finding is None:

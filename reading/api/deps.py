@@ -8,13 +8,15 @@ from contextlib import contextmanager
 from typing import Final
 
 from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.identity.sites import IdentityError
 from pacs.identity.users import Principal
 from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
 from pacs.index.models import Role
-from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError
+from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError, Refused
 from reading.settings import ReadingSettings
 from reading.worklist.transitions import IllegalTransition
 
@@ -45,9 +47,20 @@ def unit_of_work(request: Request, *, read_only: bool = False) -> Iterator[Sessi
             yield session
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
+    except Refused:
+        raise  # the route answers it with its code (refused)
     except (ReadingError, IllegalTransition) as exc:
         status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
         raise HTTPException(status, str(exc)) from None
+
+
+def refused(exc: IdentityError | Refused) -> JSONResponse:
+    """An administrative refusal as 422: ``detail`` in English for whoever reads the raw answer;
+    ``code``, ``field`` and ``params`` for a page to say it in its user's language (its
+    catalogues' ``error.<code>``) beside the input at fault. The transaction has rolled back."""
+    return JSONResponse(
+        {"detail": str(exc), "code": exc.code, "field": exc.field, "params": exc.params}, status_code=422
+    )
 
 
 def require_role(who: Principal, *roles: str) -> None:

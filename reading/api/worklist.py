@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.index.models import Consortium, Patient, Role, Site, Study
 from pacs.index.types import utcnow
-from reading.api.deps import reading_settings, require_role, unit_of_work
+from reading.api.deps import reading_settings, refused, require_role, unit_of_work
 from reading.api.reports import report_json
-from reading.errors import Invalid, NotFound, OutOfScope
-from reading.models import Priority, Reader, ReadingTask, TaskState
+from reading.errors import Invalid, NotFound, OutOfScope, Refused
+from reading.models import Priority, Reader, ReadingTask, SavedView, TaskState
 from reading.reports.service import carried_report, latest_report
 from reading.worklist.queries import Filters, WorklistRow, worklist
 from reading.worklist.readers import reader_of_user
+from reading.worklist.saved_views import MAX_NAME, delete_view, save_view, views_of
 from reading.worklist.tasks import claim, claim_next, escalate_by_reader, get_task, may_read, release, renew
 
 router = APIRouter(tags=["worklist"])
@@ -204,3 +205,62 @@ def post_escalate(request: Request, who: Authenticated, task_id: int, body: Esca
             raise Invalid("an escalation needs a reason the provincial expert will read")
         task = escalate_by_reader(session, _reader(session, who), task_id, reason=body.reason, now=utcnow())
         return _task_json(task)
+
+
+class ViewFilters(BaseModel):
+    """The worklist page's filters, as its selects hold them ("" is "any")."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: TaskState | Literal[""] = ""
+    priority: Priority | Literal[""] = ""
+    modality: str = Field(default="", max_length=16)
+    site: str = Field(default="", max_length=20, pattern=r"^[0-9]*$", description="a site id, or empty")
+    mine: bool = False
+
+
+class ViewBody(BaseModel):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    filters: ViewFilters
+
+
+def _view_json(view: SavedView) -> dict[str, Any]:
+    return {"id": view.id, "name": view.name, "filters": view.filters, "updated_at": view.updated_at.isoformat()}
+
+
+@router.get("/worklist/views")
+def get_views(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+    """The reader's own saved views of the worklist, by name."""
+    require_role(who, Role.READER)
+    with unit_of_work(request, read_only=True) as session:
+        return [_view_json(view) for view in views_of(session, _user_id(who))]
+
+
+@router.post("/worklist/views", status_code=201, response_model=None)
+def post_view(
+    request: Request, who: Authenticated, body: ViewBody, response: Response
+) -> dict[str, Any] | JSONResponse:
+    """Save the filters under a name: 201 for a new view, 200 when it replaces his view of that name."""
+    require_role(who, Role.READER)
+    try:
+        with unit_of_work(request) as session:
+            view, new = save_view(session, _user_id(who), body.name, body.filters.model_dump(mode="json"))
+            response.status_code = 201 if new else 200
+            return _view_json(view)
+    except Refused as exc:
+        return refused(exc)
+
+
+@router.delete("/worklist/views/{view_id}", status_code=204)
+def remove_view(request: Request, who: Authenticated, view_id: int) -> Response:
+    """Delete one of the reader's views; another's is 404 (he may not know it exists)."""
+    require_role(who, Role.READER)
+    with unit_of_work(request) as session:
+        delete_view(session, _user_id(who), view_id)
+    return Response(status_code=204)
+
+
+def _user_id(who: Any) -> int:
+    if who.user_id is None:
+        raise OutOfScope("saved views belong to a user")
+    user_id: int = who.user_id
+    return user_id

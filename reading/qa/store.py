@@ -22,11 +22,19 @@ from reading.qa.models import QaCursor, QaTurnaround
 from reading.qa.timeline import Event, Milestones, milestones
 
 _BATCH = 500  # studies rebuilt per round trip
+# pg_advisory_xact_lock's key for refresh (any constant of our own: "QA" in ASCII).
+_REFRESH_LOCK = 0x5141
 
 
 def refresh(session: Session) -> int:
     """Fold the changes after the cursor into ``qa_turnaround``; returns the studies rebuilt.
-    Concurrent refreshes are harmless (each rebuilds whole studies and moves the cursor up)."""
+    Concurrent refreshes wait for each other: the later one finds the cursor moved."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Under READ COMMITTED two refreshes both deleted a study's rows and both inserted them:
+        # the second's insert broke qa_turnaround's key (the QA page asks for four figures at
+        # once). One at a time, until the first commits; SQLite's BEGIN IMMEDIATE already
+        # serialises writers.
+        session.execute(select(func.pg_advisory_xact_lock(_REFRESH_LOCK)))
     cursor = session.get(QaCursor, 1)
     last = cursor.last_seq if cursor else 0
     newest = session.scalar(select(func.max(Change.seq))) or 0

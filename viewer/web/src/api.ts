@@ -15,14 +15,41 @@ export interface Session {
   expires_at?: string;
 }
 
+/** Why the server refused an input, for the page to say it in its user's language: the
+ * catalogues' ``error.<code>`` filled with ``params``, shown beside the input named ``field``. */
+export interface Refusal {
+  code: string;
+  field: string | null;
+  params: Record<string, string | number>;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly detail: string,
     readonly retryAfter: number | null = null,
+    readonly refusal: Refusal | null = null,
   ) {
     super(detail);
   }
+}
+
+/** A refusal from an administrative route (``code``) or from request validation (a list of
+ * errors, each with the ``loc`` of its input). */
+function refusalOf(answer: { code?: unknown; field?: unknown; params?: unknown; detail?: unknown }): Refusal | null {
+  if (typeof answer.code === 'string') {
+    return {
+      code: answer.code,
+      field: typeof answer.field === 'string' ? answer.field : null,
+      params: (answer.params ?? {}) as Record<string, string | number>,
+    };
+  }
+  if (Array.isArray(answer.detail) && answer.detail.length) {
+    const loc: unknown[] = answer.detail[0].loc ?? [];
+    const field = loc.length ? String(loc[loc.length - 1]) : null;
+    return { code: 'field_invalid', field, params: {} };
+  }
+  return null;
 }
 
 let csrfToken = '';
@@ -55,14 +82,16 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   if (response.status === 401 && path !== '/api/session') onUnauthorised();
   if (!response.ok) {
     let detail = response.statusText;
+    let refusal: Refusal | null = null;
     try {
       const answer = await response.json();
       detail = typeof answer.detail === 'string' ? answer.detail : JSON.stringify(answer.detail ?? answer);
+      refusal = refusalOf(answer);
     } catch {
       /* not JSON: keep the status text */
     }
     const retry = response.headers.get('Retry-After');
-    throw new ApiError(response.status, detail, retry ? Number(retry) : null);
+    throw new ApiError(response.status, detail, retry ? Number(retry) : null, refusal);
   }
   if (response.status === 204) return undefined as T;
   return (await response.json()) as T;

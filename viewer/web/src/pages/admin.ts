@@ -1,19 +1,43 @@
-// Administration, read side: the consortium's sites with their AEs and return destinations, its
-// readers with their rosters, and the SLA table. Changes go through `yunying` or /api/admin.
-import { get } from '../api';
-import { h } from '../dom';
+// Administration: the consortium's sites with their AEs and return destinations (add, edit, add
+// and remove AEs), its users (add with a first password, reset a password, deactivate), its
+// readers with their rosters and the SLA table. The server validates every change; a refusal is
+// shown beside its input in the user's language (forms.ts).
+import { api, get } from '../api';
+import { clear, h } from '../dom';
+import { choice, explain, field, input, onSubmit, optional } from '../forms';
 import { t, term } from '../i18n';
 import type { Page } from '../router';
+import { user } from '../session';
+
+interface SiteAE {
+  id: number;
+  ae_title: string;
+  allowed_address: string;
+  assumed_charset: string | null;
+}
 
 interface Site {
   id: number;
   name: string;
   tier: string;
+  consortium: string;
   contact: string | null;
   return_ae_title: string | null;
   return_host: string | null;
   return_port: number | null;
-  aes: { ae_title: string; allowed_address: string; assumed_charset: string | null }[];
+  report_image: boolean;
+  aes: SiteAE[];
+}
+
+interface Account {
+  username: string;
+  display_name: string | null;
+  role: string;
+  site: string | null;
+  consortium: string | null;
+  service: boolean;
+  has_password: boolean;
+  active: boolean;
 }
 
 interface Reader {
@@ -31,7 +55,12 @@ interface Sla {
   minutes: number;
 }
 
-function grid(id: string, columns: string[], rows: (string | number)[][]): HTMLTableElement {
+const TIERS = ['village', 'township', 'county', 'provincial'];
+const ROLES = ['reader', 'site', 'qa', 'admin'];
+// pacs/identity/sites.py ASSUMABLE_CHARSETS: what a modality that declares none is read as.
+const CHARSETS = ['GB18030', 'GBK', 'ISO_IR 192', 'ISO_IR 100', 'ISO_IR 6'];
+
+function grid(id: string, columns: string[], rows: (Node | string | number)[][]): HTMLTableElement {
   return h(
     'table',
     { class: 'grid', id },
@@ -41,44 +70,262 @@ function grid(id: string, columns: string[], rows: (string | number)[][]): HTMLT
 }
 
 export const adminPage: Page = async (root) => {
-  const [sites, readers, sla] = await Promise.all([get<Site[]>('/api/admin/sites'), get<Reader[]>('/api/admin/readers'), get<Sla[]>('/api/admin/sla')]);
-  root.append(
-    h('h2', {}, t('admin.title')),
-    h(
-      'section',
-      { class: 'panel' },
-      h('h3', {}, t('admin.sites')),
-      grid(
-        'admin-sites',
-        ['admin.col.name', 'admin.col.tier', 'admin.col.aes', 'admin.col.return', 'admin.col.contact'],
-        sites.map((s) => [
-          s.name,
-          term('tier', s.tier),
-          s.aes.map((ae) => `${ae.ae_title} ← ${ae.allowed_address}${ae.assumed_charset ? ` (${ae.assumed_charset})` : ''}`).join(', '),
-          s.return_ae_title ? `${s.return_ae_title}@${s.return_host}:${s.return_port}` : '',
-          s.contact ?? '',
-        ]),
-      ),
-    ),
-    h(
-      'div',
-      { class: 'cards' },
+  const notice = h('p', { class: 'muted', id: 'admin-notice', role: 'status' });
+  const body = h('div', {});
+  root.append(h('h2', {}, t('admin.title')), notice, body);
+
+  async function changed(text: string): Promise<void> {
+    await draw();
+    notice.textContent = text;
+  }
+
+  function siteForm(sites: Site[]): HTMLFormElement {
+    const siteId = choice('site_id', [['', t('admin.form.new_site')], ...sites.map((s): [string, string] => [String(s.id), s.name])]);
+    const name = input('name', { required: true, maxlength: 200 });
+    const tier = choice('tier', TIERS.map((v) => [v, term('tier', v)]), 'township');
+    const consortium = input('consortium', { value: sites[0]?.consortium ?? '' });
+    const contact = input('contact');
+    const returnAe = input('return_ae_title');
+    const returnHost = input('return_host');
+    const returnPort = input('return_port', { inputmode: 'numeric' });
+    const reportImage = h('input', { type: 'checkbox', name: 'report_image' });
+    const consortiumField = field('admin.form.consortium', consortium);
+    siteId.addEventListener('change', () => {
+      const site = sites.find((s) => String(s.id) === siteId.value);
+      name.value = site?.name ?? '';
+      tier.value = site?.tier ?? 'township';
+      contact.value = site?.contact ?? '';
+      returnAe.value = site?.return_ae_title ?? '';
+      returnHost.value = site?.return_host ?? '';
+      returnPort.value = site?.return_port?.toString() ?? '';
+      reportImage.checked = site?.report_image ?? false;
+      consortiumField.hidden = site !== undefined;
+    });
+    const form = h(
+      'form',
+      { class: 'admin-form', id: 'site-form' },
+      h('h4', {}, t('admin.form.site')),
+      field('admin.form.edit', siteId),
+      field('admin.col.name', name),
+      field('admin.col.tier', tier),
+      consortiumField,
+      field('admin.col.contact', contact),
+      field('admin.form.return_ae_title', returnAe),
+      field('admin.form.return_host', returnHost),
+      field('admin.form.return_port', returnPort),
+      h('label', { class: 'inline' }, reportImage, t('admin.form.report_image')),
+      h('button', { type: 'submit', class: 'primary', id: 'site-submit' }, t('admin.form.save')),
+    );
+    return onSubmit(form, async () => {
+      const port = optional(returnPort);
+      const fields = {
+        name: name.value.trim(),
+        tier: tier.value,
+        contact: optional(contact),
+        return_ae_title: optional(returnAe),
+        return_host: optional(returnHost),
+        // A port that is not a number goes as typed: the server's refusal names the field.
+        return_port: port === null ? null : /^\d+$/.test(port) ? Number(port) : port,
+        report_image: reportImage.checked,
+      };
+      if (siteId.value) {
+        await api('PUT', `/api/admin/sites/${siteId.value}`, fields);
+      } else {
+        await api('POST', '/api/admin/sites', { ...fields, consortium: consortium.value.trim() });
+      }
+      await changed(t('admin.form.site_saved', { name: fields.name }));
+    });
+  }
+
+  function aeForm(sites: Site[]): HTMLFormElement {
+    const site = choice('site', sites.map((s) => [String(s.id), s.name]));
+    const title = input('ae_title', { required: true });
+    const address = input('allowed_address', { required: true, placeholder: '10.2.0.0/24' });
+    const charset = choice('assumed_charset', [['', t('admin.form.charset_declared')], ...CHARSETS.map((c): [string, string] => [c, c])]);
+    const form = h(
+      'form',
+      { class: 'admin-form', id: 'ae-form' },
+      h('h4', {}, t('admin.form.ae')),
+      field('admin.form.site_of_ae', site),
+      field('admin.form.ae_title', title),
+      field('admin.form.allowed_address', address),
+      field('admin.form.assumed_charset', charset),
+      h('button', { type: 'submit', class: 'primary', id: 'ae-submit' }, t('admin.form.add')),
+    );
+    return onSubmit(form, async () => {
+      await api('POST', `/api/admin/sites/${site.value}/aes`, {
+        ae_title: title.value,
+        allowed_address: address.value.trim(),
+        assumed_charset: optional(charset),
+      });
+      await changed(t('admin.form.ae_added', { title: title.value.trim() }));
+    });
+  }
+
+  function userForm(sites: Site[]): HTMLFormElement {
+    const username = input('username', { required: true, maxlength: 64, autocomplete: 'off' });
+    const displayName = input('display_name');
+    const role = choice('role', ROLES.map((r) => [r, t(`role.${r}`)]));
+    const site = choice('site_id', [['', '—'], ...sites.map((s): [string, string] => [String(s.id), s.name])]);
+    const password = input('password', { type: 'password', required: true, autocomplete: 'new-password' });
+    const siteField = field('admin.form.site_of_user', site);
+    const showSite = () => (siteField.hidden = role.value !== 'site');
+    role.addEventListener('change', showSite);
+    showSite();
+    const form = h(
+      'form',
+      { class: 'admin-form', id: 'user-form' },
+      h('h4', {}, t('admin.form.user')),
+      field('admin.form.username', username),
+      field('admin.form.display_name', displayName),
+      field('admin.form.role', role),
+      siteField,
+      field('admin.form.first_password', password),
+      h('button', { type: 'submit', class: 'primary', id: 'user-submit' }, t('admin.form.add')),
+    );
+    return onSubmit(form, async () => {
+      await api('POST', '/api/admin/users', {
+        username: username.value.trim(),
+        display_name: optional(displayName),
+        role: role.value,
+        site_id: role.value === 'site' && site.value ? Number(site.value) : null,
+        password: password.value,
+      });
+      await changed(t('admin.form.user_added', { login: username.value.trim() }));
+    });
+  }
+
+  function passwordForm(accounts: Account[]): HTMLFormElement {
+    const who = choice('username', accounts.filter((a) => !a.service).map((a) => [a.username, a.username]));
+    const password = input('password', { type: 'password', required: true, autocomplete: 'new-password' });
+    const form = h(
+      'form',
+      { class: 'admin-form', id: 'password-form' },
+      h('h4', {}, t('admin.form.reset_password')),
+      field('admin.form.username', who),
+      field('admin.form.new_password', password),
+      h('button', { type: 'submit', class: 'primary', id: 'password-submit' }, t('admin.form.reset')),
+    );
+    return onSubmit(form, async () => {
+      await api('PUT', `/api/admin/users/${encodeURIComponent(who.value)}/password`, { password: password.value });
+      await changed(t('admin.form.password_set', { login: who.value }));
+    });
+  }
+
+  function activeButton(account: Account): HTMLButtonElement {
+    const button = h(
+      'button',
+      {
+        class: 'small',
+        'data-action': account.active ? 'deactivate' : 'reactivate',
+        'data-user': account.username,
+        // The server refuses it too: the consortium would be left without its administrator.
+        disabled: account.username === user()?.login,
+      },
+      t(account.active ? 'admin.form.deactivate' : 'admin.form.reactivate'),
+    );
+    button.addEventListener('click', async () => {
+      try {
+        await api('PUT', `/api/admin/users/${encodeURIComponent(account.username)}/active`, { active: !account.active });
+        await changed(t(account.active ? 'admin.form.deactivated' : 'admin.form.reactivated', { login: account.username }));
+      } catch (failure) {
+        notice.textContent = explain(failure);
+      }
+    });
+    return button;
+  }
+
+  function removeAeButton(site: Site, ae: SiteAE): HTMLButtonElement {
+    const button = h(
+      'button',
+      { class: 'small link', 'data-action': 'remove-ae', 'data-ae': ae.ae_title, title: t('admin.form.remove_ae') },
+      '✕',
+    );
+    button.addEventListener('click', async () => {
+      if (!window.confirm(t('admin.form.remove_ae_confirm', { title: ae.ae_title, address: ae.allowed_address }))) return;
+      try {
+        await api('DELETE', `/api/admin/sites/${site.id}/aes/${ae.id}`);
+        await changed(t('admin.form.ae_removed', { title: ae.ae_title }));
+      } catch (failure) {
+        notice.textContent = explain(failure);
+      }
+    });
+    return button;
+  }
+
+  async function draw(): Promise<void> {
+    const [sites, accounts, readers, sla] = await Promise.all([
+      get<Site[]>('/api/admin/sites'),
+      get<Account[]>('/api/admin/users'),
+      get<Reader[]>('/api/admin/readers'),
+      get<Sla[]>('/api/admin/sla'),
+    ]);
+    notice.textContent = '';
+    clear(body);
+    body.append(
       h(
         'section',
         { class: 'panel' },
-        h('h3', {}, t('admin.readers')),
+        h('h3', {}, t('admin.sites')),
         grid(
-          'admin-readers',
-          ['admin.col.reader', 'admin.col.tier', 'admin.col.modalities', 'admin.col.roster', 'admin.col.active'],
-          readers.map((r) => [`${r.display_name ?? ''} (${r.username})`, term('tier', r.tier), r.modalities.join(' '), r.roster.join('; '), r.active ? '✓' : '✗']),
+          'admin-sites',
+          ['admin.col.name', 'admin.col.tier', 'admin.col.aes', 'admin.col.return', 'admin.col.contact'],
+          sites.map((s) => [
+            s.name,
+            term('tier', s.tier),
+            h(
+              'ul',
+              { class: 'aes' },
+              s.aes.map((ae) =>
+                h('li', { 'data-ae': ae.ae_title }, `${ae.ae_title} ← ${ae.allowed_address}${ae.assumed_charset ? ` (${ae.assumed_charset})` : ''} `, removeAeButton(s, ae)),
+              ),
+            ),
+            s.return_ae_title ? `${s.return_ae_title}@${s.return_host}:${s.return_port}` : '',
+            s.contact ?? '',
+          ]),
+        ),
+        h('div', { class: 'forms' }, siteForm(sites), sites.length ? aeForm(sites) : null),
+      ),
+      h(
+        'section',
+        { class: 'panel' },
+        h('h3', {}, t('admin.users')),
+        grid(
+          'admin-users',
+          ['admin.form.username', 'admin.form.display_name', 'admin.form.role', 'admin.col.scope', 'admin.col.active', 'admin.col.action'],
+          accounts.map((a) => [
+            a.username,
+            a.display_name ?? '',
+            t(`role.${a.role}`),
+            a.site ?? a.consortium ?? '',
+            a.active ? '✓' : '✗',
+            activeButton(a),
+          ]),
+        ),
+        h('div', { class: 'forms' }, userForm(sites), passwordForm(accounts)),
+      ),
+      h(
+        'div',
+        { class: 'cards' },
+        h(
+          'section',
+          { class: 'panel' },
+          h('h3', {}, t('admin.readers')),
+          grid(
+            'admin-readers',
+            ['admin.col.reader', 'admin.col.tier', 'admin.col.modalities', 'admin.col.roster', 'admin.col.active'],
+            readers.map((r) => [`${r.display_name ?? ''} (${r.username})`, term('tier', r.tier), r.modalities.join(' '), r.roster.join('; '), r.active ? '✓' : '✗']),
+          ),
+        ),
+        h(
+          'section',
+          { class: 'panel' },
+          h('h3', {}, t('admin.sla')),
+          grid('admin-sla', ['admin.col.priority', 'admin.col.modality', 'admin.col.minutes'], sla.map((s) => [term('priority', s.priority), s.modality ?? t('admin.any'), s.minutes])),
         ),
       ),
-      h(
-        'section',
-        { class: 'panel' },
-        h('h3', {}, t('admin.sla')),
-        grid('admin-sla', ['admin.col.priority', 'admin.col.modality', 'admin.col.minutes'], sla.map((s) => [term('priority', s.priority), s.modality ?? t('admin.any'), s.minutes])),
-      ),
-    ),
-  );
+    );
+  }
+
+  await draw();
 };

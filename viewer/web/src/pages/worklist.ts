@@ -1,5 +1,6 @@
 import { api, get, withQuery } from '../api';
 import { h, clear } from '../dom';
+import { explain } from '../forms';
 import { ageAt, countdown, dateTime, personName } from '../format';
 import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
@@ -57,6 +58,13 @@ interface View {
 }
 
 const DEFAULT_VIEW: View = { state: '', priority: '', modality: '', site: '', mine: false };
+
+/** Filters saved under a name on the server (/api/worklist/views): they follow the reader. */
+interface NamedView {
+  id: number;
+  name: string;
+  filters: View;
+}
 
 function savedView(): View {
   try {
@@ -209,9 +217,75 @@ export const worklistPage: Page = (root) => {
   for (const control of [stateFilter, priorityFilter, modalityFilter, siteFilter, mineFilter]) {
     control.addEventListener('change', () => {
       localStorage.setItem(VIEW_KEY, JSON.stringify(currentView()));
+      namedViews.value = '';
+      deleteView.disabled = true;
       void refresh();
     });
   }
+
+  // Named views: pick one to apply its filters, save the current filters under a name, delete.
+  let named: NamedView[] = [];
+  const namedViews = h('select', { id: 'saved-views', title: t('views.pick') });
+  const viewName = h('input', { id: 'view-name', name: 'name', maxlength: 60, placeholder: t('views.name') });
+  const viewError = h('span', { class: 'error', id: 'view-error', role: 'alert' });
+  const deleteView = h('button', { class: 'small', id: 'view-delete', title: t('views.delete'), disabled: true }, '✕');
+  const saveView = h('button', { class: 'small', id: 'view-save', type: 'submit' }, t('views.save_as'));
+
+  function listViews(chosen: number | null): void {
+    clear(namedViews);
+    namedViews.append(h('option', { value: '' }, t('views.pick')), ...named.map((v) => h('option', { value: v.id }, v.name)));
+    namedViews.value = chosen === null ? '' : String(chosen);
+    deleteView.disabled = chosen === null;
+  }
+
+  async function loadViews(chosen: number | null = null): Promise<void> {
+    named = await get<NamedView[]>('/api/worklist/views');
+    listViews(chosen);
+  }
+
+  function apply(filters: View): void {
+    const view = { ...DEFAULT_VIEW, ...filters };
+    if (view.site && !Array.from(siteFilter.options).some((o) => o.value === view.site)) {
+      siteFilter.append(h('option', { value: view.site }, sites.get(view.site) ?? `#${view.site}`));
+    }
+    stateFilter.value = view.state;
+    priorityFilter.value = view.priority;
+    modalityFilter.value = view.modality;
+    siteFilter.value = view.site;
+    mineFilter.checked = view.mine;
+    localStorage.setItem(VIEW_KEY, JSON.stringify(currentView()));
+    void refresh();
+  }
+
+  namedViews.addEventListener('change', () => {
+    const view = named.find((v) => String(v.id) === namedViews.value);
+    deleteView.disabled = !view;
+    viewError.textContent = '';
+    if (view) apply(view.filters);
+  });
+  deleteView.addEventListener('click', async () => {
+    const view = named.find((v) => String(v.id) === namedViews.value);
+    if (!view || !window.confirm(t('views.delete_confirm', { name: view.name }))) return;
+    try {
+      await api('DELETE', `/api/worklist/views/${view.id}`);
+      await loadViews();
+    } catch (failure) {
+      viewError.textContent = explain(failure);
+    }
+  });
+  const saveForm = h('form', { class: 'saved-views', id: 'view-form' }, namedViews, deleteView, viewName, saveView, viewError);
+  saveForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    viewError.textContent = '';
+    try {
+      const saved = await api<NamedView>('POST', '/api/worklist/views', { name: viewName.value, filters: currentView() });
+      viewName.value = '';
+      await loadViews(saved.id);
+    } catch (failure) {
+      viewError.textContent = explain(failure);
+    }
+  });
+  void loadViews().catch((failure) => (viewError.textContent = explain(failure)));
 
   const nextButton = h(
     'button',
@@ -243,6 +317,7 @@ export const worklistPage: Page = (root) => {
         modalityFilter,
         siteFilter,
         h('label', { class: 'inline' }, mineFilter, t('worklist.filter.mine')),
+        saveForm,
         h('span', { class: 'spacer' }),
         counts,
         updated,

@@ -4,8 +4,8 @@ so that they follow him to another workstation.
 Self-contained: it touches no table another revision of this release changes, so it may be
 re-chained after any of them.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-03 13:20:00.000000
 """
 
@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql
 
 import pacs.index.types
 
-revision: str = '0016'
-down_revision: str | None = '0015'
+revision: str = '0017'
+down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -26,7 +26,7 @@ import {
 } from '@cornerstonejs/tools';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
 
-type DicomJson = Record<string, { vr: string; Value?: unknown[] }>;
+export type DicomJson = Record<string, { vr: string; Value?: unknown[] }>;
 
 export interface SeriesInfo {
   seriesUid: string;
@@ -74,11 +74,11 @@ export function initialise(): Promise<void> {
   return initialised;
 }
 
-function value<T>(element: DicomJson, tag: string): T | undefined {
+export function value<T>(element: DicomJson, tag: string): T | undefined {
   return element[tag]?.Value?.[0] as T | undefined;
 }
 
-async function dicomJson(url: string): Promise<DicomJson[]> {
+export async function dicomJson(url: string): Promise<DicomJson[]> {
   const response = await fetch(url, { headers: { Accept: 'application/dicom+json' }, credentials: 'same-origin' });
   if (!response.ok) throw new Error(`${response.status} ${url}`);
   if (response.status === 204) return [];
@@ -346,6 +346,13 @@ export class StackViewer {
     return annotation.state
       .getAllAnnotations()
       .map((item) => (item.data.handles?.points ?? []).map((point) => this.viewport.worldToCanvas(point) as [number, number]));
+  }
+
+  /** Where an image pixel (column, row; 0 at the first pixel's outer corner) of the shown slice
+   * is on the canvas, in CSS pixels (tests find the AI's region on screen with it). */
+  imageToCanvas(column: number, row: number): [number, number] {
+    const world = utilities.imageToWorldCoords(this.viewport.getCurrentImageId(), [column, row]) as Types.Point3;
+    return this.viewport.worldToCanvas(world) as [number, number];
   }
 
   private reportVoi(): void {

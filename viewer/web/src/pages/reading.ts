@@ -6,7 +6,8 @@ import { ageAt, countdown, dicomDate, personName } from '../format';
 import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
 import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
-import { PRESETS, StackViewer, initialise, listPriors, listSeries, type PriorStudy, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
+import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
+import { PRESETS, StackViewer, initialise, listPriors, startFirstImage, type PriorStudy, type Measurement, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -63,8 +64,6 @@ interface Task {
   report: Report | null;
   carried_report: Report | null;
 }
-
-const NO_PIXELS = new Set(['SR', 'PR', 'KO', 'DOC', 'REG']);
 
 const TOOL_KEYS: [ToolKey, string][] = [
   ['wl', 'w'],
@@ -575,6 +574,10 @@ export const readingPage: Page = async (root, params) => {
   try {
     await starting;
     performance.mark('yy:cornerstone');
+    // The first frame's fetch and decode start before the viewport is built (its WebGL set-up
+    // takes a few hundred ms), not after.
+    const opening = firstSeries(await listing);
+    if (opening) await startFirstImage(task.study_uid, opening.seriesUid).catch(() => undefined); // show() reports
     viewer = await StackViewer.create(viewportElement, {
       slice: (index, total) => {
         sliceText.textContent = t('viewer.slice', { n: index + 1, total });
@@ -599,7 +602,6 @@ export const readingPage: Page = async (root, params) => {
     heat = new HeatOverlay(viewer, viewportElement, (here) => (heatHere.hidden = !here));
     window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior, heat });
     selectTool('wl');
-    // Structured reports (the AI's SR), presentation states and key-object notes have no pixels.
     const series: SeriesInfo[] = (await listing).filter((one) => !NO_PIXELS.has(one.modality));
     performance.mark('yy:series');
     seriesList = series;
@@ -642,7 +644,7 @@ export const readingPage: Page = async (root, params) => {
         })
         .catch(() => undefined);
     }
-    const first = series.find((one) => one.instances > 0) ?? series[0];
+    const first = firstSeries(series);
     if (first) await showSeries(first);
     else say(t('viewer.no_images'), true);
     // After the first image, not before: the heat maps' metadata must not delay it.

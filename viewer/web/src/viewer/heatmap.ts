@@ -6,7 +6,8 @@
 // a canvas over the viewport, mapped image pixel → world → canvas on every render: it follows
 // scrolling, zoom and pan, and lies over the reader's own window rather than the AI's.
 import { Enums, utilities, type Types } from '@cornerstonejs/core';
-import { dicomJson, value, type SeriesInfo, type StackViewer } from './stack';
+import { dicomJson, value, type SeriesInfo } from './dicomweb';
+import type { StackViewer } from './stack';
 
 /** The Manufacturer of the pre-screen's own objects (MANUFACTURER in ai_models/results.py). */
 const AI_MANUFACTURER = 'Yunying AI';

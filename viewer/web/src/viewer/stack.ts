@@ -4,9 +4,11 @@ import {
   Enums,
   RenderingEngine,
   eventTarget,
+  getRenderingCapabilities,
   imageLoader,
   init as initCore,
   metaData,
+  setUseCPURendering,
   utilities,
   type StackViewport,
   type Types,
@@ -57,6 +59,9 @@ let initialised: Promise<void> | null = null;
 export function initialise(): Promise<void> {
   initialised ??= (async () => {
     await initCore();
+    // A software WebGL rasterizer (SwiftShader, llvmpipe: a PC without GPU drivers, a headless
+    // browser) builds and draws a stack viewport slower than Cornerstone's canvas 2D path.
+    if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
     initTools();
     // The loader's XHRs are same-origin: the session cookie goes along; reads need no CSRF header.
     initLoader({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)) });
@@ -195,6 +200,10 @@ export class StackViewer {
       if (!this.firstImageSeen && this.viewport.getCurrentImageId()) {
         this.firstImageSeen = true;
         performance.mark('yy:first-image');
+        // Slice counter and window with the first image, not after setStack returns (with the
+        // frame loaded ahead, the first render can come before it).
+        this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length);
+        this.reportVoi();
         this.events.firstImage(performance.now() - this.started);
       }
     });

@@ -183,6 +183,8 @@ def heatmap_overlay(
     heat = np.clip(finding.heatmap.astype(np.float32), 0.0, 1.0)
     if heat.shape != grey.shape:
         raise ValueError(f"heat map {heat.shape} does not match image {grey.shape} of {source.SOPInstanceUID}")
+    # The viewer's overlay (viewer/web/src/viewer/heatmap.ts) undoes this blend to draw the heat
+    # alone over the reader's own window: R − B is the alpha and (G − B) / (R − B) the heat.
     colour = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], axis=-1)  # red → yellow
     alpha = np.where(heat > 0.2, 0.5 * heat, 0.0)[..., None]
     rgb = (grey[..., None] * (1 - alpha) + colour * alpha) * 255
@@ -206,6 +208,12 @@ def heatmap_overlay(
     sc.Modality = "OT"  # not an image a reader reads: routing ignores OT (reading/worklist/routing.py)
     sc.ImageComments = f"{finding.model} {finding.version}: {finding.label} {finding.explanation}"[:10240]
     sc.DerivationDescription = f"heat map of {finding.model} {finding.version} over instance {source.SOPInstanceUID}"
+    # PS3.3 C.7.6.1.1.4: a derived image names the image it was derived from. The viewer lays
+    # the heat map over that slice by this reference (the SC has no Image Position of its own).
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    sc.SourceImageSequence = [reference]
     sc.BurnedInAnnotation = "NO"
     _stamp(sc, source, when)
     return cast(Dataset, sc)

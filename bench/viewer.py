@@ -135,6 +135,14 @@ def ct_files(cache: Path, slices: int, size: int) -> list[Path]:
         return synthetic.write_series(series, folder)
 
 
+# When the viewer chunk and the first requests were fetched: [start, end] ms from navigation start
+# (reversed so that the first of the 300 frame requests is the one kept).
+FETCHED_JS = r"""Object.fromEntries(performance.getEntriesByType('resource')
+    .filter(e => /assets\/reading-|api\/session|api\/tasks\/\d+$|\/series$|\/metadata$|\/frames\/1$/.test(e.name))
+    .map(e => [e.name.replace(/^.*\/(assets\/reading|api\/session|api\/tasks|series|metadata|frames)\b.*$/, '$1'),
+               [Math.round(e.startTime), Math.round(e.responseEnd)]]).reverse())"""
+
+
 def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
     page = context.new_page()
     page.goto(url)
@@ -144,6 +152,7 @@ def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
         "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt, "
         "script: performance.getEntriesByType('resource').filter(e => e.name.includes('/assets/reading-'))"
         ".map(e => e.duration)[0] ?? null, "
+        f"fetched: {FETCHED_JS}, "
         "stages: Object.fromEntries(performance.getEntriesByType('mark').filter(m => m.name.startsWith('yy:'))"
         ".map(m => [m.name.slice(3), Math.round(m.startTime)])) })"
     )
@@ -153,6 +162,9 @@ def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
         "stack_loaded_ms": marks["all"],
         "viewer_script_ms": marks["script"],
         "stages_ms": marks["stages"],  # performance marks of the reading page, from navigation start
+        # [start, end] of the viewer chunk's and the first requests' fetches (the first frame: the
+        # first one listed), ms from navigation start
+        "fetched_ms": marks["fetched"],
     }
 
 

@@ -6,11 +6,13 @@ session cookie, where every route checks the caller."""
 
 from __future__ import annotations
 
+import html
+import json
 import os
 from pathlib import Path
 from typing import Final
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -19,6 +21,11 @@ DIST: Final = Path(__file__).resolve().parent / "web" / "dist"
 
 # The client routes of viewer/web/src/main.ts; anything else stays a plain 404.
 CLIENT_ROUTES: Final = ("/", "/login", "/worklist", "/read/{task_id}", "/site", "/qa", "/admin")
+
+# Pages that open on a lazily loaded chunk (Vite's manifest key of its module): the server names
+# that chunk in the page's <head> so the browser fetches and compiles it beside the main chunk and
+# the session check, rather than after them (the viewer's chunk is 3.7 MB).
+PRELOADED: Final = {"/read/": "src/pages/reading.ts"}
 
 # Cornerstone's decoders are WebAssembly ('wasm-unsafe-eval') run in module workers from our own
 # origin; images and thumbnails come from our own DICOMweb; nothing is fetched from elsewhere.
@@ -50,16 +57,39 @@ class HashedAssets(StaticFiles):
         return response
 
 
+def preload_links(dist: Path, module: str) -> str:
+    """``<link rel=modulepreload>`` for the chunk of ``module`` and the chunks it imports (the
+    entry's own are already in the page), from Vite's manifest; empty when there is none."""
+    try:
+        manifest = json.loads((dist / ".vite" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    files: list[str] = []
+    pending = [module]
+    while pending:
+        chunk = manifest.get(pending.pop(), {})
+        if chunk.get("isEntry") or "file" not in chunk or chunk["file"] in files:
+            continue
+        files.append(chunk["file"])
+        pending.extend(chunk.get("imports", []))
+    return "".join(f'<link rel="modulepreload" crossorigin href="/{html.escape(file)}">' for file in files)
+
+
 def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
     """Serve the built pages of ``dist`` (or, while it is missing, how to build them)."""
     app.mount("/assets", HashedAssets(directory=dist / "assets", check_dir=False), name="assets")
     index = dist / "index.html"
 
-    def page() -> Response:
+    def page(request: Request) -> Response:
         headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY}
         if not index.is_file():
             return HTMLResponse(NOT_BUILT.format(dist=dist), status_code=503, headers={"Cache-Control": "no-store"})
-        return FileResponse(index, media_type="text/html", headers=headers)
+        module = next((m for prefix, m in PRELOADED.items() if request.url.path.startswith(prefix)), None)
+        links = preload_links(dist, module) if module else ""
+        if not links:
+            return FileResponse(index, media_type="text/html", headers=headers)
+        text = index.read_text(encoding="utf-8").replace("</head>", f"{links}</head>", 1)
+        return HTMLResponse(text, headers=headers)
 
     for path in CLIENT_ROUTES:
         app.add_api_route(path, page, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)

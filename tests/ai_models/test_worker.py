@@ -8,6 +8,7 @@ import io
 from collections.abc import Callable
 from datetime import timedelta
 
+import numpy as np
 import pydicom
 from sqlalchemy import select
 
@@ -138,6 +139,18 @@ def test_results_are_new_series_retrievable_through_pacs_and_do_not_reopen_the_s
     text = " ".join(_texts(sr))
     assert "image-qc" in text and "chest-test" in text and "QC passed" in text and "pneumothorax" in text
     assert heat.PhotometricInterpretation == "RGB" and heat.pixel_array.shape == (64, 64, 3)
+    # What the viewer's overlay relies on: the source slice by reference, and a blend it can undo
+    # (R − B = 0.5 × heat where the heat is above 0.2; G − B = heat × (R − B); elsewhere grey).
+    source = next(ds for ds in objects.values() if ds.Modality == "DX")
+    [reference] = heat.SourceImageSequence
+    assert reference.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert reference.ReferencedSOPClassUID == source.SOPClassUID
+    rgb = heat.pixel_array.astype(np.int32)
+    alpha, green = rgb[..., 0] - rgb[..., 2], rgb[..., 1] - rgb[..., 2]
+    assert np.all(np.abs(alpha[16:32, 16:32] - 128) <= 1) and np.all(np.abs(green[16:32, 16:32] - 128) <= 1)
+    outside = np.ones((64, 64), bool)
+    outside[16:32, 16:32] = False
+    assert np.all(alpha[outside] == 0) and np.all(green[outside] == 0)
 
     after = world.study(uid)
     assert (after.state, after.last_received_at) == (StudyState.STABLE, before.last_received_at)

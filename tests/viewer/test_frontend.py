@@ -4,6 +4,8 @@ cached for a year, a plain 404 elsewhere, and a page that says how to build when
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 
 import httpx
@@ -52,3 +54,32 @@ def test_a_missing_build_says_how_to_build_it(tmp_path: Path) -> None:
     answer = served(tmp_path / "dist").get("/worklist")
     assert answer.status_code == 503
     assert "make install" in answer.text and "npm ci" in answer.text
+
+
+def test_a_study_url_preloads_the_viewer_chunk_named_in_the_build_manifest(tmp_path: Path) -> None:
+    (tmp_path / "assets").mkdir()
+    (tmp_path / ".vite").mkdir()
+    (tmp_path / "index.html").write_text(
+        '<!doctype html><head><script type="module" src="/assets/index-abc.js"></script></head>', encoding="utf-8"
+    )
+    manifest = {
+        "index.html": {"file": "assets/index-abc.js", "isEntry": True},
+        "src/pages/reading.ts": {
+            "file": "assets/reading-def.js",
+            "isDynamicEntry": True,
+            "imports": ["index.html", "_cs"],
+        },
+        "_cs": {"file": "assets/cornerstone-123.js", "imports": ["index.html"]},
+    }
+    (tmp_path / ".vite" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    client = served(tmp_path)
+    page = client.get("/read/42")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    links = re.findall(r'<link rel="modulepreload" crossorigin href="([^"]+)">', page.text)
+    assert links == ["/assets/reading-def.js", "/assets/cornerstone-123.js"]
+    assert page.text.index("modulepreload") < page.text.index("</head>")
+    assert "modulepreload" not in client.get("/worklist").text  # the login page does not load the viewer
+    (tmp_path / ".vite" / "manifest.json").write_text("{not json", encoding="utf-8")
+    broken = client.get("/read/42")
+    assert broken.status_code == 200 and "modulepreload" not in broken.text

@@ -484,6 +484,116 @@ def test_the_ai_finding_jumps_to_its_slice_and_takes_the_readers_opinion(page: A
     assert next(f for f in again if f["id"] == first["id"])["agree"] is False
 
 
+HEAT_ON_CANVAS = """() => {
+    const canvas = document.getElementById('ai-heat');
+    const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const ratio = window.devicePixelRatio || 1;
+    let mass = 0, x = 0, y = 0, red = 0, blue = 0;
+    for (let i = 3; i < rgba.length; i += 4) {
+        const alpha = rgba[i];
+        if (!alpha) continue;
+        const p = (i - 3) / 4;
+        mass += alpha; x += alpha * (p % canvas.width + 0.5); y += alpha * (Math.floor(p / canvas.width) + 0.5);
+        red += alpha * rgba[i - 3]; blue += alpha * rgba[i - 1];
+    }
+    return { mass, hidden: canvas.hidden, x: mass ? x / mass / ratio : null, y: mass ? y / mass / ratio : null,
+             red: mass ? red / mass : 0, blue: mass ? blue / mass : 0 };
+}"""
+
+
+def heat_map_of(page: Any, study_uid: str) -> tuple[str, np.ndarray]:
+    """The slice the study's AI heat map lies over (its Source Image Sequence) and the heat's alpha
+    as the AI blended it (R − B of the stored Secondary Capture, lossless PNG), through DICOMweb."""
+    series = page.request.get(f"/dicomweb/studies/{study_uid}/series").json()
+    for one in (s for s in series if s["00080060"]["Value"] == ["OT"]):
+        series_uid = one["0020000E"]["Value"][0]
+        for instance in page.request.get(f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata").json():
+            source = instance["00082112"]["Value"][0]["00081155"]["Value"][0]
+            sop = instance["00080018"]["Value"][0]
+            answer = page.request.get(
+                f"/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop}/rendered",
+                headers={"Accept": "image/png"},
+            )
+            rgb = np.asarray(Image.open(io.BytesIO(answer.body())).convert("RGB"), dtype=np.float64)
+            return source, np.clip(rgb[..., 0] - rgb[..., 2], 0, None)
+    raise AssertionError(f"no AI heat map in study {study_uid}")
+
+
+def test_the_ai_heat_map_lies_over_its_slice_through_zoom_pan_and_scroll(page: Any, centre: Centre) -> None:
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    if task["state"] == "queued":  # the finding test claims it when it runs first
+        assert page.request.post(f"/api/tasks/{task['id']}/claim", headers=csrf(page)).ok
+    source, alpha = heat_map_of(page, anfeng.uid)
+    assert alpha.max() > 60, "the heat map has no heat"
+    rows, cols = np.indices(alpha.shape) + 0.5
+    heat_centre = (float((alpha * cols).sum() / alpha.sum()), float((alpha * rows).sum() / alpha.sum()))
+
+    page.goto(f"/read/{task['id']}")
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    page.locator("#ai-overlay:not([disabled])").wait_for(timeout=10_000)
+    assert page.evaluate(HEAT_ON_CANVAS)["hidden"], "the overlay starts off"
+    index = page.evaluate(f"() => window.__yyViewer.viewer.indexOf('{source}')")
+    assert index >= 0
+    page.evaluate(f"() => window.__yyViewer.viewer.jumpTo({index})")
+    page.locator("#heat-here:not([hidden])").wait_for()
+
+    def drawn_where_the_ai_put_it() -> dict[str, Any]:
+        """The overlay's alpha-weighted centre on the canvas is where the viewer's own transform
+        puts the heat's centre of the image (CSS pixels), in red–yellow."""
+        page.wait_for_function(f"() => window.__yyViewer.heat.drawnSop === '{source}'")
+        drawn = page.evaluate(HEAT_ON_CANVAS)
+        x, y = page.evaluate(f"() => window.__yyViewer.viewer.imageToCanvas({heat_centre[0]}, {heat_centre[1]})")
+        assert not drawn["hidden"] and drawn["mass"] > 0, drawn
+        assert abs(drawn["x"] - x) < 3 and abs(drawn["y"] - y) < 3, (drawn, x, y)
+        assert drawn["red"] > 250 and drawn["blue"] < 5, drawn
+        return drawn
+
+    page.focus("#viewport")
+    page.keyboard.press("h")
+    assert page.get_attribute("#ai-overlay", "aria-pressed") == "true"
+    first = drawn_where_the_ai_put_it()
+    page.screenshot(path=str(centre.shots / "reading-heatmap.png"))
+
+    # Zoom (right drag) and pan (middle drag): the overlay moves and scales with the image.
+    box = page.locator("#viewport").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    for button, (dx, dy) in (("right", (0, -60)), ("middle", (80, 40))):
+        scale = page.evaluate("() => window.__yyViewer.viewer.mmPerCanvasPixel()")
+        page.mouse.move(cx, cy)
+        page.mouse.down(button=button)
+        for step in range(1, 6):
+            page.mouse.move(cx + dx * step / 5, cy + dy * step / 5)
+            page.wait_for_timeout(30)
+        page.mouse.up(button=button)
+        moved = drawn_where_the_ai_put_it()
+        assert (moved["x"], moved["y"]) != (first["x"], first["y"])
+        if button == "right":  # the heat's area on the canvas grows with the square of the zoom
+            zoom = scale / page.evaluate("() => window.__yyViewer.viewer.mmPerCanvasPixel()")
+            assert abs(zoom - 1) > 0.1 and abs(moved["mass"] / first["mass"] / zoom**2 - 1) < 0.2, (zoom, moved)
+
+    # Scrolling away clears it (the overlay stays on), scrolling back draws it again.
+    page.keyboard.press("ArrowDown" if index == 0 else "ArrowUp")
+    page.wait_for_function(f"() => window.__yyViewer.slice !== {index}")
+    page.wait_for_function("() => window.__yyViewer.heat.drawnSop === null")
+    assert page.evaluate(HEAT_ON_CANVAS)["mass"] == 0
+    assert page.locator("#heat-here").is_hidden()
+    assert page.get_attribute("#ai-overlay", "aria-pressed") == "true"
+    page.keyboard.press("ArrowUp" if index == 0 else "ArrowDown")
+    drawn_where_the_ai_put_it()
+
+    # The button turns it off; the shortcuts help lists its key.
+    page.click("#ai-overlay")
+    assert page.evaluate(HEAT_ON_CANVAS)["hidden"]
+    assert page.evaluate("() => window.__yyViewer.heat.drawnSop") is None
+    page.focus("#viewport")
+    page.keyboard.press("?")
+    page.locator("#shortcuts-dialog[open]").wait_for()
+    assert "AI 热图" in page.inner_text("#shortcuts-dialog")
+    page.keyboard.press("Escape")
+
+
 def test_a_critical_result_is_signed_and_its_communication_recorded(page: Any, centre: Centre) -> None:
     xss = centre.studies["xss"]
     log_in(page, "li", expect="/worklist")

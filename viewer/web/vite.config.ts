@@ -30,5 +30,7 @@ export default defineConfig({
     target: 'es2022',
     chunkSizeWarningLimit: 6000,
     sourcemap: false,
+    // dist/.vite/manifest.json: viewer/frontend.py preloads the reading chunk on /read/ URLs from it.
+    manifest: true,
   },
 });

@@ -97,7 +97,34 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return (await response.json()) as T;
 }
 
-export const get = <T>(path: string) => api<T>('GET', path);
+// GETs started before a page asks for them (a study opened by its URL starts its requests beside
+// the session check and the viewer's chunk, not after them). Kept briefly: an answer nobody took
+// at once is not handed out later as if it were fresh.
+const PREFETCH_TTL_MS = 15_000;
+const prefetched = new Map<string, { answer: Promise<unknown>; at: number }>();
+
+/** Start a GET of ``path`` now; the next ``get`` (or ``takePrefetched``) of it takes the answer. */
+export function prefetch<T>(path: string, accept = 'application/json'): Promise<T> {
+  const answer = fetch(path, { headers: { Accept: accept }, credentials: 'same-origin' }).then(async (response) => {
+    if (!response.ok) throw new ApiError(response.status, response.statusText);
+    return (response.status === 204 ? [] : await response.json()) as T;
+  });
+  answer.catch(() => undefined); // whoever takes it asks again on failure, with the usual handling
+  prefetched.set(path, { answer, at: performance.now() });
+  return answer;
+}
+
+/** The early answer for ``path``, once, if it was started recently. */
+export function takePrefetched<T>(path: string): Promise<T> | undefined {
+  const early = prefetched.get(path);
+  prefetched.delete(path);
+  return early && performance.now() - early.at < PREFETCH_TTL_MS ? (early.answer as Promise<T>) : undefined;
+}
+
+export const get = <T>(path: string): Promise<T> => {
+  const early = takePrefetched<T>(path);
+  return early ? early.catch(() => api<T>('GET', path)) : api<T>('GET', path);
+};
 
 /** ``/path?a=1&b=2``, leaving out empty values; arrays repeat the name. */
 export function withQuery(path: string, query: Record<string, string | number | boolean | string[] | null | undefined>): string {

@@ -9,6 +9,7 @@ import { worklistPage } from './pages/worklist';
 import { sitePage } from './pages/site';
 import { qaPage } from './pages/qa';
 import { adminPage } from './pages/admin';
+import { prefetchReading } from './pages/reading-early';
 
 const app = document.getElementById('app')!;
 type Role = User['role'];
@@ -31,6 +32,13 @@ function guarded(roles: Role[], page: Page): Page {
 
 // The viewer and report editor, with Cornerstone3D, load only when a study is opened.
 const readingPage: Page = async (root, params) => (await import('./pages/reading')).readingPage(root, params);
+// Opened by its URL: the viewer's chunk and the study's first requests start now, while the
+// session is checked, not after (the server also preloads that chunk from the page's <head>).
+const opened = /^\/read\/([^/]+)\/?$/.exec(location.pathname);
+if (opened) {
+  prefetchReading(decodeURIComponent(opened[1]));
+  void import('./pages/reading').catch(() => undefined);
+}
 
 route('/login', loginPage);
 route('/', async () => {

@@ -5,7 +5,9 @@ import { h } from '../dom';
 import { ageAt, countdown, dicomDate, personName } from '../format';
 import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
-import { PRESETS, StackViewer, initialise, listPriors, listSeries, type PriorStudy, type Measurement, type SeriesInfo, type ToolKey } from '../viewer/stack';
+import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
+import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
+import { PRESETS, StackViewer, initialise, listPriors, startFirstImage, type PriorStudy, type Measurement, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -63,8 +65,6 @@ interface Task {
   carried_report: Report | null;
 }
 
-const NO_PIXELS = new Set(['SR', 'PR', 'KO', 'DOC', 'REG']);
-
 const TOOL_KEYS: [ToolKey, string][] = [
   ['wl', 'w'],
   ['pan', 'p'],
@@ -87,6 +87,7 @@ declare global {
       viewer: StackViewer;
       voi: [number, number];
       prior?: () => StackViewer | null;
+      heat?: HeatOverlay;
     };
   }
 }
@@ -137,11 +138,19 @@ export const readingPage: Page = async (root, params) => {
   const viewportElement = h('div', { class: 'viewport', id: 'viewport', tabindex: 0 }) as HTMLDivElement;
   const sliceText = h('span', { id: 'slice' });
   const voiText = h('span', { id: 'voi' });
-  const overlay = h('div', { class: 'overlay' }, sliceText, h('br', {}), voiText);
+  // Says which slices carry an AI heat map, whether the overlay is on or not.
+  const heatHere = h('span', { id: 'heat-here', class: 'heat-here', hidden: true }, t('heatmap.on_slice'));
+  const overlay = h('div', { class: 'overlay' }, sliceText, h('br', {}), voiText, h('br', {}), heatHere);
   const thumbnails = h('div', { class: 'thumbnails', id: 'series' });
   const measurementList = h('ul', { class: 'measurements', id: 'measurements' });
   const toolButtons = new Map<ToolKey, HTMLButtonElement>();
   let viewer: StackViewer | null = null;
+  let heat: HeatOverlay | null = null;
+  const heatButton = h(
+    'button',
+    { id: 'ai-overlay', title: t('heatmap.none'), disabled: true, 'aria-pressed': 'false', onclick: () => toggleHeat() },
+    t('heatmap.toggle'),
+  ) as HTMLButtonElement;
 
   const toolbar = h(
     'div',
@@ -159,6 +168,42 @@ export const readingPage: Page = async (root, params) => {
     h('button', { id: 'cine', title: `${t('viewer.cine')} (C)`, onclick: () => toggleCine() }, t('viewer.cine')),
     h('button', { id: 'reset', title: `${t('viewer.reset')} (R)`, onclick: () => viewer?.reset() }, t('viewer.reset')),
     h('button', { id: 'clear-measurements', onclick: () => viewer?.clearMeasurements() }, t('viewer.clear')),
+    h('span', { class: 'sep' }),
+    heatButton,
+    h('button', { id: 'shortcuts', title: `${t('shortcuts.title')} (?)`, onclick: () => shortcutsDialog.showModal() }, '?'),
+  );
+
+  function toggleHeat(): void {
+    if (!heat?.count) return;
+    const on = heat.toggle();
+    heatButton.classList.toggle('active', on);
+    heatButton.setAttribute('aria-pressed', String(on));
+  }
+
+  // Every key the reading screen answers, in one place the reader can open with "?".
+  const SHORTCUTS: [string, string][] = [
+    ...TOOL_KEYS.map(([key, shortcut]): [string, string] => [shortcut.toUpperCase(), t(`tool.${key}`)]),
+    ['1–8', t('shortcuts.presets')],
+    ['↑ ↓ ← →', t('shortcuts.scroll')],
+    ['PgUp PgDn', t('shortcuts.scroll_ten')],
+    ['Home End', t('shortcuts.ends')],
+    ['C', t('viewer.cine')],
+    ['R', t('viewer.reset')],
+    ['H', t('heatmap.toggle')],
+    ['Ctrl+S', t('report.save_preliminary')],
+    ['Ctrl+Enter', t('report.sign')],
+    ['?', t('shortcuts.title')],
+  ];
+  const shortcutsDialog = h(
+    'dialog',
+    { id: 'shortcuts-dialog' },
+    h(
+      'form',
+      { method: 'dialog' },
+      h('h3', {}, t('shortcuts.title')),
+      h('table', { class: 'shortcuts' }, h('tbody', {}, SHORTCUTS.map(([keys, what]) => h('tr', {}, h('td', {}, h('kbd', {}, keys)), h('td', {}, what))))),
+      h('div', { class: 'report-actions' }, h('button', { value: 'close' }, t('shortcuts.close'))),
+    ),
   );
 
   function selectTool(key: ToolKey): void {
@@ -455,6 +500,7 @@ export const readingPage: Page = async (root, params) => {
     h('section', { class: 'panel report' }, h('h3', {}, t('report.title')), form.element, actions, addendumBox, status),
     escalateDialog,
     criticalDialog,
+    shortcutsDialog,
   );
 
   root.classList.add('reading');
@@ -497,6 +543,8 @@ export const readingPage: Page = async (root, params) => {
     else if (key === 'end') void viewer.jumpTo(viewer.total - 1);
     else if (key === 'c') toggleCine();
     else if (key === 'r') viewer.reset();
+    else if (key === 'h') toggleHeat();
+    else if (event.key === '?') shortcutsDialog.showModal();
     else return;
     event.preventDefault();
   }
@@ -526,6 +574,10 @@ export const readingPage: Page = async (root, params) => {
   try {
     await starting;
     performance.mark('yy:cornerstone');
+    // The first frame's fetch and decode start before the viewport is built (its WebGL set-up
+    // takes a few hundred ms), not after.
+    const opening = firstSeries(await listing);
+    if (opening) await startFirstImage(task.study_uid, opening.seriesUid).catch(() => undefined); // show() reports
     viewer = await StackViewer.create(viewportElement, {
       slice: (index, total) => {
         sliceText.textContent = t('viewer.slice', { n: index + 1, total });
@@ -547,9 +599,9 @@ export const readingPage: Page = async (root, params) => {
         if (count === total && timing.allLoadedAt === null) timing.allLoadedAt = performance.now();
       },
     });
-    window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior });
+    heat = new HeatOverlay(viewer, viewportElement, (here) => (heatHere.hidden = !here));
+    window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior, heat });
     selectTool('wl');
-    // Structured reports (the AI's SR), presentation states and key-object notes have no pixels.
     const series: SeriesInfo[] = (await listing).filter((one) => !NO_PIXELS.has(one.modality));
     performance.mark('yy:series');
     seriesList = series;
@@ -592,9 +644,14 @@ export const readingPage: Page = async (root, params) => {
         })
         .catch(() => undefined);
     }
-    const first = series.find((one) => one.instances > 0) ?? series[0];
+    const first = firstSeries(series);
     if (first) await showSeries(first);
     else say(t('viewer.no_images'), true);
+    // After the first image, not before: the heat maps' metadata must not delay it.
+    const maps = await findHeatMaps(task.study_uid, series).catch(() => new Map<string, HeatMap>());
+    heat.set(maps);
+    heatButton.disabled = maps.size === 0;
+    heatButton.title = maps.size ? `${t('heatmap.toggle')} (H)` : t('heatmap.none');
   } catch (error) {
     say(t('viewer.failed', { detail: (error as Error).message }), true);
   }
@@ -604,6 +661,7 @@ export const readingPage: Page = async (root, params) => {
     window.clearInterval(renew);
     window.clearInterval(ticking);
     closePrior();
+    heat?.destroy();
     viewer?.destroy();
     delete window.__yyViewer;
   };

@@ -4,7 +4,11 @@ import {
   Enums,
   RenderingEngine,
   eventTarget,
+  getRenderingCapabilities,
+  imageLoader,
   init as initCore,
+  metaData,
+  setUseCPURendering,
   utilities,
   type StackViewport,
   type Types,
@@ -25,16 +29,7 @@ import {
   utilities as toolUtilities,
 } from '@cornerstonejs/tools';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
-
-type DicomJson = Record<string, { vr: string; Value?: unknown[] }>;
-
-export interface SeriesInfo {
-  seriesUid: string;
-  number: number | null;
-  modality: string;
-  description: string;
-  instances: number;
-}
+import { dicomJson, metadataPath, value } from './dicomweb';
 
 /** Window width / level (HU) of the presets radiologists use on CT. */
 export const PRESETS: Record<string, [number, number]> = {
@@ -64,6 +59,9 @@ let initialised: Promise<void> | null = null;
 export function initialise(): Promise<void> {
   initialised ??= (async () => {
     await initCore();
+    // A software WebGL rasterizer (SwiftShader, llvmpipe: a PC without GPU drivers, a headless
+    // browser) builds and draws a stack viewport slower than Cornerstone's canvas 2D path.
+    if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
     initTools();
     // The loader's XHRs are same-origin: the session cookie goes along; reads need no CSRF header.
     initLoader({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)) });
@@ -72,17 +70,6 @@ export function initialise(): Promise<void> {
     }
   })();
   return initialised;
-}
-
-function value<T>(element: DicomJson, tag: string): T | undefined {
-  return element[tag]?.Value?.[0] as T | undefined;
-}
-
-async function dicomJson(url: string): Promise<DicomJson[]> {
-  const response = await fetch(url, { headers: { Accept: 'application/dicom+json' }, credentials: 'same-origin' });
-  if (!response.ok) throw new Error(`${response.status} ${url}`);
-  if (response.status === 204) return [];
-  return (await response.json()) as DicomJson[];
 }
 
 export interface PriorStudy {
@@ -106,23 +93,28 @@ export async function listPriors(patientId: string, except: string): Promise<Pri
     .sort((a, b) => b.date.localeCompare(a.date));
 }
 
-export async function listSeries(studyUid: string): Promise<SeriesInfo[]> {
-  const rows = await dicomJson(`/dicomweb/studies/${studyUid}/series`);
-  return rows
-    .map((row) => ({
-      seriesUid: value<string>(row, '0020000E')!,
-      number: value<number>(row, '00200011') ?? null,
-      modality: value<string>(row, '00080060') ?? '',
-      description: value<string>(row, '0008103E') ?? '',
-      instances: value<number>(row, '00201209') ?? 0,
-    }))
-    .sort((a, b) => (a.number ?? 0) - (b.number ?? 0));
+// Image ids a study's first series was opened with ahead of its viewport (preloadFirstImage),
+// taken once by show(): a later show() of the series asks the server again.
+const early = new Map<string, Promise<string[]>>();
+
+/** Start loading the image a series opens on (its middle slice), for a viewport still to be
+ * built; resolves once its request is sent (Cornerstone started, the series' metadata read). */
+export async function startFirstImage(studyUid: string, seriesUid: string): Promise<void> {
+  const ids = seriesImageIds(studyUid, seriesUid);
+  early.set(seriesUid, ids);
+  await initialise();
+  const all = await ids;
+  const middle = all[Math.floor(all.length / 2)];
+  if (!middle) return;
+  const { transferSyntaxUID } = (metaData.get(Enums.MetadataModules.TRANSFER_SYNTAX, middle) ?? {}) as { transferSyntaxUID?: string };
+  // The options StackViewport loads with (getLoaderImageOptions): the cached image is the one it shows.
+  void imageLoader.loadAndCacheImage(middle, { useRGBA: false, transferSyntaxUID } as never).catch(() => undefined);
 }
 
 /** Image ids of a series in anatomical order, with each instance's metadata handed to the loader. */
 async function seriesImageIds(studyUid: string, seriesUid: string): Promise<string[]> {
+  const instances = await dicomJson(metadataPath(studyUid, seriesUid));
   const base = `${location.origin}/dicomweb/studies/${studyUid}/series/${seriesUid}`;
-  const instances = await dicomJson(`${base}/metadata`);
   const ordered = instances
     .filter((instance) => instance['7FE00010'] !== undefined || value(instance, '00280010') !== undefined)
     .map((instance) => {
@@ -208,6 +200,10 @@ export class StackViewer {
       if (!this.firstImageSeen && this.viewport.getCurrentImageId()) {
         this.firstImageSeen = true;
         performance.mark('yy:first-image');
+        // Slice counter and window with the first image, not after setStack returns (with the
+        // frame loaded ahead, the first render can come before it).
+        this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length);
+        this.reportVoi();
         this.events.firstImage(performance.now() - this.started);
       }
     });
@@ -248,7 +244,9 @@ export class StackViewer {
   /** Show a series, starting at ``index`` (the middle by default); the rest prefetches. */
   async show(studyUid: string, seriesUid: string, index?: number): Promise<void> {
     this.stopCine();
-    this.imageIds = await seriesImageIds(studyUid, seriesUid);
+    const preloaded = early.get(seriesUid);
+    early.delete(seriesUid);
+    this.imageIds = await (preloaded ?? seriesImageIds(studyUid, seriesUid));
     performance.mark('yy:metadata');
     if (!this.imageIds.length) throw new Error('no images in this series');
     this.wanted = new Set(this.imageIds);
@@ -346,6 +344,13 @@ export class StackViewer {
     return annotation.state
       .getAllAnnotations()
       .map((item) => (item.data.handles?.points ?? []).map((point) => this.viewport.worldToCanvas(point) as [number, number]));
+  }
+
+  /** Where an image pixel (column, row; 0 at the first pixel's outer corner) of the shown slice
+   * is on the canvas, in CSS pixels (tests find the AI's region on screen with it). */
+  imageToCanvas(column: number, row: number): [number, number] {
+    const world = utilities.imageToWorldCoords(this.viewport.getCurrentImageId(), [column, row]) as Types.Point3;
+    return this.viewport.worldToCanvas(world) as [number, number];
   }
 
   private reportVoi(): void {

@@ -64,29 +64,13 @@ from pacs.service import Services, build_services  # noqa: E402
 from pacs.settings import Settings  # noqa: E402
 from reading.admin import add_reader, parse_window, set_roster  # noqa: E402
 from reading.settings import ReadingSettings  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+from tests.viewer.chromium import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from viewer.frontend import DIST  # noqa: E402
 from viewer.serve import EmbeddedService  # noqa: E402
 
 console = Console()
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "Bench-Password-2026"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager

@@ -34,6 +34,18 @@ class SiteFields(BaseModel):
     return_port: int | None = None
     report_image: bool = False
 
+    def site_fields(self) -> dict[str, Any]:
+        """The keyword arguments ``add_site`` and ``update_site`` share."""
+        return {
+            "name": self.name,
+            "tier": self.tier,
+            "contact": self.contact,
+            "return_ae_title": self.return_ae_title,
+            "return_host": self.return_host,
+            "return_port": self.return_port,
+            "return_report_image": self.report_image,
+        }
+
 
 class SiteBody(SiteFields):
     consortium: str = Field(min_length=1, max_length=200)
@@ -97,18 +109,7 @@ def create_site(request: Request, who: Authenticated, body: SiteBody) -> dict[st
             require_role(who, Role.ADMIN)
             if who.consortium_id is not None:
                 administers(session, who, body.consortium)
-            site = add_site(
-                session,
-                consortium=body.consortium,
-                name=body.name,
-                tier=body.tier,
-                contact=body.contact,
-                return_ae_title=body.return_ae_title,
-                return_host=body.return_host,
-                return_port=body.return_port,
-                return_report_image=body.report_image,
-                actor=who.username,
-            )
+            site = add_site(session, consortium=body.consortium, **body.site_fields(), actor=who.username)
             session.refresh(site)
             return _site_json(site)
     except IdentityError as exc:
@@ -121,18 +122,7 @@ def edit_site(request: Request, who: Authenticated, site_id: int, body: SiteFiel
     try:
         with unit_of_work(request) as session:
             site = _site_in_scope(session, who, site_id)
-            update_site(
-                session,
-                site,
-                name=body.name,
-                tier=body.tier,
-                contact=body.contact,
-                return_ae_title=body.return_ae_title,
-                return_host=body.return_host,
-                return_port=body.return_port,
-                return_report_image=body.report_image,
-                actor=who.username,
-            )
+            update_site(session, site, **body.site_fields(), actor=who.username)
             return _site_json(site)
     except IdentityError as exc:
         return refused(exc)

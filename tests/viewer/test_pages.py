@@ -38,22 +38,12 @@ from reading.admin import add_reader, set_roster
 from reading.settings import ReadingSettings
 from tests.conftest import free_port, require, storescu, wait_for
 from tests.reading.world import ALWAYS
+from tests.viewer.chromium import CHROMIUM, CHROMIUM_ARGS
 from viewer.frontend import DIST
 from viewer.serve import EmbeddedService
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-# What a browser must not do on a test machine: no GPU, no sandbox (root), no calls home.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "Correct-Horse-7-Battery"
 # No "=" in it: that separates a PN's alphabetic, ideographic and phonetic groups.
 XSS_NAME = "<b>Bold</b>^<script>alert(1)</script>"

@@ -264,7 +264,11 @@ def _web_balancer(world: Topology, env: dict[str, str]) -> str:
         "    retries 3\n    option redispatch 1\n"
         f"frontend https\n    bind 127.0.0.1:{port} ssl crt {bundle}\n    option forwardfor\n"
         "    http-request set-header X-Forwarded-Proto https\n    default_backend webs\n"
-        "backend webs\n    balance roundrobin\n    option httpchk GET /readyz\n"
+        # A check may take 2 s: without "timeout check" it is the 300 ms interval, and under a
+        # full ingest load both webs' /readyz (index + store) ran longer, so HAProxy took both
+        # out and answered 503 (seen in test_load). A killed web is still out in ≈ 0.6 s: its
+        # refused connection fails the check at once.
+        "backend webs\n    balance roundrobin\n    option httpchk GET /readyz\n    timeout check 2s\n"
         "    http-response set-header X-Served-By %[srv_name]\n"
         "    retry-on conn-failure empty-response response-timeout\n"
         "    http-request disable-l7-retry unless METH_GET || METH_HEAD\n"

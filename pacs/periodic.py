@@ -9,6 +9,7 @@ goes on. Subclasses name further expected failures in ``expected``.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 import structlog
 
@@ -18,7 +19,7 @@ from pacs.storage.base import StoreUnavailable
 log = structlog.get_logger(__name__)
 
 
-class Periodic:
+class Periodic(ABC):
     expected: tuple[type[Exception], ...] = (IndexUnavailable, StoreUnavailable)
 
     def __init__(self, name: str, interval_s: float, *, join_s: float = 10.0) -> None:
@@ -28,8 +29,9 @@ class Periodic:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    @abstractmethod
     def round(self) -> None:
-        raise NotImplementedError
+        """The work of one round; what it raises is handled by ``run_round``."""
 
     def start(self) -> None:
         self._thread.start()

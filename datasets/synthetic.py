@@ -173,6 +173,9 @@ class PatientSpec:
     name: str
     birth_date: str  # YYYYMMDD
     sex: Literal["M", "F", "O"]
+    # (ID, issuer) pairs written to Other Patient IDs Sequence (0010,1002), e.g. the resident
+    # identity card number under the issuer pacs/patients.py matches on.
+    other_ids: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,15 @@ def _set_patient_study(ds: Dataset, patient: PatientSpec, resolved: _Study, stud
     ds.PatientID = patient.patient_id
     ds.PatientBirthDate = patient.birth_date
     ds.PatientSex = patient.sex
+    if patient.other_ids:
+        items = []
+        for other_id, issuer in patient.other_ids:
+            item = Dataset()
+            item.PatientID = other_id
+            item.IssuerOfPatientID = issuer
+            item.TypeOfPatientID = "TEXT"  # PS3.3 C.7.1.1: TEXT, RFID or BARCODE
+            items.append(item)
+        ds.OtherPatientIDsSequence = items
     ds.PatientAge = _age(patient.birth_date, resolved.date)
     ds.StudyInstanceUID = study_uid
     ds.StudyDate = resolved.date

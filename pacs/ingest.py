@@ -31,6 +31,7 @@ from pacs.index.models import Alert, Instance, Patient, Quarantine, Series, Stud
 from pacs.index.types import UTCDateTime, utcnow
 from pacs.metrics import INGEST_SECONDS, INSTANCES, RECEIVED_BYTES
 from pacs.part10 import Inspected, Malformed, file_sha256, inspect_part10
+from pacs.patients import identity_values, refresh_identity
 from pacs.storage import BlobStore, StoreUnavailable, object_key
 
 log = structlog.get_logger(__name__)
@@ -657,7 +658,10 @@ def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, objec
             patient_name=tags["patient_name"],
             birth_date=tags["birth_date"],
             sex=tags["sex"],
+            **identity_values(tags),
         )
         session.add(patient)
         session.flush()
+    else:
+        refresh_identity(patient, tags)
     return patient

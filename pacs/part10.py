@@ -27,6 +27,7 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
 from pacs.lossless import content_sha256
+from pacs.patients import national_id_of
 
 # A modality's odd VR or value must not stop us from indexing its data: we store bytes as
 # received and only read the tags we index. Validation is ours (below), not pydicom's.
@@ -309,6 +310,7 @@ def _inspect(handle: BinaryIO, path: Path, assumed_charset: str | None) -> Inspe
         "patient_name": _text(ds, "PatientName", 320),
         "birth_date": _text(ds, "PatientBirthDate", 8),
         "sex": _text(ds, "PatientSex", 16),
+        "national_id": national_id_of(ds),
         "study_date": _text(ds, "StudyDate", 8),
         "study_time": _text(ds, "StudyTime", 32),
         "accession_number": _text(ds, "AccessionNumber", 64),

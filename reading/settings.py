@@ -19,6 +19,9 @@ class ReadingSettings(BaseSettings):
     reading_auto_escalate: bool = True
     # Give a new task straight to the on-duty reader (of its tier) who may read it and holds the fewest tasks.
     reading_auto_assign: bool = False
+    # A prior study of the task's patient at a site the reader does not read for opens to him as
+    # a break-glass ("prior for task N") for this long (reading/api/priors.py).
+    prior_access_hours: int = Field(default=4, gt=0, le=24)
     # 危急值: the site must acknowledge a critical result within this, else the duty officer is alerted.
     critical_ack_minutes: int = Field(default=15, gt=0)
     # Adapters told of every critical result besides the site portal, e.g. '["acme.sms:Notifier"]'.

@@ -288,6 +288,10 @@ class Patient(Base):
     patient_name: Mapped[str | None] = mapped_column(String(320))
     birth_date: Mapped[str | None] = mapped_column(String(8))
     sex: Mapped[str | None] = mapped_column(String(16))
+    # The same person at the consortium's other sites (pacs/patients.py): his resident identity
+    # card number, and a digest of normalised name + birth date + sex (both NULL when unknown).
+    national_id: Mapped[str | None] = mapped_column(String(18), index=True)
+    demographics_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class Study(Base):

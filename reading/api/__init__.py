@@ -10,6 +10,7 @@ from reading.api import (
     ai,
     audit,
     peer,
+    priors,
     qa,
     qa_reports,
     reports,
@@ -27,6 +28,7 @@ router.include_router(admin.router)
 router.include_router(admin_sites.router)
 router.include_router(admin_users.router)
 router.include_router(access.router)
+router.include_router(priors.router)
 router.include_router(audit.router)
 # QA downloads (CSV, XLSX, the monthly PDF) are audited as exports.
 for exported in (qa.router, peer.router, qa_reports.router):

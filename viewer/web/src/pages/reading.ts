@@ -7,7 +7,7 @@ import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
 import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
 import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
-import { PRESETS, StackViewer, initialise, listPriors, startFirstImage, type PriorStudy, type Measurement, type ToolKey } from '../viewer/stack';
+import { PRESETS, StackViewer, initialise, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -26,6 +26,18 @@ interface AiFinding {
   explanation?: string;
   location: AiLocation[];
   agree: boolean | null;
+}
+
+/** A prior study of the task's patient at any site of the consortium (GET /api/tasks/{id}/priors). */
+interface Prior {
+  study_uid: string;
+  study_date: string | null;
+  site: string;
+  modalities: string;
+  description: string | null;
+  instances: number;
+  basis: 'same_id' | 'national_id' | 'probable';
+  open: boolean; // within the reader's sites already; else opening it is an audited break-glass
 }
 
 interface Report extends ReportContent {
@@ -231,8 +243,9 @@ export const readingPage: Page = async (root, params) => {
   }
 
   // ----------------------------------------------------------------- priors (1×2)
-  // Earlier studies of the same patient ID beside the current one, scrolled with it (same
-  // relative place in the stack) unless the reader unticks the sync.
+  // Earlier studies of the same patient from any site of the consortium (the same Patient ID,
+  // the same ID card, or probably the same person) beside the current one, scrolled with it
+  // (same relative place in the stack) unless the reader unticks the sync.
   const priorsBox = h('div', { class: 'priors', id: 'priors' });
   const priorElement = h('div', { class: 'viewport', id: 'prior-viewport' }) as HTMLDivElement;
   const priorLabel = h('span', { id: 'prior-label' });
@@ -258,10 +271,17 @@ export const readingPage: Page = async (root, params) => {
     priorCell.hidden = true;
   }
 
-  async function openPrior(one: PriorStudy): Promise<void> {
+  async function openPrior(one: Prior): Promise<void> {
     closePrior();
+    if (!one.open) {
+      // Another site's study: the server opens it to this reader for this task (break-glass, audited).
+      await api('POST', `/api/tasks/${task.id}/priors/${one.study_uid}/open`);
+      one.open = true;
+    }
     priorCell.hidden = false;
-    priorLabel.textContent = t('viewer.prior_of', { date: dicomDate(one.date), what: `${one.modalities} ${one.description}` });
+    const what = `${one.modalities} ${one.description ?? ''}`;
+    priorLabel.textContent = t('viewer.prior_of', { date: dicomDate(one.study_date ?? ''), site: one.site, what });
+    if (one.basis === 'probable') priorLabel.textContent += ` · ${t('prior.basis.probable')}`;
     prior = await StackViewer.create(priorElement, {
       slice: (index, total) => (priorSlice.textContent = t('viewer.slice', { n: index + 1, total })),
       voi: () => undefined,
@@ -269,9 +289,9 @@ export const readingPage: Page = async (root, params) => {
       firstImage: () => undefined,
       loaded: () => undefined,
     });
-    const series = (await listSeries(one.studyUid)).filter((s) => !NO_PIXELS.has(s.modality));
+    const series = (await listSeries(one.study_uid)).filter((s) => !NO_PIXELS.has(s.modality));
     if (!series.length) throw new Error(t('viewer.no_images'));
-    await prior.show(one.studyUid, series[0].seriesUid);
+    await prior.show(one.study_uid, series[0].seriesUid);
     prior.reset(); // fitted to its half of the screen, not to the size it was created at
     if (viewer && syncBox.checked) await prior.follow(viewer.position);
   }
@@ -626,24 +646,30 @@ export const readingPage: Page = async (root, params) => {
         ),
       );
     }
-    if (study.patient_id) {
-      void listPriors(study.patient_id, task.study_uid)
-        .then((priors) => {
-          if (!priors.length) return;
-          priorsBox.append(
-            h('h4', {}, t('viewer.priors')),
-            ...priors.map((one) =>
-              h(
-                'button',
-                { class: 'prior-study', 'data-study': one.studyUid, onclick: () => void openPrior(one).catch((e) => say(String(e), true)) },
-                h('span', {}, dicomDate(one.date)),
-                h('small', {}, `${one.modalities} ${one.description}`),
-              ),
+    void api<{ priors: Prior[] }>('GET', `/api/tasks/${task.id}/priors`)
+      .then(({ priors }) => {
+        if (!priors.length) return;
+        priorsBox.append(
+          h('h4', {}, t('viewer.priors')),
+          ...priors.map((one) =>
+            h(
+              'button',
+              {
+                class: `prior-study basis-${one.basis}`,
+                'data-study': one.study_uid,
+                'data-basis': one.basis,
+                title: one.open ? null : t('prior.elsewhere'),
+                onclick: () => void openPrior(one).catch((e) => say(String(e), true)),
+              },
+              h('span', {}, dicomDate(one.study_date ?? '')),
+              h('small', { class: 'prior-site' }, one.site),
+              h('small', {}, `${one.modalities} ${one.description ?? ''} · ${t('viewer.images', { n: one.instances })}`),
+              h('small', { class: `prior-basis ${one.basis}` }, t(`prior.basis.${one.basis}`)),
             ),
-          );
-        })
-        .catch(() => undefined);
-    }
+          ),
+        );
+      })
+      .catch(() => undefined);
     const first = firstSeries(series);
     if (first) await showSeries(first);
     else say(t('viewer.no_images'), true);

@@ -72,27 +72,6 @@ export function initialise(): Promise<void> {
   return initialised;
 }
 
-export interface PriorStudy {
-  studyUid: string;
-  date: string;
-  modalities: string;
-  description: string;
-}
-
-/** The other studies of the patient (same patient ID) the caller may see, newest first. */
-export async function listPriors(patientId: string, except: string): Promise<PriorStudy[]> {
-  const rows = await dicomJson(`/dicomweb/studies?PatientID=${encodeURIComponent(patientId)}`);
-  return rows
-    .map((row) => ({
-      studyUid: value<string>(row, '0020000D')!,
-      date: value<string>(row, '00080020') ?? '',
-      modalities: ((row['00080061']?.Value as string[] | undefined) ?? []).join(' '),
-      description: value<string>(row, '00081030') ?? '',
-    }))
-    .filter((prior) => prior.studyUid !== except)
-    .sort((a, b) => b.date.localeCompare(a.date));
-}
-
 // Image ids a study's first series was opened with ahead of its viewport (preloadFirstImage),
 // taken once by show(): a later show() of the series asks the server again.
 const early = new Map<string, Promise<string[]>>();

@@ -42,6 +42,8 @@ API: Final[dict[tuple[str, str], tuple[int | str, ...]]] = {
     ("POST", "/api/worklist/next"):                   (NO,   OK,    NO,   NO,   ANON),
     ("GET", "/api/tasks/{task}"):                     (NO,   200,   NO,   NO,   ANON),
     ("GET", "/api/tasks/{task}/ai-findings"):         (NO,   200,   NO,   NO,   ANON),
+    ("GET", "/api/tasks/{task}/priors"):              (NO,   200,   NO,   NO,   ANON),
+    ("POST", "/api/tasks/{task}/priors/{study}/open"): (NO,   OK,    NO,   NO,   ANON),  # its own study: no prior, 404
     ("POST", "/api/tasks/{task}/claim"):              (NO,   OK,    NO,   NO,   ANON),
     ("POST", "/api/tasks/{task}/renew"):              (NO,   OK,    NO,   NO,   ANON),
     ("PUT", "/api/tasks/{task}/report"):              (NO,   OK,    NO,   NO,   ANON),

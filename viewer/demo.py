@@ -16,6 +16,7 @@ from pacs.identity.passwords import login_candidate, password_accepted, set_pass
 from pacs.identity.sites import add_site, add_site_ae
 from pacs.identity.users import add_user, create_token
 from pacs.index.models import Role, Site, User
+from pacs.patients import NATIONAL_ID_ISSUER
 from pacs.settings import Settings
 from reading.admin import add_reader, parse_window, set_roster
 from reading.models import Reader
@@ -118,6 +119,9 @@ def seed_readers(session: Session) -> list[str]:
     return created
 
 
+# 王桂英's resident identity card number (a made-up one, with a valid check character).
+DEMO_RESIDENT_ID = "32098119550304262X"
+
 DEMO_ADMIN = "demo-admin"
 DEMO_SITE_ACCOUNT = "demo-fudong"
 DEMO_TOKEN_SITE = "Fudong Health Centre"
@@ -212,11 +216,19 @@ def generate_demo_studies(root: Path, *, ct_slices: int = 40) -> list[DemoStudy]
     """Write the demo studies under ``root`` once (seeded, so re-runs reuse them)."""
     from datasets import lesions, synthetic
 
+    # 王桂英 is FD0071 at Fudong and DT0309112 at the county hospital; both record her resident ID
+    # card number (Other Patient IDs, issuer CN-RIC): the county's study is her prior (issue F).
+    wang_at = {
+        site_id: synthetic.PatientSpec(
+            site_id, "王^桂英", "19550304", "F", other_ids=((DEMO_RESIDENT_ID, NATIONAL_ID_ISSUER),)
+        )
+        for site_id in ("FD0071", "DT0309112")
+    }
     plans = [
         (
             "FUDONG_CT",
             "CT abdomen, 71-year-old, Fudong",
-            "fudong-ct-abdomen",
+            "fudong-ct-abdomen-id",
             lambda: synthetic.ct_series(
                 "abdomen",
                 ct_slices,
@@ -229,7 +241,26 @@ def generate_demo_studies(root: Path, *, ct_slices: int = 40) -> list[DemoStudy]
                     study_description="CT ABDOMEN PLAIN",
                     charset="GB18030",
                 ),
-                patient=synthetic.PatientSpec("FD0071", "王^桂英", "19550304", "F"),
+                patient=wang_at["FD0071"],
+            ),
+        ),
+        (
+            "DONGTAI_PACS",
+            "CT abdomen a year earlier, the same patient (another patient ID, the same ID card), county hospital",
+            "dongtai-ct-abdomen-prior",
+            lambda: synthetic.ct_series(
+                "abdomen",
+                max(10, ct_slices // 2),
+                seed=70,
+                study=synthetic.StudySpec(
+                    institution_name="Dongtai People's Hospital",
+                    station_name="DONGTAI_CT",
+                    accession_number="DT20251015042",
+                    referring_physician="陈^立",
+                    study_description="CT ABDOMEN PLAIN",
+                    study_date="20251015",
+                ),
+                patient=wang_at["DT0309112"],
             ),
         ),
         (

@@ -9,10 +9,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from pacs.identity.users import authenticate
 from pacs.index.db import make_engine, make_sessionmaker, transaction
+from pacs.index.models import Patient
 from tests.conftest import free_port, receiver_env, yunying
+from viewer.demo import DEMO_RESIDENT_ID
 
 
 @pytest.mark.slow
@@ -22,7 +25,7 @@ def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
     done = yunying("demo", "--exit-after-push", "--ct-slices", "6", env=env, timeout=280)
     assert "(0 failed)" in done.stdout, done.stdout + done.stderr
     studies = [json.loads(line) for line in yunying("study", "list", "--json", env=env).stdout.splitlines()]
-    assert len(studies) == 5
+    assert len(studies) == 6
     assert {s["state"] for s in studies} == {"stable"}
     by_site = {s["site"]: s for s in studies}
     # The AI pre-screen adds its SR to a study as a derived series once it has run (the demo may
@@ -34,7 +37,7 @@ def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
     # Sent as GBK bytes with no (0008,0005); RENJI_CT's site AE assumes GB18030.
     assert all("\u4e00" <= ch <= "\u9fff" or ch == "^" for ch in renji["patient_name"]), renji["patient_name"]
     stable = [json.loads(line) for line in yunying("changes", "--kind", "study.stable", env=env).stdout.splitlines()]
-    assert len(stable) == 5
+    assert len(stable) == 6
 
     # Tokens to try the API at once: files readable by the owner only, a consortium admin's
     # scope (every demo site) and the Fudong site's (one site).
@@ -47,6 +50,10 @@ def test_demo_pushes_studies_that_become_stable(tmp_path: Path) -> None:
         with transaction(make_sessionmaker(engine)) as session:
             admin = authenticate(session, tokens["demo-admin-token"].read_text().strip())
             site = authenticate(session, tokens["demo-site-token"].read_text().strip())
+            # 王桂英 at Fudong and at the county hospital: two patient IDs, one ID card (issue F's priors).
+            same_card = session.scalars(select(Patient).where(Patient.national_id == DEMO_RESIDENT_ID)).all()
+            assert sorted(p.patient_id for p in same_card) == ["DT0309112", "FD0071"]
+            assert len({p.site_id for p in same_card}) == 2
     finally:
         engine.dispose()
     assert admin is not None and site is not None

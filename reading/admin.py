@@ -17,7 +17,7 @@ from pacs.index.db import append_change
 from pacs.index.models import Consortium, Role, Site, Tier
 from pacs.index.types import utcnow
 from reading import events
-from reading.errors import Conflict, Invalid, NotFound
+from reading.errors import Conflict, Invalid, NotFound, Refused
 from reading.models import (
     Priority,
     Reader,
@@ -36,6 +36,7 @@ from reading.worklist.tasks import update_route
 
 MODALITIES = frozenset({"CT", "DX", "CR", "MR", "MG", "US", "XA", "RF", "NM", "PT"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_SLA_MINUTES = 60 * 24 * 30
 
 
 def _consortium(session: Session, name: str) -> Consortium:
@@ -63,6 +64,45 @@ def find_reader(session: Session, username: str) -> Reader:
     return reader
 
 
+def _reading_tier(tier: str, field: str) -> None:
+    if tier not in {t.value for t in ReadingTier}:
+        raise Refused(f"a reading tier is county or provincial, not {tier!r}", code="reading_tier_invalid", field=field)
+
+
+def _modalities(modalities: Sequence[str]) -> list[str]:
+    """The credentialed modalities, upper-cased; ``Refused`` when none or one is unknown."""
+    wanted = [m.strip().upper() for m in modalities if m.strip()]
+    unknown = [m for m in wanted if m not in MODALITIES]
+    if not wanted or unknown:
+        raise Refused(
+            f"credentialed modalities must be some of {', '.join(sorted(MODALITIES))} (got {unknown or 'none'})",
+            code="modalities_invalid",
+            field="modalities",
+            known=" ".join(sorted(MODALITIES)),
+        )
+    return wanted
+
+
+def _modality(modality: str | None) -> str | None:
+    if not modality:
+        return None
+    if modality.strip().upper() not in MODALITIES:
+        raise Refused(
+            f"a modality is one of {', '.join(sorted(MODALITIES))}, not {modality!r}",
+            code="modality_invalid",
+            field="modality",
+            modality=modality,
+        )
+    return modality.strip().upper()
+
+
+def _priority(priority: str | None, field: str) -> None:
+    if priority is not None and priority not in {p.value for p in Priority}:
+        raise Refused(
+            f"priority must be one of {', '.join(p.value for p in Priority)}", code="priority_invalid", field=field
+        )
+
+
 def add_reader(
     session: Session,
     *,
@@ -79,14 +119,8 @@ def add_reader(
     """Create a reader (and his ``reader`` user when new). He reads for the given sites and
     consortiums; with neither, for his own consortium. Raises ``Invalid`` on a bad tier or
     modality, ``NotFound`` on an unknown consortium or site."""
-    if tier not in {t.value for t in ReadingTier}:
-        raise Invalid(f"a reader's tier is county or provincial, not {tier!r}")
-    wanted = [m.strip().upper() for m in modalities if m.strip()]
-    unknown = [m for m in wanted if m not in MODALITIES]
-    if not wanted or unknown:
-        raise Invalid(
-            f"credentialed modalities must be some of {', '.join(sorted(MODALITIES))} (got {unknown or 'none'})"
-        )
+    _reading_tier(tier, "tier")
+    wanted = _modalities(modalities)
     home = _consortium(session, consortium)
     try:
         user = find_user(session, username)
@@ -101,11 +135,16 @@ def add_reader(
                 actor=actor,
             )
         except IdentityError as exc:
-            raise Invalid(str(exc)) from None
+            raise Refused(str(exc), code=exc.code, field=exc.field, **exc.params) from None
     if user.role != Role.READER:
-        raise Invalid(f"user {username!r} has role {user.role}; a reader needs role reader")
+        raise Refused(
+            f"user {username!r} has role {user.role}; a reader needs role reader",
+            code="user_not_reader",
+            field="username",
+            username=username,
+        )
     if session.scalar(select(Reader.id).where(Reader.user_id == user.id)) is not None:
-        raise Invalid(f"{username!r} is a reader already")
+        raise Refused(f"{username!r} is a reader already", code="reader_exists", field="username", username=username)
     reader = Reader(
         user_id=user.id,
         consortium_id=home.id,
@@ -137,6 +176,36 @@ def add_reader(
     return reader
 
 
+def update_reader(
+    session: Session,
+    reader: Reader,
+    *,
+    tier: str,
+    modalities: Sequence[str],
+    body_parts: Sequence[str] = (),
+    active: bool = True,
+    actor: str = "cli",
+) -> dict[str, list[object]]:
+    """Change a reader's tier, credentials or whether he reads at all (his login stays as it is);
+    returns what changed, as ``{field: [before, after]}``, audited as ``reader.changed``. The
+    tasks he has claimed stay his; new ones follow the new profile. Raises ``Refused`` on a bad
+    tier or modality."""
+    _reading_tier(tier, "tier")
+    after: dict[str, object] = {
+        "tier": tier,
+        "modalities": _modalities(modalities),
+        "body_parts": [b.strip().upper() for b in body_parts if b.strip()],
+        "active": active,
+    }
+    changed = {name: [getattr(reader, name), value] for name, value in after.items() if getattr(reader, name) != value}
+    if changed:
+        for name, value in after.items():
+            setattr(reader, name, value)
+        session.flush()
+        append_change(session, events.READER_CHANGED, actor=actor, reader_id=reader.id, changed=changed)
+    return changed
+
+
 @dataclass(frozen=True)
 class WindowSpec:
     start: str  # HH:MM
@@ -145,14 +214,19 @@ class WindowSpec:
     on_date: str | None = None  # YYYY-MM-DD
 
 
+def _bad_window(text: str, message: str) -> Refused:
+    return Refused(message, code="roster_window_invalid", field="windows", window=text)
+
+
 def parse_window(text: str) -> WindowSpec:
     """``mon 08:00-17:30``, ``daily 20:00-08:00`` or ``2026-12-01 08:00-20:00``."""
     try:
         when, span = text.split()
         start, end = span.split("-")
     except ValueError:
-        raise Invalid(
-            f"a roster window is like 'mon 08:00-17:30', 'daily 20:00-08:00' or '2026-12-01 08:00-20:00', not {text!r}"
+        raise _bad_window(
+            text,
+            f"a roster window is like 'mon 08:00-17:30', 'daily 20:00-08:00' or '2026-12-01 08:00-20:00', not {text!r}",
         ) from None
     when = when.lower()
     if when == "daily":
@@ -160,6 +234,10 @@ def parse_window(text: str) -> WindowSpec:
     if when in WEEKDAYS:
         return WindowSpec(start, end, weekday=when)
     return WindowSpec(start, end, on_date=when)
+
+
+def _window_text(spec: WindowSpec) -> str:
+    return f"{spec.weekday or spec.on_date or 'daily'} {spec.start}-{spec.end}"
 
 
 def set_roster(
@@ -174,11 +252,11 @@ def set_roster(
             if spec.on_date is not None:
                 date.fromisoformat(spec.on_date)
         except ValueError as exc:
-            raise Invalid(str(exc)) from None
+            raise _bad_window(_window_text(spec), str(exc)) from None
         if spec.weekday is not None and spec.weekday not in WEEKDAYS:
-            raise Invalid(f"a weekday is one of {', '.join(WEEKDAYS)}, not {spec.weekday!r}")
+            raise _bad_window(_window_text(spec), f"a weekday is one of {', '.join(WEEKDAYS)}, not {spec.weekday!r}")
         if spec.start == spec.end:
-            raise Invalid(f"window {spec.start}-{spec.end} is empty")
+            raise _bad_window(_window_text(spec), f"window {spec.start}-{spec.end} is empty")
         rows.append(
             RosterWindow(
                 reader_id=reader.id,
@@ -240,16 +318,20 @@ def add_rule(
 ) -> RoutingRule:
     """A routing rule; it must match on something and do something."""
     owner = _consortium(session, consortium)
+    if not name.strip() or len(name) > 100:
+        raise Refused("a rule's name is 1-100 characters", code="rule_name_invalid", field="name")
     if site_tier is not None and site_tier not in {t.value for t in Tier}:
-        raise Invalid(f"site tier must be one of {', '.join(t.value for t in Tier)}")
-    if to_tier is not None and to_tier not in {t.value for t in ReadingTier}:
-        raise Invalid("a rule routes to the county or the provincial tier")
-    if min_priority is not None and min_priority not in {p.value for p in Priority}:
-        raise Invalid(f"priority must be one of {', '.join(p.value for p in Priority)}")
+        raise Refused(
+            f"site tier must be one of {', '.join(t.value for t in Tier)}", code="tier_invalid", field="site_tier"
+        )
+    if to_tier is not None:
+        _reading_tier(to_tier, "to_tier")
+    _priority(min_priority, "min_priority")
+    modality = _modality(modality)
     if not any((site, site_tier, modality, body_part)):
-        raise Invalid("a rule must match on a site, a site tier, a modality or a body part")
+        raise Refused("a rule must match on a site, a site tier, a modality or a body part", code="rule_match_needed")
     if not any((to_tier, to_group, min_priority)):
-        raise Invalid("a rule must set a tier, a group or a minimum priority")
+        raise Refused("a rule must set a tier, a group or a minimum priority", code="rule_action_needed")
     group_id = None
     if to_group is not None:
         group_id = session.scalar(
@@ -263,7 +345,7 @@ def add_rule(
         name=name,
         site_id=_site(session, site).id if site else None,
         site_tier=site_tier,
-        modality=modality.upper() if modality else None,
+        modality=modality,
         body_part=body_part.upper() if body_part else None,
         to_tier=to_tier,
         to_group_id=group_id,
@@ -275,15 +357,29 @@ def add_rule(
     return rule
 
 
+def set_rule_active(session: Session, rule: RoutingRule, active: bool, *, actor: str = "cli") -> bool:
+    """Disable a routing rule (routing skips it from the next study on; tasks it routed stay
+    where they are) or enable it again. Returns whether anything changed."""
+    if rule.active == active:
+        return False
+    rule.active = active
+    append_change(session, events.ROUTING_RULE_CHANGED, actor=actor, rule_id=rule.id, name=rule.name, active=active)
+    return True
+
+
 def set_sla(
     session: Session, *, consortium: str, priority: str, minutes: int, modality: str | None = None, actor: str = "cli"
 ) -> SlaRule:
     owner = _consortium(session, consortium)
-    if priority not in {p.value for p in Priority}:
-        raise Invalid(f"priority must be one of {', '.join(p.value for p in Priority)}")
-    if not 0 < minutes <= 60 * 24 * 30:
-        raise Invalid("an SLA is between 1 minute and 30 days")
-    modality = modality.upper() if modality else None
+    _priority(priority, "priority")
+    if not 0 < minutes <= MAX_SLA_MINUTES:
+        raise Refused(
+            f"an SLA is between 1 minute and 30 days ({MAX_SLA_MINUTES} minutes), not {minutes}",
+            code="sla_minutes_invalid",
+            field="minutes",
+            max=MAX_SLA_MINUTES,
+        )
+    modality = _modality(modality)
     row = session.scalar(
         select(SlaRule).where(
             SlaRule.consortium_id == owner.id,

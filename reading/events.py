@@ -35,6 +35,8 @@ DELIVERY_ACKNOWLEDGED: Final = "delivery.acknowledged"  # a site that pulls its 
 READER_ADDED: Final = "reader.added"
 ROSTER_CHANGED: Final = "roster.changed"
 ROUTING_RULE_ADDED: Final = "routing_rule.added"
+ROUTING_RULE_CHANGED: Final = "routing_rule.changed"  # enabled or disabled
+READER_CHANGED: Final = "reader.changed"  # tier, credentials or active
 SLA_CHANGED: Final = "sla.changed"
 READING_GROUP_CHANGED: Final = "reading_group.changed"
 READING_REQUESTED: Final = "reading.requested"  # a site asked for a priority or a second opinion
@@ -49,4 +51,12 @@ PEER_QA_OPENED: Final = "peer.qa_opened"  # a 3b score entered the QA review que
 PEER_QA_CLOSED: Final = "peer.qa_closed"  # QA closed the case with an outcome
 
 # Reading's administrative changes are access-audit records too (pacs.events.ADMINISTRATIVE).
-administrative(READER_ADDED, ROSTER_CHANGED, ROUTING_RULE_ADDED, SLA_CHANGED, READING_GROUP_CHANGED)
+administrative(
+    READER_ADDED,
+    READER_CHANGED,
+    ROSTER_CHANGED,
+    ROUTING_RULE_ADDED,
+    ROUTING_RULE_CHANGED,
+    SLA_CHANGED,
+    READING_GROUP_CHANGED,
+)

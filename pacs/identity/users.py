@@ -24,6 +24,7 @@ from pacs.index.types import utcnow
 
 TOKEN_PREFIX = "yy_"
 DEFAULT_TOKEN_DAYS = 365
+MAX_TOKEN_DAYS = 3650  # ten years: a forgotten token should still end some day
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,16 @@ def create_token(
 ) -> tuple[ApiToken, str]:
     """A new token for ``user``; returns the row and the token itself, which is never stored."""
     if not user.active:
-        raise IdentityError(f"user {user.username!r} is deactivated")
-    if days is not None and days <= 0:
-        raise IdentityError("a token's lifetime is at least one day")
+        raise IdentityError(
+            f"user {user.username!r} is deactivated", code="user_inactive", field="account", username=user.username
+        )
+    if days is not None and not 0 < days <= MAX_TOKEN_DAYS:
+        raise IdentityError(
+            f"a token's lifetime is 1 to {MAX_TOKEN_DAYS} days, not {days}",
+            code="token_days_invalid",
+            field="days",
+            max=MAX_TOKEN_DAYS,
+        )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     row = ApiToken(
@@ -163,7 +171,7 @@ def create_token(
 def revoke_token(session: Session, token_id: int, *, actor: str = "cli") -> ApiToken:
     row = session.get(ApiToken, token_id)
     if row is None:
-        raise IdentityError(f"no token with id {token_id} (see `yunying token list`)")
+        raise IdentityError(f"no token with id {token_id} (see `yunying token list`)", code="token_unknown")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         append_change(session, events.TOKEN_REVOKED, actor=actor, token_id=token_id)

@@ -6,6 +6,7 @@ from reading.api import (
     access,
     admin,
     admin_sites,
+    admin_tokens,
     admin_users,
     ai,
     audit,
@@ -27,6 +28,7 @@ router.include_router(site.router)
 router.include_router(admin.router)
 router.include_router(admin_sites.router)
 router.include_router(admin_users.router)
+router.include_router(admin_tokens.router)
 router.include_router(access.router)
 router.include_router(priors.router)
 router.include_router(audit.router)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,10 +18,31 @@ from pacs.dicomweb.auth import Authenticated
 from pacs.identity.users import Principal
 from pacs.index.models import Consortium, Role, Site, User
 from pacs.index.types import utcnow
-from reading.admin import WEEKDAYS, WindowSpec, add_group, add_reader, add_rule, parse_window, set_roster, set_sla
-from reading.api.deps import require_role, unit_of_work
-from reading.errors import NotFound, OutOfScope
-from reading.models import Delivery, DeliveryState, Reader, ReadingTask, RosterWindow, RoutingRule, SlaRule, TaskState
+from reading.admin import (
+    WEEKDAYS,
+    WindowSpec,
+    add_group,
+    add_reader,
+    add_rule,
+    parse_window,
+    set_roster,
+    set_rule_active,
+    set_sla,
+    update_reader,
+)
+from reading.api.deps import refused, require_role, unit_of_work
+from reading.errors import NotFound, OutOfScope, Refused
+from reading.models import (
+    Delivery,
+    DeliveryState,
+    Reader,
+    ReadingGroup,
+    ReadingTask,
+    RosterWindow,
+    RoutingRule,
+    SlaRule,
+    TaskState,
+)
 from reading.worklist.readers import readers_serving
 from reading.worklist.transitions import OPEN_STATES
 
@@ -43,18 +65,42 @@ def administers(
             raise OutOfScope(f"site {name!r} is not in the consortium you administer")
 
 
+def home_consortium(session: Session, who: Principal, name: str | None) -> str:
+    """The consortium a change is for: the one named, or the admin's own when left out."""
+    if name:
+        return name
+    if who.consortium_id is None:
+        raise Refused("name the consortium", code="consortium_needed", field="consortium")
+    return session.get_one(Consortium, who.consortium_id).name
+
+
+def _reader_in_scope(session: Session, who: Principal, username: str) -> Reader:
+    require_role(who, Role.ADMIN)
+    reader = session.scalar(select(Reader).join(User, User.id == Reader.user_id).where(User.username == username))
+    if reader is None or (who.consortium_id is not None and reader.consortium_id != who.consortium_id):
+        raise NotFound(f"no reader {username!r} in the consortium you administer")
+    return reader
+
+
 def _day(window: RosterWindow) -> str:
     if window.weekday is not None:
         return WEEKDAYS[window.weekday]
     return window.on_date or "daily"
 
 
-class ReaderBody(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    consortium: str
+class ReaderProfile(BaseModel):
     tier: str
     modalities: list[str]
     body_parts: list[str] = Field(default_factory=list)
+
+
+class ReaderChange(ReaderProfile):
+    active: bool = True
+
+
+class ReaderBody(ReaderProfile):
+    username: str = Field(min_length=1, max_length=64)
+    consortium: str | None = Field(default=None, description="The reader's home; a consortium's admin: his own")
     reads_for_sites: list[str] = Field(default_factory=list)
     reads_for_consortiums: list[str] = Field(default_factory=list)
     display_name: str | None = None
@@ -86,14 +132,25 @@ def list_readers(request: Request, who: Authenticated) -> list[dict[str, Any]]:
         return answer
 
 
-@router.post("/readers", status_code=201)
-def create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any]:
+@router.post("/readers", status_code=201, response_model=None)
+def create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any] | JSONResponse:
+    """Make a user a reader (creating his ``reader`` user when new), with a tier, credentials,
+    the sites or consortiums he reads for (his own consortium when none) and a roster."""
+    try:
+        return _create_reader(request, who, body)
+    except Refused as exc:
+        return refused(exc)
+
+
+def _create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        administers(session, who, body.consortium, sites=body.reads_for_sites, consortiums=body.reads_for_consortiums)
+        require_role(who, Role.ADMIN)
+        consortium = home_consortium(session, who, body.consortium)
+        administers(session, who, consortium, sites=body.reads_for_sites, consortiums=body.reads_for_consortiums)
         reader = add_reader(
             session,
-            username=body.username,
-            consortium=body.consortium,
+            username=body.username.strip(),
+            consortium=consortium,
             tier=body.tier,
             modalities=body.modalities,
             body_parts=body.body_parts,
@@ -103,26 +160,49 @@ def create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dic
             actor=who.username,
         )
         if body.roster:
-            set_roster(session, body.username, [parse_window(w) for w in body.roster], actor=who.username)
-        return {"id": reader.id, "username": body.username, "tier": reader.tier}
+            set_roster(session, body.username.strip(), [parse_window(w) for w in body.roster], actor=who.username)
+        return {"id": reader.id, "username": body.username.strip(), "tier": reader.tier}
+
+
+@router.put("/readers/{username}", response_model=None)
+def edit_reader(
+    request: Request, who: Authenticated, username: str, body: ReaderChange
+) -> dict[str, Any] | JSONResponse:
+    """Change a reader's tier, credentialed modalities and body parts, or take him off reading
+    (``active``: false; his login stays). Audited as ``reader.changed`` with before and after."""
+    try:
+        with unit_of_work(request) as session:
+            reader = _reader_in_scope(session, who, username)
+            changed = update_reader(
+                session,
+                reader,
+                tier=body.tier,
+                modalities=body.modalities,
+                body_parts=body.body_parts,
+                active=body.active,
+                actor=who.username,
+            )
+            return {"username": username, "tier": reader.tier, "modalities": reader.modalities, "changed": changed}
+    except Refused as exc:
+        return refused(exc)
 
 
 class RosterBody(BaseModel):
     windows: list[str]
 
 
-@router.put("/readers/{username}/roster")
-def put_roster(request: Request, who: Authenticated, username: str, body: RosterBody) -> dict[str, Any]:
-    require_role(who, Role.ADMIN)
-    with unit_of_work(request) as session:
-        reader = session.scalar(select(Reader).join(User, User.id == Reader.user_id).where(User.username == username))
-        if reader is None:
-            raise NotFound(f"no reader {username!r}")
-        consortium = session.get_one(Consortium, reader.consortium_id)
-        administers(session, who, consortium.name)
-        specs: list[WindowSpec] = [parse_window(w) for w in body.windows]
-        set_roster(session, username, specs, actor=who.username)
-        return {"username": username, "windows": body.windows}
+@router.put("/readers/{username}/roster", response_model=None)
+def put_roster(request: Request, who: Authenticated, username: str, body: RosterBody) -> dict[str, Any] | JSONResponse:
+    """Replace a reader's on-duty windows (``mon 08:00-17:30``, ``daily 20:00-08:00``,
+    ``2026-12-01 08:00-20:00``; none: never on duty)."""
+    try:
+        with unit_of_work(request) as session:
+            _reader_in_scope(session, who, username)
+            specs: list[WindowSpec] = [parse_window(w) for w in body.windows if w.strip()]
+            set_roster(session, username, specs, actor=who.username)
+            return {"username": username, "windows": [w for w in body.windows if w.strip()]}
+    except Refused as exc:
+        return refused(exc)
 
 
 class GroupBody(BaseModel):
@@ -148,7 +228,7 @@ def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[
 
 
 class RuleBody(BaseModel):
-    consortium: str
+    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
     name: str = Field(min_length=1, max_length=100)
     position: int = 100
     site: str | None = None
@@ -167,34 +247,62 @@ def list_rules(request: Request, who: Authenticated) -> list[dict[str, Any]]:
         statement = select(RoutingRule).order_by(RoutingRule.consortium_id, RoutingRule.position, RoutingRule.id)
         if who.consortium_id is not None:
             statement = statement.where(RoutingRule.consortium_id == who.consortium_id)
-        return [
-            {
-                "id": r.id,
-                "name": r.name,
-                "position": r.position,
-                "site_id": r.site_id,
-                "site_tier": r.site_tier,
-                "modality": r.modality,
-                "body_part": r.body_part,
-                "to_tier": r.to_tier,
-                "to_group_id": r.to_group_id,
-                "min_priority": r.min_priority,
-                "active": r.active,
-            }
-            for r in session.scalars(statement)
-        ]
+        return [_rule_json(session, r) for r in session.scalars(statement)]
 
 
-@router.post("/rules", status_code=201)
-def create_rule(request: Request, who: Authenticated, body: RuleBody) -> dict[str, Any]:
+def _rule_json(session: Session, rule: RoutingRule) -> dict[str, Any]:
+    site = session.get(Site, rule.site_id) if rule.site_id is not None else None
+    group = session.get(ReadingGroup, rule.to_group_id) if rule.to_group_id is not None else None
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "position": rule.position,
+        "site_id": rule.site_id,
+        "site": site.name if site else None,
+        "site_tier": rule.site_tier,
+        "modality": rule.modality,
+        "body_part": rule.body_part,
+        "to_tier": rule.to_tier,
+        "to_group_id": rule.to_group_id,
+        "to_group": group.name if group else None,
+        "min_priority": rule.min_priority,
+        "active": rule.active,
+    }
+
+
+@router.post("/rules", status_code=201, response_model=None)
+def create_rule(request: Request, who: Authenticated, body: RuleBody) -> dict[str, Any] | JSONResponse:
+    """Add a routing rule, tried in ``position`` order before the default routing."""
+    try:
+        with unit_of_work(request) as session:
+            require_role(who, Role.ADMIN)
+            consortium = home_consortium(session, who, body.consortium)
+            administers(session, who, consortium, sites=[body.site] if body.site else [])
+            rule = add_rule(session, actor=who.username, **(body.model_dump() | {"consortium": consortium}))
+            return _rule_json(session, rule)
+    except Refused as exc:
+        return refused(exc)
+
+
+class RuleActiveBody(BaseModel):
+    active: bool
+
+
+@router.put("/rules/{rule_id}/active")
+def put_rule_active(request: Request, who: Authenticated, rule_id: int, body: RuleActiveBody) -> dict[str, Any]:
+    """Disable a routing rule (routing skips it from the next study on) or enable it again;
+    audited as ``routing_rule.changed``. A rule is never deleted: the tasks it routed name it."""
+    require_role(who, Role.ADMIN)
     with unit_of_work(request) as session:
-        administers(session, who, body.consortium)
-        rule = add_rule(session, actor=who.username, **body.model_dump())
-        return {"id": rule.id, "name": rule.name}
+        rule = session.get(RoutingRule, rule_id)
+        if rule is None or (who.consortium_id is not None and rule.consortium_id != who.consortium_id):
+            raise NotFound(f"no routing rule {rule_id} in the consortium you administer")
+        set_rule_active(session, rule, body.active, actor=who.username)
+        return _rule_json(session, rule)
 
 
 class SlaBody(BaseModel):
-    consortium: str
+    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
     priority: str
     minutes: int
     modality: str | None = None
@@ -213,19 +321,25 @@ def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
         ]
 
 
-@router.put("/sla")
-def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, Any]:
-    with unit_of_work(request) as session:
-        administers(session, who, body.consortium)
-        row = set_sla(
-            session,
-            consortium=body.consortium,
-            priority=body.priority,
-            minutes=body.minutes,
-            modality=body.modality,
-            actor=who.username,
-        )
-        return {"priority": row.priority, "modality": row.modality, "minutes": row.minutes}
+@router.put("/sla", response_model=None)
+def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, Any] | JSONResponse:
+    """Set the minutes allowed for a priority (and, optionally, one modality)."""
+    try:
+        with unit_of_work(request) as session:
+            require_role(who, Role.ADMIN)
+            consortium = home_consortium(session, who, body.consortium)
+            administers(session, who, consortium)
+            row = set_sla(
+                session,
+                consortium=consortium,
+                priority=body.priority,
+                minutes=body.minutes,
+                modality=body.modality or None,
+                actor=who.username,
+            )
+            return {"priority": row.priority, "modality": row.modality, "minutes": row.minutes}
+    except Refused as exc:
+        return refused(exc)
 
 
 @router.get("/tasks")

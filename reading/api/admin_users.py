@@ -45,7 +45,7 @@ class ActiveBody(BaseModel):
     active: bool
 
 
-def _within(who: Principal) -> Any:
+def within(who: Principal) -> Any:
     """A condition on ``User``: the users a consortium's admin administers — his consortium's
     admins, QA and readers, the users of its sites, the readers who read for it."""
     if who.consortium_id is None:
@@ -72,9 +72,9 @@ def _user_json(user: User, site: str | None, consortium: str | None) -> dict[str
 def _user_in_scope(session: Session, who: Principal, username: str) -> User:
     require_role(who, Role.ADMIN)
     statement = select(User).where(User.username == username)
-    within = _within(who)
-    if within is not None:
-        statement = statement.where(within)
+    condition = within(who)
+    if condition is not None:
+        statement = statement.where(condition)
     user = session.scalar(statement)
     if user is None:
         raise NotFound(f"no user {username!r} in the consortium you administer")
@@ -98,9 +98,9 @@ def list_users(request: Request, who: Authenticated) -> list[dict[str, Any]]:
             .outerjoin(Consortium, Consortium.id == User.consortium_id)
             .order_by(User.username)
         )
-        within = _within(who)
-        if within is not None:
-            statement = statement.where(within)
+        condition = within(who)
+        if condition is not None:
+            statement = statement.where(condition)
         return [_user_json(user, site, consortium) for user, site, consortium in session.execute(statement)]
 
 

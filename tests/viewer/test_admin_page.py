@@ -1,17 +1,24 @@
 """The administration page in a real Chromium against the real service: an admin adds and edits
 a site and sees it listed, a bad AE title is refused with the message beside the field in the
 user's language and nothing is stored, an AE is added and removed; a user is added with a first
-password (a weak one refused), logs in, and is deactivated."""
+password (a weak one refused), logs in, and is deactivated; a reader profile and roster, a
+routing rule, an SLA minute value and a service account's API token (shown once, working as a
+bearer until revoked) are set up, each wrong input refused beside its field."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from pacs.identity.users import add_user
 from pacs.index.db import transaction
 from pacs.index.models import SiteAE, User
+from reading.models import Reader, RoutingRule, SlaRule
 from tests.viewer.chromium import chromium, log_in, open_page  # noqa: F401
 from tests.viewer.conftest import Web
 
@@ -141,5 +148,125 @@ def test_an_admin_adds_a_user_who_logs_in_and_deactivates_him(chromium: Any, web
     newcomer.reload()  # his session ended with the deactivation
     newcomer.wait_for_url("**/login?next=*")
     newcomer.context.close()
+    page.context.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+def test_an_admin_sets_up_a_reader_a_rule_an_sla_and_a_service_token(
+    chromium: Any,  # noqa: F811
+    web: Web,
+    tmp_path: Path,
+) -> None:
+    study_uid = web.world.ready_study()
+    with transaction(web.world.services.sessions) as session:
+        add_user(session, username="sun", role="reader", consortium="Dongtai", display_name="孙医生")
+    errors: list[str] = []
+    page = open_page(chromium, web, errors)
+    log_in(page, "admin", lands_on="/admin")
+
+    # A reader profile: the user 'sun' exists, without one (so without a worklist).
+    reader = page.locator("#reader-form")
+    reader.locator("select[name=username]").select_option("sun")
+    assert reader.locator("label.inline").is_hidden()  # 'reads' is for a profile that exists
+    reader.locator("select[name=tier]").select_option("county")
+    reader.locator("input[name=modalities]").fill("CT XR")
+    reader.locator("button[type=submit]").click()
+    modalities_error = page.locator("#reader-form label[data-field=modalities] .field-error")
+    modalities_error.wait_for()
+    assert modalities_error.inner_text() == "请填写一个或多个设备类型：CR CT DX MG MR NM PT RF US XA"
+    page.locator("#reader-form input[name=modalities]").fill("CT DX")
+    page.locator("#reader-form button[type=submit]").click()
+    row = page.locator("#admin-readers tr", has_text="(sun)")
+    row.wait_for()
+    assert "CT DX" in row.inner_text() and "县级" in row.inner_text()
+
+    roster = page.locator("#roster-form")
+    roster.locator("select[name=username]").select_option("sun")
+    roster.locator("input[name=windows]").fill("mon 08:00-17:30; someday 08:00-12:00")
+    roster.locator("button[type=submit]").click()
+    window_error = page.locator("#roster-form label[data-field=windows] .field-error")
+    window_error.wait_for()
+    assert window_error.inner_text().startswith("“someday 08:00-12:00” 不是有效的值班时段")
+    page.locator("#roster-form input[name=windows]").fill("daily 00:00-23:59")
+    page.locator("#roster-form button[type=submit]").click()
+    page.locator("#admin-readers tr", has_text="daily 00:00-23:59").wait_for()
+    assert "已保存 sun 的值班表" in page.inner_text("#admin-notice")
+    with transaction(web.world.services.sessions, read_only=True) as session:
+        profile = session.scalar(select(Reader).join(User, User.id == Reader.user_id).where(User.username == "sun"))
+        assert profile is not None and profile.modalities == ["CT", "DX"]
+
+    # A routing rule, refused first for want of anything to match; then disabled.
+    rule = page.locator("#rule-form")
+    rule.locator("input[name=name]").fill("乡镇头颅CT送省级")
+    rule.locator("select[name=to_tier]").select_option("provincial")
+    rule.locator("button[type=submit]").click()
+    rule_error = page.locator("#rule-form .form-error")
+    rule_error.wait_for()
+    assert rule_error.inner_text() == "规则至少要匹配机构、机构级别、设备类型或部位之一"
+    page.locator("#rule-form select[name=site_tier]").select_option("township")
+    page.locator("#rule-form input[name=modality]").fill("CT")
+    page.locator("#rule-form input[name=body_part]").fill("HEAD")
+    page.locator("#rule-form button[type=submit]").click()
+    rule_row = page.locator("#admin-rules tr", has_text="乡镇头颅CT送省级")
+    rule_row.wait_for()
+    assert "→ 省级" in rule_row.inner_text() and "CT" in rule_row.inner_text()
+    rule_row.locator("button[data-action=disable-rule]").click()
+    page.locator("#admin-rules tr", has_text="乡镇头颅CT送省级").locator("button[data-action=enable-rule]").wait_for()
+    with transaction(web.world.services.sessions, read_only=True) as session:
+        assert session.scalar(select(RoutingRule.active).where(RoutingRule.name == "乡镇头颅CT送省级")) is False
+
+    # An SLA minute value: zero is refused beside the minutes; 45 is listed.
+    sla = page.locator("#sla-form")
+    sla.locator("select[name=priority]").select_option("urgent")
+    sla.locator("input[name=minutes]").fill("0")
+    sla.locator("button[type=submit]").click()
+    minutes_error = page.locator("#sla-form label[data-field=minutes] .field-error")
+    minutes_error.wait_for()
+    assert minutes_error.inner_text() == "时限为 1 到 43200 分钟（30 天）"
+    page.locator("#sla-form input[name=minutes]").fill("45")
+    page.locator("#sla-form button[type=submit]").click()
+    page.locator("#admin-sla tr", has_text="45").wait_for()
+    assert "加急" in page.locator("#admin-sla tr", has_text="45").inner_text()
+    with transaction(web.world.services.sessions, read_only=True) as session:
+        assert session.scalar(select(SlaRule.minutes).where(SlaRule.priority == "urgent")) == 45
+
+    # A token for a new service account: a person is refused, then the RIS gets one, shown once.
+    token_form = page.locator("#token-form")
+    token_form.locator("input[name=account]").fill("li")
+    token_form.locator("button[type=submit]").click()
+    account_error = page.locator("#token-form label[data-field=account] .field-error")
+    account_error.wait_for()
+    assert account_error.inner_text() == "li 是个人用户，用密码登录；令牌只发给服务账号"
+    page.locator("#token-form input[name=account]").fill("fudong-ris")
+    page.locator("#token-form select[name=site_id]").select_option(label="Fudong")
+    page.locator("#token-form input[name=name]").fill("富东 RIS")
+    page.locator("#token-form button[type=submit]").click()
+    secret = page.locator("#token-secret")
+    secret.wait_for()
+    token = secret.inner_text()
+    assert token.startswith("yy_") and len(token) > 40
+    assert "只显示这一次" in page.inner_text("#token-once")
+    token_row = page.locator("#admin-tokens tr", has_text="fudong-ris")
+    assert token[:10] in token_row.inner_text() and token not in page.inner_text("#admin-tokens")
+    bearer = {"Authorization": f"Bearer {token}"}
+    studies = httpx.get(f"{web.url}/dicomweb/studies", headers=bearer)
+    assert studies.status_code == 200 and study_uid in studies.text
+    shots = Path(os.environ.get("YUNYING_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+
+    # Once: a reload shows the list, never the token.
+    page.reload()
+    page.locator("#admin-tokens").wait_for()
+    assert page.locator("#token-secret").count() == 0 and token not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#admin-tokens tr", has_text="fudong-ris").locator("button[data-action=revoke]").click()
+    page.locator("#admin-tokens tr", has_text="已吊销").wait_for()
+    assert httpx.get(f"{web.url}/dicomweb/studies", headers=bearer).status_code == 401
+    # A wrong value beside its field, for the picture of the page.
+    page.locator("#sla-form input[name=minutes]").fill("50000")
+    page.locator("#sla-form button[type=submit]").click()
+    page.locator("#sla-form label[data-field=minutes] .field-error").wait_for()
+    page.evaluate("window.scrollTo(0, 0)")  # the grids' sticky headers stay at their tables' tops
+    page.screenshot(path=str(shots / "admin-reading.png"), full_page=True)
     page.context.close()
     assert not errors, f"the page threw: {errors}"

@@ -15,9 +15,10 @@ import pytest
 
 from pacs.identity.passwords import set_password
 from pacs.identity.sites import add_site_ae
-from pacs.identity.users import add_user
+from pacs.identity.users import add_user, create_token
 from pacs.index.db import transaction
 from pacs.index.models import Site
+from reading.admin import add_rule
 from tests.reading.world import sign_study
 from tests.viewer.chromium import chromium, open_page  # noqa: F401
 from tests.viewer.conftest import PEOPLE, Web
@@ -73,7 +74,17 @@ API: Final[dict[tuple[str, str], tuple[int | str, ...]]] = {
     ("PUT", "/api/admin/users/{target}/password"):    (200,  NO,    NO,   NO,   ANON),
     ("PUT", "/api/admin/users/{target}/active"):      (200,  NO,    NO,   NO,   ANON),
     ("GET", "/api/admin/readers"):                    (200,  NO,    NO,   NO,   ANON),
+    ("POST", "/api/admin/readers"):                   (201,  NO,    NO,   NO,   ANON),
+    ("PUT", "/api/admin/readers/{reader}"):           (200,  NO,    NO,   NO,   ANON),
+    ("PUT", "/api/admin/readers/{reader}/roster"):    (200,  NO,    NO,   NO,   ANON),
+    ("GET", "/api/admin/rules"):                      (200,  NO,    NO,   NO,   ANON),
+    ("POST", "/api/admin/rules"):                     (201,  NO,    NO,   NO,   ANON),
+    ("PUT", "/api/admin/rules/{rule}/active"):        (200,  NO,    NO,   NO,   ANON),
     ("GET", "/api/admin/sla"):                        (200,  NO,    NO,   NO,   ANON),
+    ("PUT", "/api/admin/sla"):                        (200,  NO,    NO,   NO,   ANON),
+    ("GET", "/api/admin/tokens"):                     (200,  NO,    NO,   NO,   ANON),
+    ("POST", "/api/admin/tokens"):                    (201,  NO,    NO,   NO,   ANON),
+    ("DELETE", "/api/admin/tokens/{token}"):          (200,  NO,    NO,   NO,   ANON),
     ("GET", "/dicomweb/studies"):                     (200,  200,   200,  200,  ANON),  # each within his scope
     ("GET", "/dicomweb/studies/{study}/series"):      (200,  200,   200,  200,  ANON),
 }  # fmt: skip
@@ -125,7 +136,10 @@ def _world_for_the_matrix(web: Web) -> dict[str, Any]:
         ae = add_site_ae(session, site=site, ae_title="MATRIX_CT", allowed_address="10.7.0.1")
         target = add_user(session, username=MATRIX_TARGET[0], role="qa", consortium="Dongtai")
         set_password(session, target, MATRIX_TARGET[1])
-        ids = {"ae": ae.id}
+        rule = add_rule(session, consortium="Dongtai", name="matrix rule", modality="MR", to_tier="provincial")
+        gateway = add_user(session, username="matrix-gw", role="site", site="Fudong", is_service=True)
+        token, _ = create_token(session, gateway, name="matrix")
+        ids = {"ae": ae.id, "rule": rule.id, "token": token.id}
     return {
         "task": world.task_of(queued_uid).id,
         "signed": world.task_of(signed_uid).id,
@@ -134,6 +148,7 @@ def _world_for_the_matrix(web: Web) -> dict[str, Any]:
         "site": world.county_site_id,
         "township": world.township_id,
         "target": MATRIX_TARGET[0],
+        "reader": "wang",
         "finding": 999_999,
         "view": 0,  # the reader's own view, created just before (below)
         **ids,
@@ -156,6 +171,13 @@ def _bodies(role: str) -> dict[str, Any]:
         "/api/admin/users": {"username": f"matrix-{role}", "role": "qa", "password": "a-first-password-9"},
         "/api/admin/users/{target}/password": {"password": "another-password-8"},
         "/api/admin/users/{target}/active": {"active": True},
+        "/api/admin/readers": {"username": f"matrix-reader-{role}", "tier": "county", "modalities": ["CT"]},
+        "/api/admin/readers/{reader}": {"tier": "county", "modalities": ["CT"]},
+        "/api/admin/readers/{reader}/roster": {"windows": ["daily 00:00-23:59"]},
+        "/api/admin/rules": {"name": f"by {role}", "modality": "MG", "to_tier": "provincial"},
+        "/api/admin/rules/{rule}/active": {"active": True},
+        "/api/admin/sla": {"priority": "stat", "minutes": 30},
+        "/api/admin/tokens": {"account": "matrix-gw", "name": f"by {role}"},
     }
 
 

@@ -1,13 +1,16 @@
 // Administration: the consortium's sites with their AEs and return destinations (add, edit, add
 // and remove AEs), its users (add with a first password, reset a password, deactivate), its
-// readers with their rosters and the SLA table. The server validates every change; a refusal is
-// shown beside its input in the user's language (forms.ts).
+// readers with their profiles and rosters, routing rules, the SLA table (admin-reading.ts) and
+// the API tokens of service accounts (admin-tokens.ts). The server validates every change; a
+// refusal is shown beside its input in the user's language (forms.ts).
 import { api, get } from '../api';
 import { clear, h } from '../dom';
 import { choice, explain, field, input, onSubmit, optional } from '../forms';
 import { t, term } from '../i18n';
 import type { Page } from '../router';
 import { user } from '../session';
+import { type AdminContext, grid, type Reader, readersPanel, type Rule, rulesPanel, type Sla, slaPanel } from './admin-reading';
+import { type Token, tokensPanel } from './admin-tokens';
 
 interface SiteAE {
   id: number;
@@ -40,44 +43,23 @@ interface Account {
   active: boolean;
 }
 
-interface Reader {
-  username: string;
-  display_name: string | null;
-  tier: string;
-  modalities: string[];
-  active: boolean;
-  roster: string[];
-}
-
-interface Sla {
-  priority: string;
-  modality: string | null;
-  minutes: number;
-}
-
 const TIERS = ['village', 'township', 'county', 'provincial'];
 const ROLES = ['reader', 'site', 'qa', 'admin'];
 // pacs/identity/sites.py ASSUMABLE_CHARSETS: what a modality that declares none is read as.
 const CHARSETS = ['GB18030', 'GBK', 'ISO_IR 192', 'ISO_IR 100', 'ISO_IR 6'];
 
-function grid(id: string, columns: string[], rows: (Node | string | number)[][]): HTMLTableElement {
-  return h(
-    'table',
-    { class: 'grid', id },
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', {}, t(c))))),
-    h('tbody', {}, rows.map((row) => h('tr', {}, row.map((cell) => h('td', {}, cell))))),
-  );
-}
-
 export const adminPage: Page = async (root) => {
   const notice = h('p', { class: 'muted', id: 'admin-notice', role: 'status' });
   const body = h('div', {});
+  // A new token, shown once: outside what a redraw rebuilds, emptied by the next change.
+  const secretSlot = h('div', { class: 'token-secret', id: 'token-once', role: 'status', hidden: true });
   root.append(h('h2', {}, t('admin.title')), notice, body);
 
   async function changed(text: string): Promise<void> {
     await draw();
     notice.textContent = text;
   }
+  const context: AdminContext = { changed, notice };
 
   function siteForm(sites: Site[]): HTMLFormElement {
     const siteId = choice('site_id', [['', t('admin.form.new_site')], ...sites.map((s): [string, string] => [String(s.id), s.name])]);
@@ -254,14 +236,20 @@ export const adminPage: Page = async (root) => {
   }
 
   async function draw(): Promise<void> {
-    const [sites, accounts, readers, sla] = await Promise.all([
+    const [sites, accounts, readers, sla, rules, tokens] = await Promise.all([
       get<Site[]>('/api/admin/sites'),
       get<Account[]>('/api/admin/users'),
       get<Reader[]>('/api/admin/readers'),
       get<Sla[]>('/api/admin/sla'),
+      get<Rule[]>('/api/admin/rules'),
+      get<Token[]>('/api/admin/tokens'),
     ]);
     notice.textContent = '';
+    clear(secretSlot);
+    secretSlot.hidden = true;
     clear(body);
+    const profiled = new Set(readers.map((r) => r.username));
+    const candidates = accounts.filter((a) => a.role === 'reader' && !a.service && !profiled.has(a.username)).map((a) => a.username);
     body.append(
       h(
         'section',
@@ -304,26 +292,9 @@ export const adminPage: Page = async (root) => {
         ),
         h('div', { class: 'forms' }, userForm(sites), passwordForm(accounts)),
       ),
-      h(
-        'div',
-        { class: 'cards' },
-        h(
-          'section',
-          { class: 'panel' },
-          h('h3', {}, t('admin.readers')),
-          grid(
-            'admin-readers',
-            ['admin.col.reader', 'admin.col.tier', 'admin.col.modalities', 'admin.col.roster', 'admin.col.active'],
-            readers.map((r) => [`${r.display_name ?? ''} (${r.username})`, term('tier', r.tier), r.modalities.join(' '), r.roster.join('; '), r.active ? '✓' : '✗']),
-          ),
-        ),
-        h(
-          'section',
-          { class: 'panel' },
-          h('h3', {}, t('admin.sla')),
-          grid('admin-sla', ['admin.col.priority', 'admin.col.modality', 'admin.col.minutes'], sla.map((s) => [term('priority', s.priority), s.modality ?? t('admin.any'), s.minutes])),
-        ),
-      ),
+      readersPanel(context, readers, candidates),
+      h('div', { class: 'cards' }, rulesPanel(context, rules, sites.map((s) => s.name)), slaPanel(context, sla)),
+      tokensPanel(context, secretSlot, tokens, sites.map((s): [string, string] => [String(s.id), s.name])),
     );
   }
 

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from reading.api import (
     access,
     admin,
+    admin_rules,
     admin_sites,
     admin_tokens,
     admin_users,
@@ -26,6 +27,7 @@ router.include_router(reports.router)
 router.include_router(ai.router)
 router.include_router(site.router)
 router.include_router(admin.router)
+router.include_router(admin_rules.router)
 router.include_router(admin_sites.router)
 router.include_router(admin_users.router)
 router.include_router(admin_tokens.router)

@@ -1,7 +1,8 @@
-"""``/api/admin``: consortium administration for reading (readers, rosters, reading groups,
-routing rules, the SLA table) and the delivery board; sites and their AEs are in
-``admin_sites.py``, users in ``admin_users.py``. Admins only; a consortium's admin
-administers his own consortium, an installation admin every one."""
+"""``/api/admin``: consortium administration for reading (readers, rosters, reading groups)
+and the delivery board. Routing rules and the SLA table are in ``admin_rules.py``, sites and
+their AEs in ``admin_sites.py``, users in ``admin_users.py``, tokens in ``admin_tokens.py``.
+Admins only; a consortium's admin administers his own consortium, an installation admin every
+one."""
 
 from __future__ import annotations
 
@@ -23,11 +24,8 @@ from reading.admin import (
     WindowSpec,
     add_group,
     add_reader,
-    add_rule,
     parse_window,
     set_roster,
-    set_rule_active,
-    set_sla,
     update_reader,
 )
 from reading.api.deps import refused, require_role, unit_of_work
@@ -36,11 +34,8 @@ from reading.models import (
     Delivery,
     DeliveryState,
     Reader,
-    ReadingGroup,
     ReadingTask,
     RosterWindow,
-    RoutingRule,
-    SlaRule,
     TaskState,
 )
 from reading.worklist.readers import readers_serving
@@ -225,121 +220,6 @@ def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[
             actor=who.username,
         )
         return {"id": group.id, "name": group.name, "tier": group.tier}
-
-
-class RuleBody(BaseModel):
-    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
-    name: str = Field(min_length=1, max_length=100)
-    position: int = 100
-    site: str | None = None
-    site_tier: str | None = None
-    modality: str | None = None
-    body_part: str | None = None
-    to_tier: str | None = None
-    to_group: str | None = None
-    min_priority: str | None = None
-
-
-@router.get("/rules")
-def list_rules(request: Request, who: Authenticated) -> list[dict[str, Any]]:
-    require_role(who, Role.ADMIN)
-    with unit_of_work(request, read_only=True) as session:
-        statement = select(RoutingRule).order_by(RoutingRule.consortium_id, RoutingRule.position, RoutingRule.id)
-        if who.consortium_id is not None:
-            statement = statement.where(RoutingRule.consortium_id == who.consortium_id)
-        return [_rule_json(session, r) for r in session.scalars(statement)]
-
-
-def _rule_json(session: Session, rule: RoutingRule) -> dict[str, Any]:
-    site = session.get(Site, rule.site_id) if rule.site_id is not None else None
-    group = session.get(ReadingGroup, rule.to_group_id) if rule.to_group_id is not None else None
-    return {
-        "id": rule.id,
-        "name": rule.name,
-        "position": rule.position,
-        "site_id": rule.site_id,
-        "site": site.name if site else None,
-        "site_tier": rule.site_tier,
-        "modality": rule.modality,
-        "body_part": rule.body_part,
-        "to_tier": rule.to_tier,
-        "to_group_id": rule.to_group_id,
-        "to_group": group.name if group else None,
-        "min_priority": rule.min_priority,
-        "active": rule.active,
-    }
-
-
-@router.post("/rules", status_code=201, response_model=None)
-def create_rule(request: Request, who: Authenticated, body: RuleBody) -> dict[str, Any] | JSONResponse:
-    """Add a routing rule, tried in ``position`` order before the default routing."""
-    try:
-        with unit_of_work(request) as session:
-            require_role(who, Role.ADMIN)
-            consortium = home_consortium(session, who, body.consortium)
-            administers(session, who, consortium, sites=[body.site] if body.site else [])
-            rule = add_rule(session, actor=who.username, **(body.model_dump() | {"consortium": consortium}))
-            return _rule_json(session, rule)
-    except Refused as exc:
-        return refused(exc)
-
-
-class RuleActiveBody(BaseModel):
-    active: bool
-
-
-@router.put("/rules/{rule_id}/active")
-def put_rule_active(request: Request, who: Authenticated, rule_id: int, body: RuleActiveBody) -> dict[str, Any]:
-    """Disable a routing rule (routing skips it from the next study on) or enable it again;
-    audited as ``routing_rule.changed``. A rule is never deleted: the tasks it routed name it."""
-    require_role(who, Role.ADMIN)
-    with unit_of_work(request) as session:
-        rule = session.get(RoutingRule, rule_id)
-        if rule is None or (who.consortium_id is not None and rule.consortium_id != who.consortium_id):
-            raise NotFound(f"no routing rule {rule_id} in the consortium you administer")
-        set_rule_active(session, rule, body.active, actor=who.username)
-        return _rule_json(session, rule)
-
-
-class SlaBody(BaseModel):
-    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
-    priority: str
-    minutes: int
-    modality: str | None = None
-
-
-@router.get("/sla")
-def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
-    require_role(who, Role.ADMIN)
-    with unit_of_work(request, read_only=True) as session:
-        statement = select(SlaRule).order_by(SlaRule.consortium_id, SlaRule.priority)
-        if who.consortium_id is not None:
-            statement = statement.where(SlaRule.consortium_id == who.consortium_id)
-        return [
-            {"consortium_id": s.consortium_id, "priority": s.priority, "modality": s.modality, "minutes": s.minutes}
-            for s in session.scalars(statement)
-        ]
-
-
-@router.put("/sla", response_model=None)
-def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, Any] | JSONResponse:
-    """Set the minutes allowed for a priority (and, optionally, one modality)."""
-    try:
-        with unit_of_work(request) as session:
-            require_role(who, Role.ADMIN)
-            consortium = home_consortium(session, who, body.consortium)
-            administers(session, who, consortium)
-            row = set_sla(
-                session,
-                consortium=consortium,
-                priority=body.priority,
-                minutes=body.minutes,
-                modality=body.modality or None,
-                actor=who.username,
-            )
-            return {"priority": row.priority, "modality": row.modality, "minutes": row.minutes}
-    except Refused as exc:
-        return refused(exc)
 
 
 @router.get("/tasks")

@@ -1,0 +1,139 @@
+"""``/api/admin/rules`` and ``/api/admin/sla``: a consortium's routing rules and its SLA table.
+Admins only, in the consortium they administer; each change audited in its transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pacs.dicomweb.auth import Authenticated
+from pacs.index.models import Role, Site
+from reading.admin import add_rule, set_rule_active, set_sla
+from reading.api.admin import administers, home_consortium
+from reading.api.deps import refused, require_role, unit_of_work
+from reading.errors import NotFound, Refused
+from reading.models import ReadingGroup, RoutingRule, SlaRule
+
+router = APIRouter(prefix="/admin", tags=["administration"])
+
+
+class RuleBody(BaseModel):
+    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
+    name: str = Field(min_length=1, max_length=100)
+    position: int = 100
+    site: str | None = None
+    site_tier: str | None = None
+    modality: str | None = None
+    body_part: str | None = None
+    to_tier: str | None = None
+    to_group: str | None = None
+    min_priority: str | None = None
+
+
+@router.get("/rules")
+def list_rules(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+    require_role(who, Role.ADMIN)
+    with unit_of_work(request, read_only=True) as session:
+        statement = select(RoutingRule).order_by(RoutingRule.consortium_id, RoutingRule.position, RoutingRule.id)
+        if who.consortium_id is not None:
+            statement = statement.where(RoutingRule.consortium_id == who.consortium_id)
+        return [_rule_json(session, r) for r in session.scalars(statement)]
+
+
+def _rule_json(session: Session, rule: RoutingRule) -> dict[str, Any]:
+    site = session.get(Site, rule.site_id) if rule.site_id is not None else None
+    group = session.get(ReadingGroup, rule.to_group_id) if rule.to_group_id is not None else None
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "position": rule.position,
+        "site_id": rule.site_id,
+        "site": site.name if site else None,
+        "site_tier": rule.site_tier,
+        "modality": rule.modality,
+        "body_part": rule.body_part,
+        "to_tier": rule.to_tier,
+        "to_group_id": rule.to_group_id,
+        "to_group": group.name if group else None,
+        "min_priority": rule.min_priority,
+        "active": rule.active,
+    }
+
+
+@router.post("/rules", status_code=201, response_model=None)
+def create_rule(request: Request, who: Authenticated, body: RuleBody) -> dict[str, Any] | JSONResponse:
+    """Add a routing rule, tried in ``position`` order before the default routing."""
+    try:
+        with unit_of_work(request) as session:
+            require_role(who, Role.ADMIN)
+            consortium = home_consortium(session, who, body.consortium)
+            administers(session, who, consortium, sites=[body.site] if body.site else [])
+            rule = add_rule(session, actor=who.username, **(body.model_dump() | {"consortium": consortium}))
+            return _rule_json(session, rule)
+    except Refused as exc:
+        return refused(exc)
+
+
+class RuleActiveBody(BaseModel):
+    active: bool
+
+
+@router.put("/rules/{rule_id}/active")
+def put_rule_active(
+    request: Request, who: Authenticated, rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: RuleActiveBody
+) -> dict[str, Any]:
+    """Disable a routing rule (routing skips it from the next study on) or enable it again;
+    audited as ``routing_rule.changed``. A rule is never deleted: the tasks it routed name it."""
+    require_role(who, Role.ADMIN)
+    with unit_of_work(request) as session:
+        rule = session.get(RoutingRule, rule_id)
+        if rule is None or (who.consortium_id is not None and rule.consortium_id != who.consortium_id):
+            raise NotFound(f"no routing rule {rule_id} in the consortium you administer")
+        set_rule_active(session, rule, body.active, actor=who.username)
+        return _rule_json(session, rule)
+
+
+class SlaBody(BaseModel):
+    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
+    priority: str
+    minutes: int
+    modality: str | None = None
+
+
+@router.get("/sla")
+def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+    require_role(who, Role.ADMIN)
+    with unit_of_work(request, read_only=True) as session:
+        statement = select(SlaRule).order_by(SlaRule.consortium_id, SlaRule.priority)
+        if who.consortium_id is not None:
+            statement = statement.where(SlaRule.consortium_id == who.consortium_id)
+        return [
+            {"consortium_id": s.consortium_id, "priority": s.priority, "modality": s.modality, "minutes": s.minutes}
+            for s in session.scalars(statement)
+        ]
+
+
+@router.put("/sla", response_model=None)
+def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, Any] | JSONResponse:
+    """Set the minutes allowed for a priority (and, optionally, one modality)."""
+    try:
+        with unit_of_work(request) as session:
+            require_role(who, Role.ADMIN)
+            consortium = home_consortium(session, who, body.consortium)
+            administers(session, who, consortium)
+            row = set_sla(
+                session,
+                consortium=consortium,
+                priority=body.priority,
+                minutes=body.minutes,
+                modality=body.modality or None,
+                actor=who.username,
+            )
+            return {"priority": row.priority, "modality": row.modality, "minutes": row.minutes}
+    except Refused as exc:
+        return refused(exc)

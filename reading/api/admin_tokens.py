@@ -7,9 +7,9 @@ refusal is 422 with a ``code`` the page translates (deps.refused)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/admin/tokens", tags=["administration"])
 
 class TokenBody(BaseModel):
     account: str = Field(min_length=1, max_length=64, description="A service account; created when new (give site_id)")
-    site_id: int | None = Field(default=None, description="The site a new service account belongs to")
+    site_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A new service account's site")
     name: str | None = Field(default=None, max_length=200, description="What the token is for, e.g. 'RIS at Fudong'")
     days: int = Field(default=DEFAULT_TOKEN_DAYS, description="Days until it expires")
 
@@ -120,7 +120,7 @@ def create(request: Request, who: Authenticated, body: TokenBody) -> dict[str, A
 
 
 @router.delete("/{token_id}")
-def revoke(request: Request, who: Authenticated, token_id: int) -> dict[str, Any]:
+def revoke(request: Request, who: Authenticated, token_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
     """Revoke a token at once: the next request with it is a 401. Revoking it again is harmless."""
     require_role(who, Role.ADMIN)
     with unit_of_work(request) as session:

@@ -335,6 +335,8 @@ def test_a_reader_reads_and_signs_and_the_site_sees_the_report(page: Any, centre
 
     # A length measurement reads the right millimetres: its handles' distance on the canvas times
     # the millimetres per canvas pixel of the viewport's camera, and the handles where we dragged.
+    # (Cornerstone's tools are a chunk loaded after the first image: the mouse tools from then on.)
+    page.wait_for_function("() => window.__yyViewer.toolsAt !== null", timeout=30_000)
     page.click("button[data-tool=length]")
     page.mouse.move(cx - 100, cy)
     page.wait_for_timeout(100)
@@ -540,6 +542,7 @@ def test_the_ai_heat_map_lies_over_its_slice_through_zoom_pan_and_scroll(page: A
         assert drawn["red"] > 250 and drawn["blue"] < 5, drawn
         return drawn
 
+    page.wait_for_function("() => window.__yyViewer.toolsAt !== null", timeout=30_000)  # zoom and pan below
     page.focus("#viewport")
     page.keyboard.press("h")
     assert page.get_attribute("#ai-overlay", "aria-pressed") == "true"
@@ -666,3 +669,42 @@ def test_a_prior_study_of_the_patient_scrolls_beside_the_current_one(page: Any, 
 
 def csrf(page: Any) -> dict[str, str]:
     return {"X-CSRF-Token": page.request.get("/api/session").json()["csrf_token"]}
+
+
+CACHED_PATHS_JS = """async () => {
+    const paths = [];
+    for (const name of await caches.keys()) {
+        for (const request of await (await caches.open(name)).keys()) paths.push(new URL(request.url).pathname);
+    }
+    return paths;
+}"""
+
+
+def test_the_service_worker_keeps_the_scripts_and_never_the_data(page: Any, centre: Centre) -> None:
+    current = centre.studies["fudong"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, current.uid)
+    if task["state"] == "queued":
+        assert page.request.post(f"/api/tasks/{task['id']}/claim", headers=csrf(page)).ok
+    page.goto(f"/read/{task['id']}")
+    # Registered once the whole stack is in (viewer/web/src/service-worker.ts).
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.allLoadedAt !== null", timeout=30_000)
+    assert page.evaluate("() => navigator.serviceWorker.ready.then((r) => !!r.active)")
+    scripts = page.evaluate(
+        "() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname)"
+        ".filter((p) => p.startsWith('/assets/') && p.endsWith('.js'))"
+    )
+    cached = page.evaluate(CACHED_PATHS_JS)
+    # The build's scripts and styles, stored at install; no page, no /api, no /dicomweb answer.
+    assert cached and all(path.startswith("/assets/") for path in cached), cached
+    assert set(scripts) <= set(cached), (scripts, cached)
+    # The next visit is served by it: the scripts from its cache, the data from the server.
+    page.reload()
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    assert page.evaluate("() => !!navigator.serviceWorker.controller")
+    served = page.evaluate(
+        "() => Object.fromEntries(performance.getEntriesByType('resource')"
+        ".map((e) => [new URL(e.name).pathname, e.workerStart > 0]))"
+    )
+    assert any(by_worker for path, by_worker in served.items() if path.startswith("/assets/reading-")), served
+    assert page.evaluate(CACHED_PATHS_JS) == cached  # still only the assets

@@ -127,23 +127,11 @@ FETCHED_JS = r"""Object.fromEntries(performance.getEntriesByType('resource')
                [Math.round(e.startTime), Math.round(e.responseEnd)]]).reverse())"""
 
 
-# Waits (at most 15 s) for the service worker the page registered to be active; False without one.
-SERVICE_WORKER_READY_JS = """async () => {
-    if (!navigator.serviceWorker || !(await navigator.serviceWorker.getRegistration())) return false;
-    return Promise.race([navigator.serviceWorker.ready.then(() => true),
-                         new Promise((done) => setTimeout(() => done(false), 15000))]);
-}"""
-
-
 def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
     page = context.new_page()
     page.goto(url)
     page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageAt !== null", timeout=120_000)
     page.wait_for_function("() => window.__yyViewer.allLoadedAt !== null", timeout=300_000, polling=100)
-    # Whether a service worker served this page's scripts, and whether one (registered when the
-    # stack is in) is active before the next visit: a reader opens his next study later than this.
-    controlled = page.evaluate("() => !!(navigator.serviceWorker && navigator.serviceWorker.controller)")
-    keeper = page.evaluate(SERVICE_WORKER_READY_JS)
     marks: dict[str, Any] = page.evaluate(
         "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt, "
         "tools: window.__yyViewer.toolsAt ?? null, "
@@ -158,8 +146,6 @@ def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
         "first_image_ms": marks["first"],
         "stack_loaded_ms": marks["all"],
         "tools_ready_ms": marks["tools"],  # Cornerstone's tools (a chunk loaded after the first image)
-        "served_by_service_worker": controlled,
-        "service_worker_ready_after": keeper,
         "viewer_script_ms": marks["script"],
         "stages_ms": marks["stages"],  # performance marks of the reading page, from navigation start
         # [start, end] of the viewer chunk's and the first requests' fetches (the first frame: the

@@ -6,7 +6,6 @@ session cookie, where every route checks the caller."""
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
@@ -28,9 +27,6 @@ CLIENT_ROUTES: Final = ("/", "/login", "/worklist", "/read/{task_id}", "/site", 
 # the session check, rather than after them (the viewer's chunk is 3.7 MB).
 PRELOADED: Final = {"/read/": "src/pages/reading.ts"}
 
-# The service worker's script (its scope is the whole origin; see SERVICE_WORKER).
-SERVICE_WORKER_PATH: Final = "/sw.js"
-
 # Cornerstone's decoders are WebAssembly ('wasm-unsafe-eval') run in module workers from our own
 # origin; images and thumbnails come from our own DICOMweb; nothing is fetched from elsewhere.
 CONTENT_SECURITY_POLICY: Final = (
@@ -48,49 +44,6 @@ NOT_BUILT: Final = """<!doctype html><html lang="en"><meta charset="utf-8"><titl
 Node.js 20.19 or newer), then reload this page.</p>
 <p>前端页面尚未构建：请运行 <code>make install</code>，然后刷新本页。</p>
 </body></html>"""
-
-
-# The service worker (issue F): it keeps the build's hashed scripts and styles (/assets/*) in the
-# browser's Cache Storage, stored at install, so a later visit runs them from there — Chromium
-# compiles scripts a service worker stores at install at once and keeps that code (V8's code
-# cache) beside them; from the HTTP cache it does so only on a script's third load. Its rules:
-# * only GET /assets/<name> (content-hashed names: a file never changes under its name) is
-#   answered from that cache; everything else — the pages (index.html), /api, /dicomweb, the
-#   service worker itself — is routed past it to the network (Chromium's static routing, and
-#   the fetch handler ignores them too), so no patient data and no page is ever stored by it;
-# * the script names the build's asset list, so each new build is a new worker: the browser
-#   checks /sw.js (no-cache) on navigations, installs the new one, which stores the new build's
-#   assets under a new cache name, takes over at once and deletes the older caches;
-# * a missing asset (a build deleted under an open page) is fetched from the server as before.
-SERVICE_WORKER: Final = """// Yunying's service worker, written by viewer/frontend.py for build {version}.
-const CACHE = 'yunying-assets-{version}';
-const ASSETS = {assets};
-const isAsset = (url) => url.origin === self.location.origin && url.pathname.startsWith('/assets/');
-
-self.addEventListener('install', (event) => {{
-  if (event.addRoutes) {{
-    event.waitUntil(
-      event.addRoutes([{{ condition: {{ not: {{ urlPattern: '/assets/*' }} }}, source: 'network' }}]).catch(() => undefined),
-    );
-  }}
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(ASSETS)).then(() => self.skipWaiting()));
-}});
-
-self.addEventListener('activate', (event) => {{
-  event.waitUntil(
-    caches
-      .keys()
-      .then((names) => Promise.all(names.filter((name) => name.startsWith('yunying-') && name !== CACHE).map((name) => caches.delete(name))))
-      .then(() => self.clients.claim()),
-  );
-}});
-
-self.addEventListener('fetch', (event) => {{
-  const request = event.request;
-  if (request.method !== 'GET' || !isAsset(new URL(request.url))) return; // the network, untouched
-  event.respondWith(caches.open(CACHE).then((cache) => cache.match(request)).then((found) => found ?? fetch(request)));
-}});
-"""
 
 
 class HashedAssets(StaticFiles):
@@ -122,28 +75,6 @@ def preload_links(dist: Path, module: str) -> str:
     return "".join(f'<link rel="modulepreload" crossorigin href="/{html.escape(file)}">' for file in files)
 
 
-def service_worker(dist: Path) -> str | None:
-    """The service worker's script for the build in ``dist``: its scripts and styles (Vite's
-    manifest; the WebAssembly codecs, used for compressed images only, are left to the HTTP
-    cache); None without a manifest."""
-    try:
-        manifest = json.loads((dist / ".vite" / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    files = sorted(
-        {
-            f"/{file}"
-            for chunk in manifest.values()
-            for file in [chunk.get("file", ""), *chunk.get("css", [])]
-            if file.startswith("assets/") and file.endswith((".js", ".css"))
-        }
-    )
-    if not files:
-        return None
-    version = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-    return SERVICE_WORKER.format(version=version, assets=json.dumps(files))
-
-
 def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
     """Serve the built pages of ``dist`` (or, while it is missing, how to build them)."""
     app.mount("/assets", HashedAssets(directory=dist / "assets", check_dir=False), name="assets")
@@ -160,13 +91,5 @@ def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
         text = index.read_text(encoding="utf-8").replace("</head>", f"{links}</head>", 1)
         return HTMLResponse(text, headers=headers)
 
-    def worker() -> Response:
-        script = service_worker(dist)
-        if script is None:  # no build: nothing to keep
-            return Response(status_code=404, headers={"Cache-Control": "no-store"})
-        headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY}
-        return Response(script, media_type="text/javascript", headers=headers)
-
     for path in CLIENT_ROUTES:
         app.add_api_route(path, page, methods=["GET"], include_in_schema=False, response_class=HTMLResponse)
-    app.add_api_route(SERVICE_WORKER_PATH, worker, methods=["GET"], include_in_schema=False)

@@ -83,30 +83,3 @@ def test_a_study_url_preloads_the_viewer_chunk_named_in_the_build_manifest(tmp_p
     (tmp_path / ".vite" / "manifest.json").write_text("{not json", encoding="utf-8")
     broken = client.get("/read/42")
     assert broken.status_code == 200 and "modulepreload" not in broken.text
-
-
-def test_the_service_worker_names_the_builds_scripts_and_changes_with_the_build(tmp_path: Path) -> None:
-    client = served(tmp_path)
-    assert client.get("/sw.js").status_code == 404  # no build: nothing to keep
-    (tmp_path / ".vite").mkdir()
-    manifest = {
-        "index.html": {"file": "assets/index-abc.js", "isEntry": True, "css": ["assets/index-x1.css"]},
-        "src/pages/reading.ts": {"file": "assets/reading-def.js", "isDynamicEntry": True},
-        "src/viewer/tools.ts": {"file": "assets/tools-123.js", "isDynamicEntry": True},
-        "node_modules/codec.wasm": {"file": "assets/codec-9.wasm"},
-    }
-    (tmp_path / ".vite" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    worker = client.get("/sw.js")
-    assert worker.status_code == 200 and worker.headers["cache-control"] == "no-cache"
-    assert worker.headers["content-type"].startswith("text/javascript")
-    listed = json.loads(re.search(r"const ASSETS = (\[.*\]);", worker.text)[1])  # type: ignore[index]
-    # Scripts and styles of the build only: no page, no API, no WebAssembly codec.
-    assert listed == ["/assets/index-abc.js", "/assets/index-x1.css", "/assets/reading-def.js", "/assets/tools-123.js"]
-    # Everything but /assets/ is routed past the worker, and its fetch handler answers /assets/ only.
-    assert "not: { urlPattern: '/assets/*' } }, source: 'network'" in worker.text
-    assert "pathname.startsWith('/assets/')" in worker.text and "/api" not in worker.text
-    version = re.search(r"yunying-assets-([0-9a-f]{16})", worker.text)[1]  # type: ignore[index]
-    manifest["src/viewer/tools.ts"]["file"] = "assets/tools-456.js"
-    (tmp_path / ".vite" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    rebuilt = client.get("/sw.js").text
-    assert version not in rebuilt and "/assets/tools-456.js" in rebuilt  # a new build: a new worker

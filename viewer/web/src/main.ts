@@ -10,7 +10,6 @@ import { sitePage } from './pages/site';
 import { qaPage } from './pages/qa';
 import { adminPage } from './pages/admin';
 import { prefetchReading } from './pages/reading-early';
-import { keepAssetsLater } from './service-worker';
 
 const app = document.getElementById('app')!;
 type Role = User['role'];
@@ -186,9 +185,6 @@ startRouter(render, () => {
   clear(app);
   app.append(header(), h('main', {}, h('p', { class: 'error' }, t('app.not_found'))));
 });
-// The service worker that keeps the scripts for the next visit: when the page is idle (the
-// reading page registers it as soon as the whole stack is loaded).
-keepAssetsLater(10_000);
 // Who is logged in decides the header and the start page: ask once before the first page.
 void resume()
   .catch(() => null)

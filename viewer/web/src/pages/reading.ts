@@ -10,7 +10,6 @@ import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/d
 import { PRESETS, StackViewer, initialise, listPriors, loadTools, startFirstImage, type PriorStudy, type Measurement, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
-import { keepAssets } from '../service-worker';
 
 interface AiLocation {
   sop_instance_uid: string;
@@ -601,10 +600,7 @@ export const readingPage: Page = async (root, params) => {
       },
       loaded: (count, total) => {
         timing.loaded = count;
-        if (count === total && timing.allLoadedAt === null) {
-          timing.allLoadedAt = performance.now();
-          keepAssets(); // the stack is in: the service worker may now store and compile the scripts
-        }
+        if (count === total && timing.allLoadedAt === null) timing.allLoadedAt = performance.now();
       },
       toolsReady: () => (timing.toolsAt = performance.now()),
     });

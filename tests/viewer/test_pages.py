@@ -669,4 +669,3 @@ def test_a_prior_study_of_the_patient_scrolls_beside_the_current_one(page: Any, 
 
 def csrf(page: Any) -> dict[str, str]:
     return {"X-CSRF-Token": page.request.get("/api/session").json()["csrf_token"]}
-

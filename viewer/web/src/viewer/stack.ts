@@ -186,8 +186,7 @@ export class StackViewer {
     this.on(element, Enums.Events.STACK_NEW_IMAGE, () => this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length));
     this.on(element, Enums.Events.VOI_MODIFIED, () => this.reportVoi());
     this.on(element, Enums.Events.IMAGE_RENDERED, () => {
-      // An image drawn, not a render of the stack before its image is in (no window yet).
-      if (!this.firstImageSeen && this.viewport.getCurrentImageId() && this.viewport.getProperties().voiRange) {
+      if (!this.firstImageSeen && this.viewport.getCurrentImageId()) {
         this.firstImageSeen = true;
         performance.mark('yy:first-image');
         // Slice counter and window with the first image, not after setStack returns (with the

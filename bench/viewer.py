@@ -134,6 +134,7 @@ def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
     page.wait_for_function("() => window.__yyViewer.allLoadedAt !== null", timeout=300_000, polling=100)
     marks: dict[str, Any] = page.evaluate(
         "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt, "
+        "tools: window.__yyViewer.toolsAt ?? null, "
         "script: performance.getEntriesByType('resource').filter(e => e.name.includes('/assets/reading-'))"
         ".map(e => e.duration)[0] ?? null, "
         f"fetched: {FETCHED_JS}, "
@@ -144,6 +145,7 @@ def open_study(browser: Browser, context: Any, url: str) -> dict[str, Any]:
     return {
         "first_image_ms": marks["first"],
         "stack_loaded_ms": marks["all"],
+        "tools_ready_ms": marks["tools"],  # Cornerstone's tools (a chunk loaded after the first image)
         "viewer_script_ms": marks["script"],
         "stages_ms": marks["stages"],  # performance marks of the reading page, from navigation start
         # [start, end] of the viewer chunk's and the first requests' fetches (the first frame: the

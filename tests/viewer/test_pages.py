@@ -335,6 +335,8 @@ def test_a_reader_reads_and_signs_and_the_site_sees_the_report(page: Any, centre
 
     # A length measurement reads the right millimetres: its handles' distance on the canvas times
     # the millimetres per canvas pixel of the viewport's camera, and the handles where we dragged.
+    # (Cornerstone's tools are a chunk loaded after the first image: the mouse tools from then on.)
+    page.wait_for_function("() => window.__yyViewer.toolsAt !== null", timeout=30_000)
     page.click("button[data-tool=length]")
     page.mouse.move(cx - 100, cy)
     page.wait_for_timeout(100)
@@ -540,6 +542,7 @@ def test_the_ai_heat_map_lies_over_its_slice_through_zoom_pan_and_scroll(page: A
         assert drawn["red"] > 250 and drawn["blue"] < 5, drawn
         return drawn
 
+    page.wait_for_function("() => window.__yyViewer.toolsAt !== null", timeout=30_000)  # zoom and pan below
     page.focus("#viewport")
     page.keyboard.press("h")
     assert page.get_attribute("#ai-overlay", "aria-pressed") == "true"

@@ -7,7 +7,7 @@ import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
 import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
 import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
-import { PRESETS, StackViewer, initialise, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
+import { PRESETS, StackViewer, initialise, loadTools, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -94,6 +94,8 @@ declare global {
       firstImageAt: number | null;
       loaded: number;
       allLoadedAt: number | null;
+      /** When Cornerstone's tools (loaded after the first image) answer the mouse. */
+      toolsAt: number | null;
       slice: number;
       total: number;
       viewer: StackViewer;
@@ -104,9 +106,10 @@ declare global {
   }
 }
 
-/** Start Cornerstone before a study is opened (the worklist calls this when idle). */
-export function warmUp(): Promise<void> {
-  return initialise();
+/** Start Cornerstone and load its tools before a study is opened (the worklist calls this when idle). */
+export async function warmUp(): Promise<void> {
+  await initialise();
+  await loadTools();
 }
 
 export const readingPage: Page = async (root, params) => {
@@ -587,6 +590,7 @@ export const readingPage: Page = async (root, params) => {
     firstImageAt: null as number | null,
     loaded: 0,
     allLoadedAt: null as number | null,
+    toolsAt: null as number | null,
     slice: 0,
     total: 0,
     voi: [0, 0] as [number, number],
@@ -618,6 +622,7 @@ export const readingPage: Page = async (root, params) => {
         timing.loaded = count;
         if (count === total && timing.allLoadedAt === null) timing.allLoadedAt = performance.now();
       },
+      toolsReady: () => (timing.toolsAt = performance.now()),
     });
     heat = new HeatOverlay(viewer, viewportElement, (here) => (heatHere.hidden = !here));
     window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior, heat });

@@ -1,10 +1,14 @@
 // The image viewer: one Cornerstone3D stack viewport over the project's own DICOMweb. Imported
 // only by the reading page, so Cornerstone, vtk.js and the codecs stay out of the main chunk.
+// What the first image needs (core, the image loader) is here; Cornerstone's tools are a chunk of
+// their own (tools.ts), imported once the first image is drawn.
 import {
   Enums,
   RenderingEngine,
+  cache,
   eventTarget,
   getRenderingCapabilities,
+  imageLoadPoolManager,
   imageLoader,
   init as initCore,
   metaData,
@@ -13,21 +17,6 @@ import {
   type StackViewport,
   type Types,
 } from '@cornerstonejs/core';
-import {
-  AngleTool,
-  EllipticalROITool,
-  Enums as ToolEnums,
-  LengthTool,
-  PanTool,
-  StackScrollTool,
-  ToolGroupManager,
-  WindowLevelTool,
-  ZoomTool,
-  addTool,
-  annotation,
-  init as initTools,
-  utilities as toolUtilities,
-} from '@cornerstonejs/tools';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
 import { dicomJson, metadataPath, value } from './dicomweb';
 
@@ -43,31 +32,29 @@ export const PRESETS: Record<string, [number, number]> = {
   bone: [1800, 400],
 };
 
-export const TOOLS = {
-  wl: WindowLevelTool.toolName,
-  pan: PanTool.toolName,
-  zoom: ZoomTool.toolName,
-  length: LengthTool.toolName,
-  angle: AngleTool.toolName,
-  ellipse: EllipticalROITool.toolName,
-} as const;
-export type ToolKey = keyof typeof TOOLS;
+/** The primary mouse button's tools (tools.ts names them to Cornerstone). */
+export type ToolKey = 'wl' | 'pan' | 'zoom' | 'length' | 'angle' | 'ellipse';
+
+type ToolsModule = typeof import('./tools');
+let toolsModule: Promise<ToolsModule> | null = null;
+
+/** Cornerstone's tools (a separate chunk): loaded once, after a first image (or ahead of need). */
+export function loadTools(): Promise<ToolsModule> {
+  toolsModule ??= import('./tools');
+  return toolsModule;
+}
 
 let initialised: Promise<void> | null = null;
 
-/** Start Cornerstone (WebGL context, tools, the decoder worker pool) ahead of need. */
+/** Start Cornerstone (WebGL context, the decoder worker pool) ahead of need. */
 export function initialise(): Promise<void> {
   initialised ??= (async () => {
     await initCore();
     // A software WebGL rasterizer (SwiftShader, llvmpipe: a PC without GPU drivers, a headless
     // browser) builds and draws a stack viewport slower than Cornerstone's canvas 2D path.
     if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
-    initTools();
     // The loader's XHRs are same-origin: the session cookie goes along; reads need no CSRF header.
     initLoader({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)) });
-    for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, LengthTool, AngleTool, EllipticalROITool]) {
-      addTool(tool);
-    }
   })();
   return initialised;
 }
@@ -138,14 +125,17 @@ export interface ViewerEvents {
   measurements(found: Measurement[]): void;
   firstImage(ms: number): void;
   loaded(count: number, total: number): void;
+  /** The tools (mouse, wheel, measurements, cine) answer from now on. */
+  toolsReady?(): void;
 }
 
 export class StackViewer {
   private engine: RenderingEngine;
   private viewportId = `yy-stack-${Math.random().toString(36).slice(2)}`;
-  private toolGroupId = `yy-tools-${Math.random().toString(36).slice(2)}`;
   private primary: ToolKey = 'wl';
-  private cine = false;
+  private tools: InstanceType<ToolsModule['ViewerTools']> | null = null;
+  private toolsStarted = false;
+  private destroyed = false;
   private listeners: [EventTarget, string, EventListener][] = [];
   private imageIds: string[] = [];
   private started = performance.now();
@@ -164,14 +154,13 @@ export class StackViewer {
       element,
       defaultOptions: { background: [0, 0, 0] as Types.Point3 },
     });
-    const group = ToolGroupManager.createToolGroup(this.toolGroupId)!;
-    for (const name of [...Object.values(TOOLS), StackScrollTool.toolName]) group.addTool(name);
-    group.addViewport(this.viewportId, this.engine.id);
-    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Wheel }] });
-    group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Auxiliary }] });
-    group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Secondary }] });
-    this.setTool('wl');
     element.addEventListener('contextmenu', (event) => event.preventDefault());
+    // Until the tools are loaded, the wheel scrolls here (the keyboard is the page's own).
+    this.on(element, 'wheel', ((event: WheelEvent) => {
+      if (this.tools || !this.imageIds.length) return;
+      event.preventDefault();
+      this.scroll(Math.sign(event.deltaY));
+    }) as EventListener);
 
     this.on(element, Enums.Events.STACK_NEW_IMAGE, () => this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length));
     this.on(element, Enums.Events.VOI_MODIFIED, () => this.reportVoi());
@@ -184,6 +173,8 @@ export class StackViewer {
         this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length);
         this.reportVoi();
         this.events.firstImage(performance.now() - this.started);
+        // The tools' chunk is parsed and run after this frame is painted, not before.
+        window.setTimeout(() => void this.attachTools(), 0);
       }
     });
     // How much of the stack is in the cache (the prefetch fills it behind the shown slice).
@@ -194,9 +185,6 @@ export class StackViewer {
         this.events.loaded(this.loadedIds.size, this.imageIds.length);
       }
     }) as EventListener);
-    for (const kind of [ToolEnums.Events.ANNOTATION_COMPLETED, ToolEnums.Events.ANNOTATION_MODIFIED, ToolEnums.Events.ANNOTATION_REMOVED]) {
-      this.on(eventTarget, kind, () => this.reportMeasurements());
-    }
     const resize = new ResizeObserver(() => this.engine.resize(true, true));
     resize.observe(element);
     this.listeners.push([element, '__resize', (() => resize.disconnect()) as EventListener]);
@@ -205,6 +193,17 @@ export class StackViewer {
   static async create(element: HTMLDivElement, events: ViewerEvents): Promise<StackViewer> {
     await initialise();
     return new StackViewer(element, events);
+  }
+
+  /** Load Cornerstone's tools and put them on this viewport (once). */
+  async attachTools(): Promise<void> {
+    if (this.toolsStarted) return;
+    this.toolsStarted = true;
+    const { ViewerTools } = await loadTools();
+    if (this.destroyed) return;
+    this.tools = new ViewerTools(this.element, this.viewportId, this.engine.id, this.primary, () => this.reportMeasurements());
+    performance.mark('yy:tools');
+    this.events.toolsReady?.();
   }
 
   private on(target: EventTarget, kind: string, listener: EventListener): void {
@@ -233,21 +232,32 @@ export class StackViewer {
     const start = index ?? Math.floor(this.imageIds.length / 2);
     await this.viewport.setStack(this.imageIds, Math.min(start, this.imageIds.length - 1));
     this.viewport.render();
-    toolUtilities.stackPrefetch.enable(this.element);
+    this.prefetch();
     this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length);
     this.reportVoi();
+    // A series shown again (the first image was seen on an earlier one): tools stay as they are.
+    if (this.firstImageSeen) void this.attachTools();
+  }
+
+  /** The rest of the stack into Cornerstone's cache, nearest the shown slice first, at the
+   * request pool's prefetch priority (below the slices the reader scrolls to). Core only: the
+   * whole stack does not wait for the tools' chunk. */
+  private prefetch(): void {
+    const from = this.viewport.getCurrentImageIdIndex();
+    const order = this.imageIds.map((imageId, i) => ({ imageId, distance: Math.abs(i - from) })).sort((a, b) => a.distance - b.distance);
+    for (const { imageId } of order) {
+      if (cache.getImageLoadObject(imageId)) continue;
+      imageLoadPoolManager.addRequest(
+        () => imageLoader.loadAndCacheImage(imageId, { requestType: Enums.RequestType.Prefetch } as never).then(() => undefined, () => undefined),
+        Enums.RequestType.Prefetch,
+        { imageId },
+      );
+    }
   }
 
   setTool(key: ToolKey): void {
-    const group = ToolGroupManager.getToolGroup(this.toolGroupId)!;
-    group.setToolPassive(TOOLS[this.primary]);
-    if (this.primary === 'pan') group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Auxiliary }] });
-    if (this.primary === 'zoom') group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Secondary }] });
     this.primary = key;
-    const bindings = [{ mouseButton: ToolEnums.MouseBindings.Primary }];
-    if (key === 'pan') bindings.push({ mouseButton: ToolEnums.MouseBindings.Auxiliary });
-    if (key === 'zoom') bindings.push({ mouseButton: ToolEnums.MouseBindings.Secondary });
-    group.setToolActive(TOOLS[key], { bindings });
+    this.tools?.setTool(key);
   }
 
   get tool(): ToolKey {
@@ -292,22 +302,17 @@ export class StackViewer {
     this.reportVoi();
   }
 
+  /** Cine on or off (nothing before the tools are loaded); whether it plays. */
   toggleCine(): boolean {
-    if (this.cine) this.stopCine();
-    else {
-      toolUtilities.cine.playClip(this.element, { framesPerSecond: 12, loop: true });
-      this.cine = true;
-    }
-    return this.cine;
+    return this.tools?.toggleCine() ?? false;
   }
 
   private stopCine(): void {
-    if (this.cine) toolUtilities.cine.stopClip(this.element);
-    this.cine = false;
+    this.tools?.stopCine();
   }
 
   clearMeasurements(): void {
-    annotation.state.removeAllAnnotations();
+    this.tools?.clearMeasurements();
     this.viewport.render();
     this.reportMeasurements();
   }
@@ -320,9 +325,7 @@ export class StackViewer {
 
   /** The handles of each measurement in canvas (CSS pixel) coordinates. */
   handlesOnCanvas(): [number, number][][] {
-    return annotation.state
-      .getAllAnnotations()
-      .map((item) => (item.data.handles?.points ?? []).map((point) => this.viewport.worldToCanvas(point) as [number, number]));
+    return this.tools?.handlesOnCanvas(this.viewport) ?? [];
   }
 
   /** Where an image pixel (column, row; 0 at the first pixel's outer corner) of the shown slice
@@ -340,41 +343,17 @@ export class StackViewer {
   }
 
   private reportMeasurements(): void {
-    const found: Measurement[] = [];
-    for (const item of annotation.state.getAllAnnotations()) {
-      const stats = Object.values(item.data.cachedStats ?? {})[0] as Record<string, number | string> | undefined;
-      const tool = item.metadata?.toolName;
-      if (!stats) continue;
-      if (tool === LengthTool.toolName && typeof stats.length === 'number') {
-        found.push({ kind: 'length', value: stats.length, unit: String(stats.unit ?? 'mm') });
-      } else if (tool === AngleTool.toolName && typeof stats.angle === 'number') {
-        found.push({ kind: 'angle', value: stats.angle, unit: '°' });
-      } else if (tool === EllipticalROITool.toolName && typeof stats.mean === 'number') {
-        found.push({
-          kind: 'ellipse',
-          value: stats.mean,
-          unit: String(stats.modalityUnit ?? ''),
-          sd: Number(stats.stdDev),
-          min: Number(stats.min),
-          max: Number(stats.max),
-          area: Number(stats.area),
-          areaUnit: String(stats.areaUnit ?? ''),
-        });
-      }
-    }
-    this.events.measurements(found);
+    this.events.measurements(this.tools?.measurements() ?? []);
   }
 
   destroy(): void {
-    this.stopCine();
-    toolUtilities.stackPrefetch.disable(this.element);
+    this.destroyed = true;
+    this.tools?.destroy();
+    this.tools = null;
     for (const [target, kind, listener] of this.listeners) {
       if (kind === '__resize') (listener as unknown as () => void)();
       else target.removeEventListener(kind, listener);
     }
-    annotation.state.removeAllAnnotations();
-    ToolGroupManager.destroyToolGroup(this.toolGroupId);
     this.engine.destroy();
   }
 }
-

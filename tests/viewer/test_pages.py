@@ -306,6 +306,9 @@ def test_a_reader_reads_and_signs_and_the_site_sees_the_report(page: Any, centre
     page.wait_for_url(re.compile(f".*/read/{task['id']}$"))
     page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
     centre.timings["first_image_s"] = time.monotonic() - began
+    # The window is reported with the first render that has one (a preloaded frame's first
+    # render can come before it): the page's overlay shows it then, and so does its state.
+    page.wait_for_function("() => window.__yyViewer.voi[0] > 0", timeout=10_000)
     state = viewer_state(page)
     centre.timings["first_image_in_page_ms"] = state["first"]
     assert state["total"] == 8 and fudong.uid in state["imageId"]

@@ -140,6 +140,7 @@ export class StackViewer {
   private imageIds: string[] = [];
   private started = performance.now();
   private firstImageSeen = false;
+  private voiReported = false;
   private wanted = new Set<string>();
   private loadedIds = new Set<string>();
 
@@ -165,6 +166,9 @@ export class StackViewer {
     this.on(element, Enums.Events.STACK_NEW_IMAGE, () => this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length));
     this.on(element, Enums.Events.VOI_MODIFIED, () => this.reportVoi());
     this.on(element, Enums.Events.IMAGE_RENDERED, () => {
+      // The first render of a preloaded frame can come before the viewport has its window
+      // (no VOI_MODIFIED follows then): report it with the first render that has one.
+      if (this.firstImageSeen && !this.voiReported) this.reportVoi();
       if (!this.firstImageSeen && this.viewport.getCurrentImageId()) {
         this.firstImageSeen = true;
         performance.mark('yy:first-image');
@@ -338,6 +342,7 @@ export class StackViewer {
   private reportVoi(): void {
     const range = this.viewport.getProperties().voiRange;
     if (!range) return;
+    this.voiReported = true;
     const { windowWidth, windowCenter } = utilities.windowLevel.toWindowLevel(range.lower, range.upper);
     this.events.voi(windowWidth, windowCenter);
   }

@@ -313,7 +313,16 @@ def test_a_reader_reads_and_signs_and_the_site_sees_the_report(page: Any, centre
     centre.timings["first_image_in_page_ms"] = state["first"]
     assert state["total"] == 8 and fudong.uid in state["imageId"]
     viewport = page.locator("#viewport")
-    time.sleep(0.3)  # let the first render settle before reading pixels back
+    # Let the layout settle before reading pixels back: under load the viewport was once 46 px
+    # shorter in the first screenshot than a second later (cause not found; the column widths
+    # are fixed now). Two equal sizes 300 ms apart.
+    page.wait_for_function(
+        """() => { const r = document.querySelector('#viewport').getBoundingClientRect();
+                 const size = `${r.width}x${r.height}`, same = window.__yyViewportSize === size;
+                 window.__yyViewportSize = size; return same; }""",
+        polling=300,
+        timeout=10_000,
+    )
     before = png(viewport.screenshot())
     assert before.std() > 10, "the viewport is blank"
     assert same_image(page, before, fudong.uid, state["imageId"], state["voi"]) > 0.9

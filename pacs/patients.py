@@ -59,8 +59,7 @@ def resident_id(value: object) -> str | None:
     text = str(value or "").strip().upper()
     if not _RESIDENT_ID.match(text):
         return None
-    total = sum(int(digit) * weight for digit, weight in zip(text[:17], _WEIGHTS, strict=True))
-    return text if _CHECK[total % 11] == text[17] else None
+    return text if check_character(text[:17]) == text[17] else None
 
 
 def check_character(first17: str) -> str:

@@ -9,19 +9,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from ai_models.feedback import record_feedback
 from ai_models.records import AiFeedback, AiFinding
 from pacs.dicomweb.auth import Authenticated
-from pacs.identity.users import Principal
 from pacs.index.models import Role
-from pacs.index.types import utcnow
-from reading.api.deps import require_role, unit_of_work
-from reading.errors import NotFound, OutOfScope
+from reading.api.deps import check_may_read, require_role, unit_of_work
+from reading.errors import NotFound
 from reading.models import ReadingTask
-from reading.worklist.readers import reader_of_user
-from reading.worklist.tasks import get_task, may_read
+from reading.worklist.tasks import get_task
 
 router = APIRouter(tags=["ai"])
 
@@ -29,13 +25,6 @@ router = APIRouter(tags=["ai"])
 class FeedbackBody(BaseModel):
     agree: bool
     comment: str | None = Field(default=None, max_length=2000)
-
-
-def _readable_task(session: Session, who: Principal, task: ReadingTask) -> None:
-    require_role(who, Role.READER)
-    why = may_read(session, reader_of_user(session, who.user_id), task, now=utcnow())
-    if why is not None:
-        raise OutOfScope(why)
 
 
 def _finding_json(finding: AiFinding, opinion: AiFeedback | None) -> dict[str, Any]:
@@ -58,7 +47,7 @@ def get_findings(request: Request, who: Authenticated, task_id: int) -> list[dic
     """The AI findings of the task's study, positives first, each with the caller's opinion."""
     with unit_of_work(request, read_only=True) as session:
         task = get_task(session, task_id)
-        _readable_task(session, who, task)
+        check_may_read(session, who, task)
         findings = session.scalars(
             select(AiFinding)
             .where(AiFinding.study_uid == task.study_uid)
@@ -89,7 +78,7 @@ def post_feedback(request: Request, who: Authenticated, finding_id: int, body: F
         )
         if task is None:
             raise NotFound(f"no AI finding {finding_id}")
-        _readable_task(session, who, task)
+        check_may_read(session, who, task)
         assert who.user_id is not None  # a reader is a user
         opinion = record_feedback(session, finding_id, who.user_id, agree=body.agree, comment=body.comment)
         return _finding_json(finding, opinion)

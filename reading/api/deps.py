@@ -16,8 +16,12 @@ from pacs.identity.sites import IdentityError
 from pacs.identity.users import Principal
 from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
 from pacs.index.models import Role
+from pacs.index.types import utcnow
 from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError, Refused
+from reading.models import ReadingTask
 from reading.settings import ReadingSettings
+from reading.worklist.readers import reader_of_user
+from reading.worklist.tasks import may_read
 from reading.worklist.transitions import IllegalTransition
 
 STATUS_OF: Final[dict[type[Exception], int]] = {
@@ -102,3 +106,11 @@ def audited_export(request: Request, who: Authenticated) -> Iterator[None]:
             format=fmt or "pdf",
             query=str(request.query_params)[:300],
         )
+
+
+def check_may_read(session: Session, who: Principal, task: ReadingTask) -> None:
+    """403 unless ``who`` is a reader who may open ``task`` (the rule of ``GET /api/tasks/{id}``)."""
+    require_role(who, Role.READER)
+    why = may_read(session, reader_of_user(session, who.user_id), task, now=utcnow())
+    if why is not None:
+        raise OutOfScope(why)

@@ -21,11 +21,10 @@ from pacs.identity.users import Principal
 from pacs.index.models import Role, Study
 from pacs.index.types import utcnow
 from pacs.patients import PriorStudy, prior_studies
-from reading.api.deps import reading_settings, require_role, unit_of_work
-from reading.errors import NotFound, OutOfScope
+from reading.api.deps import check_may_read, reading_settings, require_role, unit_of_work
+from reading.errors import NotFound
 from reading.models import ReadingTask
-from reading.worklist.readers import reader_of_user
-from reading.worklist.tasks import get_task, may_read
+from reading.worklist.tasks import get_task
 
 router = APIRouter(tags=["priors"])
 
@@ -33,13 +32,10 @@ StudyUid = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9.]+$"
 
 
 def _readable_task(session: Session, who: Principal, task_id: int) -> ReadingTask:
-    """The task, when ``who`` may open it (the rule of ``GET /api/tasks/{id}``)."""
+    """The task, when ``who`` may open it (the role is checked before the task is looked up)."""
     require_role(who, Role.READER)
-    reader = reader_of_user(session, who.user_id)
     task = get_task(session, task_id)
-    why = may_read(session, reader, task, now=utcnow())
-    if why is not None:
-        raise OutOfScope(why)
+    check_may_read(session, who, task)
     return task
 
 

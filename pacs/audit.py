@@ -124,8 +124,10 @@ class AccessLog:
 
     def record_once(self, principal: Principal, action: str, *, study_uid: str, **kwargs: Any) -> bool:
         """Queue the record unless this token (or browser session) already did ``action`` to the
-        study within the window; returns whether one was queued."""
-        key = (principal.user_id, principal.token_id, principal.session_id, action, study_uid)
+        study with the same outcome within the window (a refusal does not hide a later granted
+        access, nor the reverse); returns whether one was queued."""
+        outcome = kwargs.get("outcome", "success")
+        key = (principal.user_id, principal.token_id, principal.session_id, action, study_uid, outcome)
         if not self._first_within(key, self.window_s):
             return False
         self.record(principal, action, study_uid=study_uid, **kwargs)

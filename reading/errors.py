@@ -16,6 +16,19 @@ class OutOfScope(ReadingError):
     credentials or sites, someone else's claim)."""
 
 
+class ReadRefused(OutOfScope):
+    """A caller refused a reading task by the one rule of who may read what (``check_may_read``):
+    ``unit_of_work`` answers 403 and records the refusal as a denied access (who, which task's
+    study and patient, from where)."""
+
+    def __init__(self, message: str, *, task_id: int, study_uid: str, patient_id: str | None, site_id: int) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.study_uid = study_uid
+        self.patient_id = patient_id
+        self.site_id = site_id
+
+
 class Conflict(ReadingError):
     """The object changed under the caller: already claimed, already signed, lease lost."""
 

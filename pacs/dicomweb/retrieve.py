@@ -21,7 +21,12 @@ from pacs.pixels import NATIVE, StoredObject
 
 
 class NotFound(LookupError):
-    """Absent, or outside the caller's scope: the same answer for both (no existence leak)."""
+    """Absent, or outside the caller's scope: the same answer for both (no existence leak).
+    ``study_uid``: the study looked for, when the path named one (its refusal is audited)."""
+
+    def __init__(self, message: str, study_uid: str | None = None) -> None:
+        super().__init__(message)
+        self.study_uid = study_uid
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,19 @@ def _scoped(
 
 def _not_found(study_uid: str, series_uid: str | None, sop_uid: str | None) -> NotFound:
     if sop_uid is not None:
-        return NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid} here")
+        return NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid} here", study_uid)
     if series_uid is not None:
-        return NotFound(f"no series {series_uid} in study {study_uid} here")
-    return NotFound(f"no study {study_uid} here")
+        return NotFound(f"no series {series_uid} in study {study_uid} here", study_uid)
+    return NotFound(f"no study {study_uid} here", study_uid)
+
+
+def outside_scope(session: Session, scope: Scope, study_uid: str) -> tuple[int, str | None] | None:
+    """The site and patient ID of a study that exists but lies outside ``scope`` (a refusal to
+    audit), else ``None`` (absent, or visible)."""
+    row = session.execute(select(Study.site_id, Study.patient_id).where(Study.study_uid == study_uid)).first()
+    if row is None or scope.allows(row[0], study_uid):
+        return None
+    return row[0], row[1]
 
 
 def locate(
@@ -94,15 +108,21 @@ def locate(
     return locate_rows(rows)
 
 
-def frame_layout(session: Session, located: Located) -> dict[str, Any]:
-    """What ``pacs.pixels.stored_frames`` needs of the header (Bits Allocated, Samples per
-    Pixel), extracted by the database from the stored JSON rather than loading all of it."""
+def locate_frames(
+    session: Session, scope: Scope, study_uid: str, series_uid: str, sop_uid: str
+) -> tuple[Located, dict[str, Any]]:
+    """One instance and what ``pacs.pixels.stored_frames`` needs of its header (Bits Allocated,
+    Samples per Pixel) in one query, the two extracted by the database from the stored JSON
+    rather than loading all of it; ``NotFound`` when it is absent or outside ``scope``."""
     bits = Instance.header[("00280100", "Value", 0)].as_integer()
     samples = Instance.header[("00280002", "Value", 0)].as_integer()
-    row = session.execute(select(bits, samples).where(Instance.id == located.pk)).one()
-    if row[0] is None:  # JSON not built yet (or no pixel module): the whole header
-        return header_of(session, located)
-    return {"00280100": {"Value": [row[0]]}, "00280002": {"Value": [row[1] or 1]}}
+    rows = session.execute(_scoped(select(*_COLUMNS, bits, samples), scope, study_uid, series_uid, sop_uid)).all()
+    if not rows:
+        raise _not_found(study_uid, series_uid, sop_uid)
+    located = locate_rows(rows[:1])[0]
+    if rows[0][-2] is None:  # JSON not built yet (or no pixel module): the whole header
+        return located, header_of(session, located)
+    return located, {"00280100": {"Value": [rows[0][-2]]}, "00280002": {"Value": [rows[0][-1] or 1]}}
 
 
 def header_of(session: Session, located: Located) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.dicomweb.qido import Level, QueryError, parse_query, search
+from pacs.dicomweb.refusals import audit_if_refused
 from pacs.identity.users import Principal
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Series, Study
@@ -44,7 +45,7 @@ def _qido(
     try:
         with transaction(services.sessions, read_only=True) as session:
             if study_uid is not None:
-                _require_visible(session, who, study_uid, series_uid)
+                _require_visible(request, session, who, study_uid, series_uid)
             results = search(session, query, who.scope, base_url=base_url)
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
@@ -66,11 +67,15 @@ def _qido(
     return JSONResponse([r.dataset for r in results], media_type=DICOM_JSON, headers=headers)
 
 
-def _require_visible(session: Any, who: Principal, study_uid: str, series_uid: str | None) -> None:
+def _require_visible(request: Request, session: Any, who: Principal, study_uid: str, series_uid: str | None) -> None:
     """404 for a study (or series) that does not exist or that the caller may not see: the same
-    answer for both, so nothing leaks about other sites' studies."""
+    answer for both, so nothing leaks about other sites' studies (the refusal is audited)."""
     site_id = session.scalar(select(Study.site_id).where(Study.study_uid == study_uid))
     if site_id is None or not who.scope.allows(site_id, study_uid):
+        if site_id is not None:
+            audit_if_refused(
+                request, who, "search", study_uid, session=session, level="series" if series_uid is None else "instance"
+            )
         raise HTTPException(404, f"no study {study_uid} here")
     if series_uid is not None:
         found = session.scalar(

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.dicomweb.media import Multipart, Part, describe, parse_accept
-from pacs.dicomweb.retrieve import Located, NotFound, frame_layout, locate, metadata
+from pacs.dicomweb.refusals import audit_if_refused
+from pacs.dicomweb.retrieve import Located, NotFound, locate, locate_frames, metadata
 from pacs.identity.users import Principal
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Instance
@@ -61,12 +62,15 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + router.prefix
 
 
-def _index(request: Request, work: Callable[[Session], T]) -> T:
-    """Run ``work`` in one index transaction, mapping absence and outages to HTTP."""
+def _index(request: Request, who: Principal, action: str, work: Callable[[Session], T]) -> T:
+    """Run ``work`` in one index transaction, mapping absence and outages to HTTP. A study
+    outside ``who``'s scope is 404 like an absent one, and audited as a denied ``action``."""
     try:
         with transaction(services_of(request).sessions, read_only=True) as session:
             return work(session)
     except NotFound as exc:
+        if exc.study_uid is not None:
+            audit_if_refused(request, who, action, exc.study_uid)
         raise HTTPException(404, str(exc)) from None
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
@@ -149,7 +153,7 @@ def _instance_parts(request: Request, located: list[Located], mode: Mode) -> Ite
 
 
 def _retrieve(request: Request, who: Principal, study: str, series: str | None = None, sop: str | None = None) -> Any:
-    located = _index(request, lambda s: locate(s, who.scope, study, series, sop))
+    located = _index(request, who, "retrieve", lambda s: locate(s, who.scope, study, series, sop))
     mode = _retrieve_mode(request, located)
     _audit(request, who, "retrieve", located[0], series_uid=series, sop_instance_uid=sop, instances=len(located))
     writer = Multipart("application/dicom")
@@ -187,7 +191,7 @@ def _metadata(request: Request, who: Principal, study: str, series: str | None =
     alternatives = parse_accept(request.headers.get("accept"))
     if not any(a.matches(DICOM_JSON) or a.matches("application/json") for a in alternatives):
         raise _not_acceptable(request, DICOM_JSON)
-    found = _index(request, lambda s: metadata(s, who.scope, _base_url(request), study, series, sop))
+    found = _index(request, who, "metadata", lambda s: metadata(s, who.scope, _base_url(request), study, series, sop))
     _audit(request, who, "metadata", found.located[0], series_uid=series, instances=len(found.located))
     return Response(found.body, media_type=DICOM_JSON)
 
@@ -251,11 +255,7 @@ def _frame_mode(request: Request, item: Located) -> Literal["stored", "native"]:
 def retrieve_frames(request: Request, who: Authenticated, study: str, series: str, sop: str, frames: str) -> Any:
     numbers = _frame_numbers(frames)
 
-    def find(session: Session) -> tuple[Located, dict[str, Any]]:
-        item = locate(session, who.scope, study, series, sop)[0]
-        return item, frame_layout(session, item)
-
-    item, header = _index(request, find)
+    item, header = _index(request, who, "frames", lambda s: locate_frames(s, who.scope, study, series, sop))
     mode = _frame_mode(request, item)
     store = services_of(request).store
     syntax = item.stored.transfer_syntax_uid
@@ -342,13 +342,13 @@ def _one_frame(frames: str) -> int:
     return numbers[0]
 
 
-def _instance(request: Request, who: Principal, study: str, series: str, sop: str) -> Located:
-    return _index(request, lambda s: locate(s, who.scope, study, series, sop)[0])
+def _instance(request: Request, who: Principal, action: str, study: str, series: str, sop: str) -> Located:
+    return _index(request, who, action, lambda s: locate(s, who.scope, study, series, sop)[0])
 
 
 def _representative(request: Request, who: Principal, study: str, series: str | None = None) -> Located:
     """The middle instance (slice) of the first series with pixels, for a thumbnail."""
-    located = _index(request, lambda s: locate(s, who.scope, study, series))
+    located = _index(request, who, "thumbnail", lambda s: locate(s, who.scope, study, series))
     with_pixels = [item for item in located if item.stored.has_pixels and item.stored.rows]
     if not with_pixels:
         raise HTTPException(404, "nothing to draw: no instance here has pixel data")
@@ -358,7 +358,7 @@ def _representative(request: Request, who: Principal, study: str, series: str | 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/rendered", summary="WADO-RS: an instance rendered")
 def rendered_instance(request: Request, who: Authenticated, study: str, series: str, sop: str) -> Response:
-    return _rendered(request, who, _instance(request, who, study, series, sop), 1, thumbnail=False)
+    return _rendered(request, who, _instance(request, who, "render", study, series, sop), 1, thumbnail=False)
 
 
 @router.get(
@@ -366,7 +366,7 @@ def rendered_instance(request: Request, who: Authenticated, study: str, series: 
 )
 def rendered_frame(request: Request, who: Authenticated, study: str, series: str, sop: str, frames: str) -> Response:
     frame = _one_frame(frames)
-    return _rendered(request, who, _instance(request, who, study, series, sop), frame, thumbnail=False)
+    return _rendered(request, who, _instance(request, who, "render", study, series, sop), frame, thumbnail=False)
 
 
 @router.get("/studies/{study}/thumbnail", summary="WADO-RS: a study's thumbnail")
@@ -381,7 +381,7 @@ def series_thumbnail(request: Request, who: Authenticated, study: str, series: s
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/thumbnail", summary="WADO-RS: an instance's thumbnail")
 def instance_thumbnail(request: Request, who: Authenticated, study: str, series: str, sop: str) -> Response:
-    return _rendered(request, who, _instance(request, who, study, series, sop), 1, thumbnail=True)
+    return _rendered(request, who, _instance(request, who, "thumbnail", study, series, sop), 1, thumbnail=True)
 
 
 @router.get(
@@ -389,7 +389,7 @@ def instance_thumbnail(request: Request, who: Authenticated, study: str, series:
 )
 def frame_thumbnail(request: Request, who: Authenticated, study: str, series: str, sop: str, frames: str) -> Response:
     frame = _one_frame(frames)
-    return _rendered(request, who, _instance(request, who, study, series, sop), frame, thumbnail=True)
+    return _rendered(request, who, _instance(request, who, "thumbnail", study, series, sop), frame, thumbnail=True)
 
 
 # --------------------------------------------------------------------------- bulk data
@@ -418,7 +418,7 @@ def bulkdata(request: Request, who: Authenticated, study: str, series: str, sop:
             raise NotFound(f"no bulk data element {tag.upper()} in instance {sop}")
         return item, value
 
-    item, value = _index(request, find)
+    item, value = _index(request, who, "bulkdata", find)
     store = services_of(request).store
     stored = item.stored
     if value is None and stored.transfer_syntax_uid not in NATIVE:  # encapsulated Pixel Data: its frames

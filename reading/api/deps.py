@@ -15,10 +15,10 @@ from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.identity.sites import IdentityError
 from pacs.identity.users import Principal
 from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
-from pacs.index.models import Role
+from pacs.index.models import Role, Study
 from pacs.index.types import utcnow
-from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError, Refused
-from reading.models import ReadingTask
+from reading.errors import Conflict, Invalid, NotFound, OutOfScope, ReadingError, ReadRefused, Refused
+from reading.models import Reader, ReadingTask
 from reading.settings import ReadingSettings
 from reading.worklist.readers import reader_of_user
 from reading.worklist.tasks import may_read
@@ -54,6 +54,8 @@ def unit_of_work(request: Request, *, read_only: bool = False) -> Iterator[Sessi
     except Refused:
         raise  # the route answers it with its code (refused)
     except (ReadingError, IllegalTransition) as exc:
+        if isinstance(exc, ReadRefused):
+            _audit_refusal(request, exc)
         status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
         raise HTTPException(status, str(exc)) from None
 
@@ -67,9 +69,34 @@ def refused(exc: IdentityError | Refused) -> JSONResponse:
     )
 
 
+def _audit_refusal(request: Request, refusal: ReadRefused) -> None:
+    """A task refused to an authenticated caller, as a denied access record (the caller is
+    known: a 401 never gets here)."""
+    who: Principal | None = getattr(request.state, "principal", None)
+    if who is None:
+        return
+    services_of(request).audit.record(
+        who,
+        "open-task",
+        outcome="denied",
+        study_uid=refusal.study_uid,
+        patient_id=refusal.patient_id,
+        site_id=refusal.site_id,
+        source=request.client.host if request.client else None,
+        task_id=refusal.task_id,
+        path=request.url.path,
+        reason=str(refusal),
+    )
+
+
+def _role_refusal(who: Principal, roles: tuple[str, ...]) -> str | None:
+    return None if who.role in roles else f"this needs the role {' or '.join(roles)}; you are {who.role}"
+
+
 def require_role(who: Principal, *roles: str) -> None:
-    if who.role not in roles:
-        raise HTTPException(403, f"this needs the role {' or '.join(roles)}; you are {who.role}")
+    why = _role_refusal(who, roles)
+    if why is not None:
+        raise HTTPException(403, why)
 
 
 def require_site_user(who: Principal) -> int:
@@ -108,9 +135,26 @@ def audited_export(request: Request, who: Authenticated) -> Iterator[None]:
         )
 
 
-def check_may_read(session: Session, who: Principal, task: ReadingTask) -> None:
-    """403 unless ``who`` is a reader who may open ``task`` (the rule of ``GET /api/tasks/{id}``)."""
-    require_role(who, Role.READER)
-    why = may_read(session, reader_of_user(session, who.user_id), task, now=utcnow())
-    if why is not None:
-        raise OutOfScope(why)
+def check_may_read(session: Session, who: Principal, task: ReadingTask, *, reader: Reader | None = None) -> Reader:
+    """The one rule of who may open ``task`` (``GET /api/tasks/{id}``, its priors, AI findings
+    and reports): a reader who may read it (``reading.worklist.tasks.may_read``). Returns his
+    reader profile (``reader``: the caller's, already looked up); otherwise ``ReadRefused``, a
+    403 that ``unit_of_work`` records as a denied access."""
+    why = _role_refusal(who, (Role.READER,))
+    if why is None:
+        try:
+            reader = reader or reader_of_user(session, who.user_id)
+        except OutOfScope as exc:
+            why = str(exc)
+        else:
+            why = may_read(session, reader, task, now=utcnow())
+    if why is None and reader is not None:
+        return reader
+    study = session.get(Study, task.study_pk)
+    raise ReadRefused(
+        why or "refused",
+        task_id=task.id,
+        study_uid=task.study_uid,
+        patient_id=study.patient_id if study else None,
+        site_id=task.site_id,
+    )

@@ -18,8 +18,8 @@ from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.identity.users import Principal
 from pacs.index.models import Role, Study
 from pacs.index.types import utcnow
-from reading.api.deps import reading_settings, require_role, unit_of_work
-from reading.errors import NotFound, OutOfScope
+from reading.api.deps import check_may_read, reading_settings, require_role, unit_of_work
+from reading.errors import NotFound
 from reading.models import ReadingTask, Report
 from reading.reports.assemble import document_of
 from reading.reports.outputs.errors import ReportOutputError
@@ -36,7 +36,6 @@ from reading.reports.service import (
 )
 from reading.reports.templates import load_templates
 from reading.worklist.readers import reader_of_user
-from reading.worklist.tasks import may_read
 
 router = APIRouter(tags=["reports"])
 
@@ -180,9 +179,7 @@ def _visible_report(session: Session, who: Principal, report_id: int) -> Report:
         raise NotFound(f"no report {report_id}")
     task = session.get_one(ReadingTask, report.task_id)
     if who.role == Role.READER:
-        why = may_read(session, reader_of_user(session, who.user_id), task, now=utcnow())
-        if why is not None:
-            raise OutOfScope(why)
+        check_may_read(session, who, task)
     elif not who.scope.allows(task.site_id, report.study_uid) or report.signed_at is None:
         raise NotFound(f"no report {report_id}")  # drafts and preliminaries never leave the centre
     return report

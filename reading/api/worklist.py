@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from pacs.dicomweb.auth import Authenticated, services_of
 from pacs.index.models import Consortium, Patient, Role, Site, Study
 from pacs.index.types import utcnow
-from reading.api.deps import reading_settings, refused, require_role, unit_of_work
+from reading.api.deps import check_may_read, reading_settings, refused, require_role, unit_of_work
 from reading.api.reports import report_json
 from reading.errors import Invalid, NotFound, OutOfScope, Refused
 from reading.models import Priority, Reader, ReadingTask, SavedView, TaskState
@@ -21,7 +21,7 @@ from reading.reports.service import carried_report, latest_report
 from reading.worklist.queries import Filters, WorklistRow, worklist
 from reading.worklist.readers import reader_of_user
 from reading.worklist.saved_views import MAX_NAME, delete_view, save_view, views_of
-from reading.worklist.tasks import claim, claim_next, escalate_by_reader, get_task, may_read, release, renew
+from reading.worklist.tasks import claim, claim_next, escalate_by_reader, get_task, release, renew
 
 router = APIRouter(tags=["worklist"])
 
@@ -121,9 +121,7 @@ def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[
     with unit_of_work(request, read_only=True) as session:
         reader = _reader(session, who)
         task = get_task(session, task_id)
-        why = may_read(session, reader, task, now=utcnow())
-        if why is not None:
-            raise OutOfScope(why)
+        check_may_read(session, who, task, reader=reader)
         study = session.get_one(Study, task.study_pk)
         patient = session.get_one(Patient, study.patient_pk)
         site = session.get_one(Site, task.site_id)

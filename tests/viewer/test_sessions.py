@@ -248,6 +248,9 @@ def test_the_cookie_fetches_wado_frames_within_the_scope(web: Web) -> None:
     [frames] = access_records(web, "frames")  # audited as for a token: once per session and study
     assert (frames.username, frames.role, frames.study_uid) == ("fudong-tech", "site", ours)
     assert [r.outcome for r in access_records(web, "search") if r.username == "fudong-tech"] == ["success"] * 3
+    # Another site's study: the 404 of an absent one, audited as a refusal for the session's user.
+    [refused] = access_records(web, "metadata")
+    assert (refused.username, refused.outcome, refused.study_uid) == ("fudong-tech", "denied", theirs)
 
 
 def test_production_sets_the_secure_flag(start_web: Callable[..., Web]) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pacs import events
@@ -88,13 +89,24 @@ def decide_link(
     if len(consortiums) != 1:
         raise ValueError("patients of different consortiums are never linked")
     low, high = sorted((first.id, second.id))
-    link = session.scalar(
-        select(PatientLink).where(PatientLink.patient_low == low, PatientLink.patient_high == high).with_for_update()
-    )
+    existing = select(PatientLink).where(PatientLink.patient_low == low, PatientLink.patient_high == high)
+    link = session.scalar(existing.with_for_update())
     previous = (LinkDecision(link.decision), link.decided_by) if link is not None else (None, None)
     if link is None:
-        link = PatientLink(consortium_id=consortiums.pop(), patient_low=low, patient_high=high)
-        session.add(link)
+        try:
+            with session.begin_nested():  # two readers deciding the first time at once: one inserts
+                link = PatientLink(
+                    consortium_id=consortiums.pop(),
+                    patient_low=low,
+                    patient_high=high,
+                    decision=decision.value,
+                    decided_by=username,
+                    decided_at=now,
+                )
+                session.add(link)
+        except IntegrityError:
+            link = session.scalars(existing.with_for_update()).one()
+            previous = (LinkDecision(link.decision), link.decided_by)
     link.decision = decision.value
     link.decided_by_id = user_id
     link.decided_by = username

@@ -8,6 +8,8 @@ issuer is a setting."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -350,3 +352,33 @@ def test_the_id_card_issuer_is_a_setting(
     with transaction(services.sessions) as session:
         cards = {pid: card for pid, card in session.execute(select(Patient.patient_id, Patient.national_id))}
     assert cards == {"P-GB": CARD, "P-RIC": None}
+
+
+def test_two_readers_deciding_a_pair_for_the_first_time_at_once_leave_one_decision(consortium: Consortium) -> None:
+    """Sun's first decision is not committed yet when Li's arrives: Li's waits (PostgreSQL: on the
+    pair's unique index; SQLite: for the write lock), then replaces it instead of failing."""
+    sessions = consortium.world.services.sessions
+
+    def pair(session: Any) -> list[Patient]:
+        return [session.scalars(select(Patient).where(Patient.patient_id == p)).one() for p in ("FD0071", "AF-1203")]
+
+    decided: dict[str, Any] = {}
+
+    def li() -> None:
+        with transaction(sessions) as session:
+            own, other = pair(session)
+            decided["li"] = decide_link(
+                session, own, other, LinkDecision.REJECTED, user_id=None, username="li", reason=None, now=utcnow()
+            )
+
+    with transaction(sessions) as session:
+        own, other = pair(session)
+        now = utcnow()
+        decide_link(session, own, other, LinkDecision.CONFIRMED, user_id=None, username="sun", reason=None, now=now)
+        second = threading.Thread(target=li)
+        second.start()
+        time.sleep(0.5)
+    second.join(30)
+    assert (decided["li"].previous, decided["li"].previous_by) == (LinkDecision.CONFIRMED, "sun")
+    with transaction(sessions) as session:
+        assert [(x.decision, x.decided_by) for x in session.scalars(select(PatientLink))] == [("rejected", "li")]

@@ -28,6 +28,12 @@ USER_GRANTED: Final = "user.granted"  # a user may now see another site's or con
 USER_PASSWORD_SET: Final = "user.password_set"  # the hash is never logged; the user's sessions end
 USER_DEACTIVATED: Final = "user.deactivated"  # tokens and sessions stop working at once
 USER_REACTIVATED: Final = "user.reactivated"
+# Patient identity across sites (pacs/patients.py, pacs/patient_links.py).
+PATIENT_LINK_CONFIRMED: Final = "patient_link.confirmed"  # a reader: a probable match is the same person
+PATIENT_LINK_REJECTED: Final = "patient_link.rejected"  # a reader: a probable match is another person
+# A known patient row's new study carries another valid ID card number than the row's: the first
+# is kept, an alert raised for the site's staff and the administrator.
+PATIENT_NATIONAL_ID_CONFLICT: Final = "patient.national_id_conflict"
 
 JOB_AI_PRESCREEN: Final = "ai.prescreen"  # job kind queued when a study becomes stable
 JOB_ROUTE_STUDY: Final = "reading.route"  # queued with study.ready_for_reading; reading's router takes it

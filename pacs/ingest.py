@@ -31,7 +31,7 @@ from pacs.index.models import Alert, Instance, Patient, Quarantine, Series, Stud
 from pacs.index.types import UTCDateTime, utcnow
 from pacs.metrics import INGEST_SECONDS, INSTANCES, RECEIVED_BYTES
 from pacs.part10 import Inspected, Malformed, file_sha256, inspect_part10
-from pacs.patients import identity_values, refresh_identity
+from pacs.patients import NATIONAL_ID_ISSUER, identity_values, masked, refresh_identity
 from pacs.storage import BlobStore, StoreUnavailable, object_key
 
 log = structlog.get_logger(__name__)
@@ -88,10 +88,12 @@ class Ingest:
         *,
         clock: Callable[[], datetime] = utcnow,
         writers: int = 32,
+        national_id_issuer: str = NATIONAL_ID_ISSUER,
     ) -> None:
         self.store = store
         self.sessions = sessions
         self.clock = clock
+        self.national_id_issuer = national_id_issuer
         # One object write in flight per concurrent receive; threads start on demand.
         self._writer = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="ingest-write")
 
@@ -110,7 +112,9 @@ class Ingest:
         # network without the GIL, so it runs beside the inspection instead of after it.
         key = object_key("instances")
         writing = self._writer.submit(self.store.put_file, key, path)
-        inspected = inspect_part10(path, assumed_charset=origin.assumed_charset)
+        inspected = inspect_part10(
+            path, assumed_charset=origin.assumed_charset, national_id_issuer=self.national_id_issuer
+        )
         try:
             writing.result()
             written: StoreUnavailable | None = None
@@ -364,7 +368,7 @@ class Ingest:
 
     def _new_study(self, session: Session, inspected: Inspected, origin: Origin, now: datetime) -> _KnownStudy:
         tags = inspected.tags
-        patient = _get_or_create_patient(session, origin.site_id, tags)
+        patient, other_card = _get_or_create_patient(session, origin.site_id, tags)
         study = Study(
             study_uid=inspected.study_uid,
             site_id=origin.site_id,
@@ -389,6 +393,8 @@ class Ingest:
         session.add(study)
         session.flush()
         _record(session, events.STUDY_RECEIVED, origin, study.study_uid, inspected.sop_instance_uid)
+        if other_card is not None and patient.national_id is not None:
+            _card_conflict(session, origin, inspected, patient, other_card, now)
         return _KnownStudy(study.id, study.site_id, study.state, study.modalities, study.body_part)
 
     @staticmethod
@@ -648,7 +654,42 @@ class _Known:
         return None
 
 
-def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, object]) -> Patient:
+def _card_conflict(
+    session: Session, origin: Origin, inspected: Inspected, patient: Patient, other_card: str, now: datetime
+) -> None:
+    """A known patient row's new study brings another ID card number: the row keeps its first
+    one (a patient row is one site's Patient ID), and the site's staff and the administrator
+    are told, since one of the two registrations is wrong."""
+    assert patient.national_id is not None
+    message = (
+        f"Patient ID {patient.patient_id!r}: study {inspected.study_uid} carries ID card number "
+        f"{masked(other_card)}, the patient already has {masked(patient.national_id)}; the first kept, "
+        "check the registration at the site"
+    )
+    session.add(
+        Alert(
+            kind=events.PATIENT_NATIONAL_ID_CONFLICT,
+            site_id=origin.site_id,
+            study_uid=inspected.study_uid,
+            sop_instance_uid=inspected.sop_instance_uid,
+            message=message,
+            created_at=now,
+        )
+    )
+    _record(
+        session,
+        events.PATIENT_NATIONAL_ID_CONFLICT,
+        origin,
+        inspected.study_uid,
+        inspected.sop_instance_uid,
+        warn=True,
+        patient_pk=patient.id,
+    )
+
+
+def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, object]) -> tuple[Patient, str | None]:
+    """The site's patient row for the tags' Patient ID (made when new), and another ID card
+    number the tags bring when the row already has one (``refresh_identity``)."""
     patient_id = str(tags["patient_id"] or "")
     patient = session.scalar(select(Patient).where(Patient.site_id == site_id, Patient.patient_id == patient_id))
     if patient is None:
@@ -662,6 +703,5 @@ def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, objec
         )
         session.add(patient)
         session.flush()
-    else:
-        refresh_identity(patient, tags)
-    return patient
+        return patient, None
+    return patient, refresh_identity(patient, tags)

@@ -5,11 +5,13 @@ centre, the village clinic and the county hospital. Two patient rows (pacs.index
 per site and Patient ID) are the same person when
 
 * **national ID**: both carry the same resident identity card number (居民身份证号), issued by
-  ``NATIONAL_ID_ISSUER`` (docs/conformance.md, "Patient identity across sites"), in an item of
+  ``YUNYING_NATIONAL_ID_ISSUER`` (default ``CN-RIC``; docs/conformance.md, "Patient identity
+  across sites"), in an item of
   Other Patient IDs Sequence (0010,1002) or as Patient ID with that Issuer of Patient ID
   (0010,0021); or
 * **probable**: neither rules it out by carrying a different card number, and the normalised
-  Patient's Name, Patient's Birth Date and Patient's Sex are all present and equal.
+  Patient's Name, Patient's Birth Date and Patient's Sex are all present and equal; a reader may
+  confirm (basis **confirmed**) or reject (not listed any more) such a pair (pacs/patient_links.py).
 
 The same Patient ID at the same site is the same patient row (``same_id``). Nothing ever matches
 across consortiums: the consortium is the tenancy boundary (DESIGN.md).
@@ -31,11 +33,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from pacs.index.models import Patient, Site, Study
+from pacs.patient_links import LinkDecision, link_decisions
+from pacs.settings import DEFAULT_NATIONAL_ID_ISSUER
 
-# The Issuer of Patient ID (0010,0021) that marks a number as a PRC resident identity card
-# number (GB 11643-1999). A literal, not an OID: clinics type it into their RIS/modality
-# configuration, and "the ID card" is what their staff call it.
-NATIONAL_ID_ISSUER: Final = "CN-RIC"
+# The default Issuer of Patient ID (0010,0021) that marks a number as a PRC resident identity
+# card number (GB 11643-1999); a deployment sets its own with YUNYING_NATIONAL_ID_ISSUER.
+NATIONAL_ID_ISSUER: Final = DEFAULT_NATIONAL_ID_ISSUER
 
 _RESIDENT_ID = re.compile(r"^[0-9]{17}[0-9X]$")
 # GB 11643-1999 check digit (ISO 7064 MOD 11-2): weights of the first 17 digits, and the
@@ -50,6 +53,7 @@ class MatchBasis(StrEnum):
     SAME_ID = "same_id"  # the same Patient ID at the same site
     NATIONAL_ID = "national_id"  # the same resident identity card number
     PROBABLE = "probable"  # name + birth date + sex, no ID card to confirm or refute it
+    CONFIRMED = "confirmed"  # probable, and a reader confirmed it is the same person
 
 
 def resident_id(value: object) -> str | None:
@@ -67,17 +71,17 @@ def check_character(first17: str) -> str:
     return _CHECK[sum(int(digit) * weight for digit, weight in zip(first17, _WEIGHTS, strict=True)) % 11]
 
 
-def national_id_of(ds: Any) -> str | None:
-    """The resident ID a data set carries under ``NATIONAL_ID_ISSUER``: Patient ID itself when
-    Issuer of Patient ID names it, else the first such item of Other Patient IDs Sequence.
-    ``None`` when there is none or it is malformed. Never raises for odd content."""
+def national_id_of(ds: Any, issuer: str = NATIONAL_ID_ISSUER) -> str | None:
+    """The resident ID a data set carries under ``issuer``: Patient ID itself when Issuer of
+    Patient ID names it, else the first such item of Other Patient IDs Sequence. ``None`` when
+    there is none or it is malformed. Never raises for odd content."""
     try:
-        if str(ds.get("IssuerOfPatientID", "") or "").strip() == NATIONAL_ID_ISSUER:
+        if str(ds.get("IssuerOfPatientID", "") or "").strip() == issuer:
             found = resident_id(ds.get("PatientID"))
             if found:
                 return found
         for item in ds.get("OtherPatientIDsSequence", None) or ():
-            if str(item.get("IssuerOfPatientID", "") or "").strip() == NATIONAL_ID_ISSUER:
+            if str(item.get("IssuerOfPatientID", "") or "").strip() == issuer:
                 found = resident_id(item.get("PatientID"))
                 if found:
                     return found
@@ -125,6 +129,8 @@ class PriorStudy:
     num_instances: int
     patient_id: str | None
     basis: MatchBasis
+    patient_pk: int  # the patient row the study is filed under
+    decided_by: str | None = None  # who confirmed it (basis ``confirmed``)
 
 
 def _basis(own: Patient, other: Patient) -> MatchBasis | None:
@@ -162,6 +168,13 @@ def prior_studies(session: Session, study_uid: str) -> list[PriorStudy]:
         select(Patient).join(Site, Site.id == Patient.site_id).where(Site.consortium_id == consortium_id, or_(*same))
     ).all()
     bases = {patient.id: basis for patient in candidates if (basis := _basis(own, patient)) is not None}
+    probable = [pk for pk, basis in bases.items() if basis is MatchBasis.PROBABLE]
+    decided_by: dict[int, str] = {}
+    for pk, (decision, by) in link_decisions(session, own.id, probable).items():
+        if decision is LinkDecision.REJECTED:
+            del bases[pk]
+        else:
+            bases[pk], decided_by[pk] = MatchBasis.CONFIRMED, by
     rows = session.execute(
         select(Study, Site.name)
         .join(Site, Site.id == Study.site_id)
@@ -179,10 +192,19 @@ def prior_studies(session: Session, study_uid: str) -> list[PriorStudy]:
             num_instances=study.num_instances,
             patient_id=study.patient_id,
             basis=bases[study.patient_pk],
+            patient_pk=study.patient_pk,
+            decided_by=decided_by.get(study.patient_pk),
         )
         for study, site_name in rows
     ]
     return sorted(priors, key=lambda p: (p.study_date or "", p.study_time or "", p.study_uid), reverse=True)
+
+
+def own_patient(session: Session, study_uid: str) -> Patient | None:
+    """The patient row ``study_uid`` is filed under."""
+    return session.scalar(
+        select(Patient).join(Study, Study.patient_pk == Patient.id).where(Study.study_uid == study_uid)
+    )
 
 
 def identity_values(tags: dict[str, Any]) -> dict[str, str | None]:
@@ -193,12 +215,23 @@ def identity_values(tags: dict[str, Any]) -> dict[str, str | None]:
     }
 
 
-def refresh_identity(patient: Patient, tags: dict[str, Any]) -> None:
+def refresh_identity(patient: Patient, tags: dict[str, Any]) -> str | None:
     """Fill a known patient row's missing matching columns from a newer study's tags: a site
     that starts recording the ID card links its earlier studies too. A column already set is
-    kept (a patient row is one site's Patient ID; its first identity stands)."""
+    kept (a patient row is one site's Patient ID; its first identity stands). Returns the other
+    valid card number a newer study brings when the row already has one (the caller raises an
+    alert: one Patient ID with two ID cards is a registration error at the site), else ``None``."""
     values = identity_values(tags)
     if patient.national_id is None and values["national_id"]:
         patient.national_id = values["national_id"]
     if patient.demographics_key is None and values["demographics_key"]:
         patient.demographics_key = values["demographics_key"]
+    if values["national_id"] and values["national_id"] != patient.national_id:
+        return values["national_id"]
+    return None
+
+
+def masked(card: str) -> str:
+    """An ID card number as an alert shows it: the region code and the last four characters,
+    not the birth date (``320981********262X``)."""
+    return f"{card[:6]}{'*' * (len(card) - 10)}{card[-4:]}"

@@ -49,4 +49,5 @@ def build_services(settings: Settings) -> Services:
     )
     sessions = make_sessionmaker(engine)
     store = open_store(settings)
-    return Services(settings, engine, sessions, store, Ingest(store, sessions), AccessLog(sessions))
+    ingest = Ingest(store, sessions, national_id_issuer=settings.national_id_issuer)
+    return Services(settings, engine, sessions, store, ingest, AccessLog(sessions))

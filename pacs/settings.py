@@ -11,6 +11,10 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 INSECURE_SECRET = "changeme"
+# The Issuer of Patient ID (0010,0021) that marks a PRC resident identity card number (GB
+# 11643-1999) by default. A literal, not an OID: clinics type it into their RIS/modality
+# configuration, and "the ID card" is what their staff call it.
+DEFAULT_NATIONAL_ID_ISSUER = "CN-RIC"
 
 
 class Mode(StrEnum):
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     # what it wrote — and deletes those older than the grace. Also at every start. Each sweep
     # lists the whole store (docs/operations.md): daily by default.
     orphan_sweep_interval_s: float = Field(default=86400.0, gt=0)
+
+    # The Issuer of Patient ID (0010,0021) under which a site sends the resident identity card
+    # number, as Patient ID or in Other Patient IDs Sequence (docs/conformance.md, "Patient
+    # identity across sites"): what matches one person's studies across the consortium's sites.
+    national_id_issuer: str = Field(default=DEFAULT_NATIONAL_ID_ISSUER, min_length=1, max_length=64)
 
     # Study stability: no new instance for this long → stable, AI job queued.
     stability_seconds: float = 60.0

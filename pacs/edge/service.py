@@ -87,7 +87,8 @@ def open_edge_services(settings: EdgeSettings) -> Services:
     engine = make_engine(receiver.resolved_database_url, pool_size=max(5, receiver.max_associations + 4))
     sessions = make_sessionmaker(engine)
     store = open_store(receiver)
-    return Services(receiver, engine, sessions, store, EdgeIngest(store, sessions), AccessLog(sessions))
+    ingest = EdgeIngest(store, sessions, national_id_issuer=receiver.national_id_issuer)
+    return Services(receiver, engine, sessions, store, ingest, AccessLog(sessions))
 
 
 def queue_manifest(session: Session, study_uid: str, now: datetime) -> None:

@@ -294,6 +294,30 @@ class Patient(Base):
     demographics_key: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
+class PatientLink(Base):
+    """A reader's decision whether two patient rows of one consortium that match only probably
+    (name + birth date + sex, pacs/patients.py) are the same person. One row per pair, the lower
+    patient id first; a later decision replaces it (each one is in the change log and the
+    access audit: pacs/patient_links.py)."""
+
+    __tablename__ = "patient_link"
+    __table_args__ = (
+        UniqueConstraint("patient_low", "patient_high"),
+        CheckConstraint("patient_low < patient_high", name="ck_patient_link_order"),
+        CheckConstraint("decision IN ('confirmed', 'rejected')", name="ck_patient_link_decision"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    consortium_id: Mapped[int] = mapped_column(ForeignKey("consortium.id"), index=True)
+    patient_low: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    patient_high: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"))
+    decided_by: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 class Study(Base):
     __tablename__ = "study"
 

@@ -3,16 +3,19 @@ PostgreSQL, and an index from an older revision keeps its rows when upgraded."""
 
 from __future__ import annotations
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from sqlalchemy import bindparam, create_engine, select, text
+from sqlalchemy import bindparam, create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from pacs.headers import build_headers, instance_header
 from pacs.index.db import make_engine, make_sessionmaker, transaction
-from pacs.index.migrate import current, upgrade
+from pacs.index.migrate import alembic_config, current, upgrade
 from pacs.index.models import Base, Instance
 from pacs.index.types import JSONDocument
 from pacs.patients import NATIONAL_ID_ISSUER, check_character, demographics_key
@@ -145,3 +148,51 @@ def test_0018_backfills_the_patient_identity_from_rows_and_kept_headers(empty_da
     finally:
         engine.dispose()
     assert [tuple(row) for row in rows] == [(1, card, demographics_key("王^桂英", "19550304", "F")), (2, None, None)]
+
+
+def test_0019_adds_patient_links_with_their_rules_and_drops_them_on_downgrade(empty_database: str) -> None:
+    """A reader's decision on a probable pair of patient rows (pacs/patient_links.py): one row per
+    pair, the lower patient id first, confirmed or rejected; the database refuses anything else."""
+    upgrade(empty_database, "0018")
+    engine = create_engine(empty_database)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO consortium (id, name, timezone, created_at) VALUES (1, 'C', 'UTC', CURRENT_TIMESTAMP)")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO site (id, consortium_id, name, tier, created_at, return_report_image, held_for_manifest) "
+                "VALUES (1, 1, 'Fudong', 'township', CURRENT_TIMESTAMP, :false, :false)"
+            ).bindparams(false=False)
+        )
+        connection.execute(text("INSERT INTO patient (id, site_id, patient_id) VALUES (1, 1, 'P1'), (2, 1, 'P2')"))
+    engine.dispose()
+
+    upgrade(empty_database)
+    insert = (
+        "INSERT INTO patient_link (consortium_id, patient_low, patient_high, decision, decided_by, decided_at, reason) "
+        "VALUES (1, :low, :high, :decision, 'sun', CURRENT_TIMESTAMP, NULL)"
+    )
+    engine = create_engine(empty_database)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(insert), {"low": 1, "high": 2, "decision": "confirmed"})
+        for low, high, decision in ((2, 1, "rejected"), (1, 2, "rejected"), (1, 1, "confirmed")):
+            with pytest.raises(IntegrityError), engine.begin() as connection:
+                connection.execute(text(insert), {"low": low, "high": high, "decision": decision})
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(text("UPDATE patient_link SET decision = 'maybe'"))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT patient_low, patient_high, decision FROM patient_link")).all() == [
+                (1, 2, "confirmed")
+            ]
+    finally:
+        engine.dispose()
+
+    command.downgrade(alembic_config(empty_database), "0018")
+    assert current(empty_database) == "0018"
+    engine = create_engine(empty_database)
+    try:
+        assert "patient_link" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()

@@ -17,25 +17,24 @@ CARD = "32098119550304262" + check_character("32098119550304262")
 OTHER_CARD = "32098119550304264" + check_character("32098119550304264")
 
 
-def patient(patient_id: str, name: str = "王^桂英", card: str | None = CARD) -> synthetic.PatientSpec:
-    return synthetic.PatientSpec(
-        patient_id, name, "19550304", "F", other_ids=((card, NATIONAL_ID_ISSUER),) if card else ()
-    )
+def patient(
+    patient_id: str, name: str = "王^桂英", card: str | None = CARD, issuer: str = NATIONAL_ID_ISSUER
+) -> synthetic.PatientSpec:
+    return synthetic.PatientSpec(patient_id, name, "19550304", "F", other_ids=((card, issuer),) if card else ())
 
 
-def stow_body(
+def study_files(
     folder: Path,
     who: synthetic.PatientSpec,
     *,
     seed: int,
-    date: str,
-    site: str,
+    date: str = "20260101",
+    site: str = "Fudong",
     slices: int = 2,
     size: int = 32,
     drop: tuple[str, ...] = (),
-) -> tuple[bytes, str]:
-    """A STOW-RS body of a head CT of ``who`` (less the attributes named in ``drop``) and its
-    Study Instance UID."""
+) -> list[Path]:
+    """The Part-10 files of a head CT of ``who`` (less the attributes named in ``drop``)."""
     built = synthetic.ct_series(
         "head",
         slices,
@@ -55,7 +54,23 @@ def stow_body(
     for ds in built:
         for keyword in drop:
             delattr(ds, keyword)
-    paths = synthetic.write_series(built, folder / f"s{seed}")
+    return synthetic.write_series(built, folder / f"s{seed}")
+
+
+def stow_body(
+    folder: Path,
+    who: synthetic.PatientSpec,
+    *,
+    seed: int,
+    date: str,
+    site: str,
+    slices: int = 2,
+    size: int = 32,
+    drop: tuple[str, ...] = (),
+) -> tuple[bytes, str]:
+    """A STOW-RS body of a head CT of ``who`` (less the attributes named in ``drop``) and its
+    Study Instance UID."""
+    paths = study_files(folder, who, seed=seed, date=date, site=site, slices=slices, size=size, drop=drop)
     parts = b"".join(
         f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + path.read_bytes() + b"\r\n"
         for path in paths

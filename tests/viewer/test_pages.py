@@ -671,7 +671,6 @@ def test_a_prior_study_of_the_patient_scrolls_beside_the_current_one(page: Any, 
     page.wait_for_function("() => window.__yyViewer.prior().position === 1")
     page.keyboard.press("Home")
     page.wait_for_function("() => window.__yyViewer.prior().position === 0")
-    page.screenshot(path=str(centre.shots / "reading-prior.png"))
     page.uncheck("#prior-sync")
     page.focus("#viewport")  # keys typed in a form control are the form's, not the viewer's
     page.keyboard.press("End")

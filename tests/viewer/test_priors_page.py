@@ -2,11 +2,14 @@
 beside the study, the patient's prior from the county hospital (another Patient ID, the same ID
 card) and a probable one from another township; he opens the county's prior, which the server
 grants him for this task, and it shows its pixels in the 1×2 prior viewport, scrolled with the
-current study."""
+current study. On the probable prior he says "the same person", then (as if a colleague thought
+otherwise) "not the same person" with a reason: the list shows who confirmed it, then drops it.
+The page's picture is docs/screenshots/reading-prior.png ($YUNYING_SCREENSHOTS)."""
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -72,7 +75,7 @@ def _consortium(web: Web, data: Path) -> dict[str, str]:
     return studies
 
 
-def test_a_reader_opens_a_prior_from_another_site_side_by_side(
+def test_a_reader_opens_a_prior_from_another_site_side_by_side_and_decides_on_a_probable_one(
     chromium: Any,  # noqa: F811
     start_web: Callable[..., Web],
     tmp_path: Path,
@@ -110,5 +113,33 @@ def test_a_reader_opens_a_prior_from_another_site_side_by_side(
     # The server recorded the opening as a break-glass for this task; the reader's sites are unchanged.
     granted = page.request.get(f"/api/tasks/{task}/priors").json()["priors"]
     assert {p["study_uid"]: p["open"] for p in granted} == {studies["county"]: True, studies["probable"]: False}
+
+    # The probable prior carries the two buttons; the ID-card one none.
+    item = page.locator(f".prior-item[data-study='{studies['probable']}']")
+    assert item.locator(".prior-same").inner_text() == "是同一人"
+    assert item.locator(".prior-not-same").inner_text() == "不是同一人"
+    assert item.locator(".prior-reject").is_hidden()
+    assert page.locator(f".prior-item[data-study='{studies['county']}']").count() == 0
+    assert page.locator(".prior-same").count() == 1 and page.locator(".prior-not-same").count() == 1
+    shots = Path(os.environ.get("YUNYING_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "reading-prior.png"))
+
+    item.locator(".prior-same").click()
+    confirmed = page.locator(f".prior-study[data-study='{studies['probable']}'][data-basis='confirmed']")
+    confirmed.wait_for(timeout=15_000)
+    assert "已由 sun 确认为同一人" in confirmed.inner_text()
+    assert item.locator(".prior-same").count() == 0  # confirmed: only "not the same person" is left
+    listed = page.request.get(f"/api/tasks/{task}/priors").json()["priors"]
+    assert {p["study_uid"]: (p["basis"], p["decided_by"]) for p in listed}[studies["probable"]] == ("confirmed", "sun")
+
+    item.locator(".prior-not-same").click()
+    item.locator(".prior-reason").fill("出生地不同")
+    item.locator(".prior-reject-confirm").click()
+    item.wait_for(state="detached", timeout=15_000)
+    assert "不再列出" in page.inner_text("#reading-status")
+    listed = page.request.get(f"/api/tasks/{task}/priors").json()["priors"]
+    assert [p["study_uid"] for p in listed] == [studies["county"]]
+    assert page.locator(".prior-study").count() == 1
     page.context.close()
     assert not errors, f"the page threw: {errors}"

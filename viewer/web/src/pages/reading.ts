@@ -8,6 +8,7 @@ import { navigate, type Page } from '../router';
 import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
 import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
 import { PRESETS, StackViewer, initialise, loadTools, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
+import { PriorsList, basisText, type Prior } from './priors-list';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
 
@@ -26,18 +27,6 @@ interface AiFinding {
   explanation?: string;
   location: AiLocation[];
   agree: boolean | null;
-}
-
-/** A prior study of the task's patient at any site of the consortium (GET /api/tasks/{id}/priors). */
-interface Prior {
-  study_uid: string;
-  study_date: string | null;
-  site: string;
-  modalities: string;
-  description: string | null;
-  instances: number;
-  basis: 'same_id' | 'national_id' | 'probable';
-  open: boolean; // within the reader's sites already; else opening it is an audited break-glass
 }
 
 interface Report extends ReportContent {
@@ -284,7 +273,7 @@ export const readingPage: Page = async (root, params) => {
     priorCell.hidden = false;
     const what = `${one.modalities} ${one.description ?? ''}`;
     priorLabel.textContent = t('viewer.prior_of', { date: dicomDate(one.study_date ?? ''), site: one.site, what });
-    if (one.basis === 'probable') priorLabel.textContent += ` · ${t('prior.basis.probable')}`;
+    if (one.basis === 'probable' || one.basis === 'confirmed') priorLabel.textContent += ` · ${basisText(one)}`;
     prior = await StackViewer.create(priorElement, {
       slice: (index, total) => (priorSlice.textContent = t('viewer.slice', { n: index + 1, total })),
       voi: () => undefined,
@@ -651,29 +640,8 @@ export const readingPage: Page = async (root, params) => {
         ),
       );
     }
-    void api<{ priors: Prior[] }>('GET', `/api/tasks/${task.id}/priors`)
-      .then(({ priors }) => {
-        if (!priors.length) return;
-        priorsBox.append(
-          h('h4', {}, t('viewer.priors')),
-          ...priors.map((one) =>
-            h(
-              'button',
-              {
-                class: `prior-study basis-${one.basis}`,
-                'data-study': one.study_uid,
-                'data-basis': one.basis,
-                title: one.open ? null : t('prior.elsewhere'),
-                onclick: () => void openPrior(one).catch((e) => say(String(e), true)),
-              },
-              h('span', {}, dicomDate(one.study_date ?? '')),
-              h('small', { class: 'prior-site' }, one.site),
-              h('small', {}, `${one.modalities} ${one.description ?? ''} · ${t('viewer.images', { n: one.instances })}`),
-              h('small', { class: `prior-basis ${one.basis}` }, t(`prior.basis.${one.basis}`)),
-            ),
-          ),
-        );
-      })
+    void new PriorsList(priorsBox, task.id, openPrior, say)
+      .load()
       .catch(() => undefined);
     const first = firstSeries(series);
     if (first) await showSeries(first);

@@ -1,6 +1,7 @@
 """Consortium administration for reading: readers (tier, credentials, the sites they read for),
-on-duty rosters, reading groups, routing rules, the SLA table, and sites' reading requests.
-Users, consortiums and sites themselves are ``pacs`` identity; this module calls its functions."""
+on-duty rosters, and sites' reading requests; with the lookups and checks ``admin_rules.py``
+(reading groups, routing rules, the SLA table) shares. Users, consortiums and sites themselves
+are ``pacs`` identity; this module calls its functions."""
 
 from __future__ import annotations
 
@@ -14,21 +15,17 @@ from sqlalchemy.orm import Session
 from pacs.identity.sites import IdentityError, find_site
 from pacs.identity.users import add_user, find_user, grant_scope
 from pacs.index.db import append_change
-from pacs.index.models import Consortium, Role, Site, Tier
+from pacs.index.models import Consortium, Role, Site
 from pacs.index.types import utcnow
 from reading import events
 from reading.errors import Conflict, Invalid, NotFound, Refused
 from reading.models import (
     Priority,
     Reader,
-    ReadingGroup,
-    ReadingGroupMember,
     ReadingRequest,
     ReadingTask,
     ReadingTier,
     RosterWindow,
-    RoutingRule,
-    SlaRule,
     TaskState,
 )
 from reading.worklist.roster import parse_hhmm
@@ -36,17 +33,16 @@ from reading.worklist.tasks import update_route
 
 MODALITIES = frozenset({"CT", "DX", "CR", "MR", "MG", "US", "XA", "RF", "NM", "PT"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-MAX_SLA_MINUTES = 60 * 24 * 30
 
 
-def _consortium(session: Session, name: str) -> Consortium:
+def consortium_named(session: Session, name: str) -> Consortium:
     found = session.scalar(select(Consortium).where(Consortium.name == name))
     if found is None:
         raise NotFound(f"no consortium named {name!r} (see `yunying site list`)")
     return found
 
 
-def _site(session: Session, name: str) -> Site:
+def site_named(session: Session, name: str) -> Site:
     try:
         return find_site(session, name)
     except IdentityError as exc:
@@ -64,12 +60,12 @@ def find_reader(session: Session, username: str) -> Reader:
     return reader
 
 
-def _reading_tier(tier: str, field: str) -> None:
+def check_reading_tier(tier: str, field: str) -> None:
     if tier not in {t.value for t in ReadingTier}:
         raise Refused(f"a reading tier is county or provincial, not {tier!r}", code="reading_tier_invalid", field=field)
 
 
-def _modalities(modalities: Sequence[str]) -> list[str]:
+def check_modalities(modalities: Sequence[str]) -> list[str]:
     """The credentialed modalities, upper-cased; ``Refused`` when none or one is unknown."""
     wanted = [m.strip().upper() for m in modalities if m.strip()]
     unknown = [m for m in wanted if m not in MODALITIES]
@@ -83,7 +79,7 @@ def _modalities(modalities: Sequence[str]) -> list[str]:
     return wanted
 
 
-def _modality(modality: str | None) -> str | None:
+def check_modality(modality: str | None) -> str | None:
     if not modality:
         return None
     if modality.strip().upper() not in MODALITIES:
@@ -96,7 +92,7 @@ def _modality(modality: str | None) -> str | None:
     return modality.strip().upper()
 
 
-def _priority(priority: str | None, field: str) -> None:
+def check_priority(priority: str | None, field: str) -> None:
     if priority is not None and priority not in {p.value for p in Priority}:
         raise Refused(
             f"priority must be one of {', '.join(p.value for p in Priority)}", code="priority_invalid", field=field
@@ -119,9 +115,9 @@ def add_reader(
     """Create a reader (and his ``reader`` user when new). He reads for the given sites and
     consortiums; with neither, for his own consortium. Raises ``Invalid`` on a bad tier or
     modality, ``NotFound`` on an unknown consortium or site."""
-    _reading_tier(tier, "tier")
-    wanted = _modalities(modalities)
-    home = _consortium(session, consortium)
+    check_reading_tier(tier, "tier")
+    wanted = check_modalities(modalities)
+    home = consortium_named(session, consortium)
     try:
         user = find_user(session, username)
     except IdentityError:
@@ -154,8 +150,8 @@ def add_reader(
     )
     session.add(reader)
     session.flush()
-    sites = [_site(session, name) for name in reads_for_sites]
-    consortiums = [_consortium(session, name) for name in reads_for_consortiums]
+    sites = [site_named(session, name) for name in reads_for_sites]
+    consortiums = [consortium_named(session, name) for name in reads_for_consortiums]
     if not sites and not consortiums:
         consortiums = [home]
     for site in sites:
@@ -190,10 +186,10 @@ def update_reader(
     returns what changed, as ``{field: [before, after]}``, audited as ``reader.changed``. The
     tasks he has claimed stay his; new ones follow the new profile. Raises ``Refused`` on a bad
     tier or modality."""
-    _reading_tier(tier, "tier")
+    check_reading_tier(tier, "tier")
     after: dict[str, object] = {
         "tier": tier,
-        "modalities": _modalities(modalities),
+        "modalities": check_modalities(modalities),
         "body_parts": [b.strip().upper() for b in body_parts if b.strip()],
         "active": active,
     }
@@ -277,131 +273,6 @@ def set_roster(
         windows=[f"{w.weekday or w.on_date or 'daily'} {w.start}-{w.end}" for w in windows],
     )
     return rows
-
-
-def add_group(
-    session: Session, *, consortium: str, name: str, tier: str, members: Sequence[str], actor: str = "cli"
-) -> ReadingGroup:
-    owner = _consortium(session, consortium)
-    if tier not in {t.value for t in ReadingTier}:
-        raise Invalid(f"a reading group's tier is county or provincial, not {tier!r}")
-    if session.scalar(select(ReadingGroup.id).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name)):
-        raise Invalid(f"reading group {name!r} exists already in {consortium!r}")
-    group = ReadingGroup(consortium_id=owner.id, name=name, tier=tier)
-    session.add(group)
-    session.flush()
-    for username in members:
-        reader = find_reader(session, username)
-        if reader.tier != tier:
-            raise Invalid(f"{username!r} reads at the {reader.tier} tier, not {tier}")
-        session.add(ReadingGroupMember(group_id=group.id, reader_id=reader.id))
-    append_change(
-        session, events.READING_GROUP_CHANGED, actor=actor, group_id=group.id, name=name, members=list(members)
-    )
-    return group
-
-
-def add_rule(
-    session: Session,
-    *,
-    consortium: str,
-    name: str,
-    position: int = 100,
-    site: str | None = None,
-    site_tier: str | None = None,
-    modality: str | None = None,
-    body_part: str | None = None,
-    to_tier: str | None = None,
-    to_group: str | None = None,
-    min_priority: str | None = None,
-    actor: str = "cli",
-) -> RoutingRule:
-    """A routing rule; it must match on something and do something."""
-    owner = _consortium(session, consortium)
-    if not name.strip() or len(name) > 100:
-        raise Refused("a rule's name is 1-100 characters", code="rule_name_invalid", field="name")
-    if site_tier is not None and site_tier not in {t.value for t in Tier}:
-        raise Refused(
-            f"site tier must be one of {', '.join(t.value for t in Tier)}", code="tier_invalid", field="site_tier"
-        )
-    if to_tier is not None:
-        _reading_tier(to_tier, "to_tier")
-    _priority(min_priority, "min_priority")
-    modality = _modality(modality)
-    if not any((site, site_tier, modality, body_part)):
-        raise Refused("a rule must match on a site, a site tier, a modality or a body part", code="rule_match_needed")
-    if not any((to_tier, to_group, min_priority)):
-        raise Refused("a rule must set a tier, a group or a minimum priority", code="rule_action_needed")
-    group_id = None
-    if to_group is not None:
-        group_id = session.scalar(
-            select(ReadingGroup.id).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == to_group)
-        )
-        if group_id is None:
-            raise NotFound(f"no reading group {to_group!r} in {consortium!r}")
-    rule = RoutingRule(
-        consortium_id=owner.id,
-        position=position,
-        name=name,
-        site_id=_site(session, site).id if site else None,
-        site_tier=site_tier,
-        modality=modality,
-        body_part=body_part.upper() if body_part else None,
-        to_tier=to_tier,
-        to_group_id=group_id,
-        min_priority=min_priority,
-    )
-    session.add(rule)
-    session.flush()
-    append_change(session, events.ROUTING_RULE_ADDED, actor=actor, rule_id=rule.id, name=name)
-    return rule
-
-
-def set_rule_active(session: Session, rule: RoutingRule, active: bool, *, actor: str = "cli") -> bool:
-    """Disable a routing rule (routing skips it from the next study on; tasks it routed stay
-    where they are) or enable it again. Returns whether anything changed."""
-    if rule.active == active:
-        return False
-    rule.active = active
-    append_change(session, events.ROUTING_RULE_CHANGED, actor=actor, rule_id=rule.id, name=rule.name, active=active)
-    return True
-
-
-def set_sla(
-    session: Session, *, consortium: str, priority: str, minutes: int, modality: str | None = None, actor: str = "cli"
-) -> SlaRule:
-    owner = _consortium(session, consortium)
-    _priority(priority, "priority")
-    if not 0 < minutes <= MAX_SLA_MINUTES:
-        raise Refused(
-            f"an SLA is between 1 minute and 30 days ({MAX_SLA_MINUTES} minutes), not {minutes}",
-            code="sla_minutes_invalid",
-            field="minutes",
-            max=MAX_SLA_MINUTES,
-        )
-    modality = _modality(modality)
-    row = session.scalar(
-        select(SlaRule).where(
-            SlaRule.consortium_id == owner.id,
-            SlaRule.priority == priority,
-            SlaRule.modality.is_(None) if modality is None else SlaRule.modality == modality,
-        )
-    )
-    if row is None:
-        row = SlaRule(consortium_id=owner.id, priority=priority, modality=modality, minutes=minutes)
-        session.add(row)
-    row.minutes = minutes
-    session.flush()
-    append_change(
-        session,
-        events.SLA_CHANGED,
-        actor=actor,
-        consortium=consortium,
-        priority=priority,
-        modality=modality,
-        minutes=minutes,
-    )
-    return row
 
 
 def request_reading(

@@ -20,7 +20,8 @@ from pacs.index.types import utcnow
 from pacs.logs import configure_logging
 from pacs.service import Services
 from pacs.settings import Mode
-from reading.admin import add_group, add_reader, add_rule, find_reader, parse_window, set_roster, set_sla
+from reading.admin import add_reader, find_reader, parse_window, set_roster
+from reading.admin_rules import add_group, add_rule, set_sla
 from reading.errors import NotFound, ReadingError
 from reading.models import Delivery, DeliveryState, Reader, RosterWindow, RoutingRule, SlaRule
 from reading.settings import ReadingSettings

@@ -1,5 +1,5 @@
-"""``/api/admin``: consortium administration for reading (readers, rosters, reading groups)
-and the delivery board. Routing rules and the SLA table are in ``admin_rules.py``, sites and
+"""``/api/admin``: consortium administration for reading (readers, rosters) and the delivery
+board. Reading groups, routing rules and the SLA table are in ``admin_rules.py``, sites and
 their AEs in ``admin_sites.py``, users in ``admin_users.py``, tokens in ``admin_tokens.py``.
 Admins only; a consortium's admin administers his own consortium, an installation admin every
 one."""
@@ -22,7 +22,6 @@ from pacs.index.types import utcnow
 from reading.admin import (
     WEEKDAYS,
     WindowSpec,
-    add_group,
     add_reader,
     parse_window,
     set_roster,
@@ -198,28 +197,6 @@ def put_roster(request: Request, who: Authenticated, username: str, body: Roster
             return {"username": username, "windows": [w for w in body.windows if w.strip()]}
     except Refused as exc:
         return refused(exc)
-
-
-class GroupBody(BaseModel):
-    consortium: str
-    name: str = Field(min_length=1, max_length=100)
-    tier: str
-    members: list[str] = Field(default_factory=list)
-
-
-@router.post("/groups", status_code=201)
-def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[str, Any]:
-    with unit_of_work(request) as session:
-        administers(session, who, body.consortium)
-        group = add_group(
-            session,
-            consortium=body.consortium,
-            name=body.name,
-            tier=body.tier,
-            members=body.members,
-            actor=who.username,
-        )
-        return {"id": group.id, "name": group.name, "tier": group.tier}
 
 
 @router.get("/tasks")

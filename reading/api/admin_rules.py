@@ -1,5 +1,6 @@
-"""``/api/admin/rules`` and ``/api/admin/sla``: a consortium's routing rules and its SLA table.
-Admins only, in the consortium they administer; each change audited in its transaction."""
+"""``/api/admin/groups``, ``/api/admin/rules`` and ``/api/admin/sla``: a consortium's reading
+groups, its routing rules and its SLA table (with the built-in defaults it overrides). Admins
+only, in the consortium they administer; each change audited in its transaction."""
 
 from __future__ import annotations
 
@@ -12,14 +13,105 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pacs.dicomweb.auth import Authenticated
-from pacs.index.models import Role, Site
-from reading.admin import add_rule, set_rule_active, set_sla
+from pacs.index.models import Consortium, Role, Site
+from reading.admin_rules import (
+    add_group,
+    add_rule,
+    effective_sla,
+    member_names,
+    set_group_members,
+    set_rule_active,
+    set_sla,
+)
 from reading.api.admin import administers, home_consortium
 from reading.api.deps import refused, require_role, unit_of_work
 from reading.errors import NotFound, Refused
-from reading.models import ReadingGroup, RoutingRule, SlaRule
+from reading.models import ReadingGroup, RoutingRule
 
 router = APIRouter(prefix="/admin", tags=["administration"])
+ID = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+class GroupBody(BaseModel):
+    consortium: str | None = Field(default=None, description="A consortium's admin: his own")
+    name: str
+    tier: str
+    members: list[str] = Field(default_factory=list, description="Usernames of the consortium's readers of the tier")
+
+
+class MembersBody(BaseModel):
+    members: list[str]
+
+
+def _group_json(session: Session, group: ReadingGroup) -> dict[str, Any]:
+    rules = session.scalars(
+        select(RoutingRule.name).where(RoutingRule.to_group_id == group.id).order_by(RoutingRule.position)
+    )
+    return {
+        "id": group.id,
+        "name": group.name,
+        "tier": group.tier,
+        "consortium": session.get_one(Consortium, group.consortium_id).name,
+        "members": member_names(session, group.id),
+        "rules": list(rules),
+    }
+
+
+def _group_in_scope(session: Session, who: Authenticated, group_id: int) -> ReadingGroup:
+    require_role(who, Role.ADMIN)
+    group = session.get(ReadingGroup, group_id)
+    if group is None or (who.consortium_id is not None and group.consortium_id != who.consortium_id):
+        raise NotFound(f"no reading group {group_id} in the consortium you administer")
+    return group
+
+
+@router.get("/groups")
+def list_groups(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+    """The reading groups of the admin's consortium (every one for an installation admin), with
+    their readers and the rules that give tasks to them."""
+    require_role(who, Role.ADMIN)
+    with unit_of_work(request, read_only=True) as session:
+        statement = select(ReadingGroup).order_by(ReadingGroup.consortium_id, ReadingGroup.name)
+        if who.consortium_id is not None:
+            statement = statement.where(ReadingGroup.consortium_id == who.consortium_id)
+        return [_group_json(session, g) for g in session.scalars(statement)]
+
+
+@router.post("/groups", status_code=201, response_model=None)
+def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[str, Any] | JSONResponse:
+    """Add a reading group of one tier with some of the consortium's readers of that tier;
+    audited as ``reading_group.changed``."""
+    try:
+        with unit_of_work(request) as session:
+            require_role(who, Role.ADMIN)
+            consortium = home_consortium(session, who, body.consortium)
+            administers(session, who, consortium)
+            group = add_group(
+                session,
+                consortium=consortium,
+                name=body.name,
+                tier=body.tier,
+                members=body.members,
+                actor=who.username,
+            )
+            return _group_json(session, group)
+    except Refused as exc:
+        return refused(exc)
+
+
+@router.put("/groups/{group_id}/members", response_model=None)
+def put_group_members(
+    request: Request, who: Authenticated, group_id: ID, body: MembersBody
+) -> dict[str, Any] | JSONResponse:
+    """Replace a group's readers; audited as ``reading_group.changed`` with who was added and
+    removed. The tasks the group holds stay its own."""
+    try:
+        with unit_of_work(request) as session:
+            group = _group_in_scope(session, who, group_id)
+            changed = set_group_members(session, group, body.members, actor=who.username)
+            return _group_json(session, group) | {"changed": changed}
+    except Refused as exc:
+        return refused(exc)
 
 
 class RuleBody(BaseModel):
@@ -84,9 +176,7 @@ class RuleActiveBody(BaseModel):
 
 
 @router.put("/rules/{rule_id}/active")
-def put_rule_active(
-    request: Request, who: Authenticated, rule_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: RuleActiveBody
-) -> dict[str, Any]:
+def put_rule_active(request: Request, who: Authenticated, rule_id: ID, body: RuleActiveBody) -> dict[str, Any]:
     """Disable a routing rule (routing skips it from the next study on) or enable it again;
     audited as ``routing_rule.changed``. A rule is never deleted: the tasks it routed name it."""
     require_role(who, Role.ADMIN)
@@ -107,14 +197,26 @@ class SlaBody(BaseModel):
 
 @router.get("/sla")
 def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+    """What applies, per consortium: each priority's minutes — the consortium's own entry
+    (``source``: consortium) or the built-in default (``source``: default) — then its entries
+    for one modality; ``default_minutes``: the built-in value an entry overrides."""
     require_role(who, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
-        statement = select(SlaRule).order_by(SlaRule.consortium_id, SlaRule.priority)
+        statement = select(Consortium).order_by(Consortium.name)
         if who.consortium_id is not None:
-            statement = statement.where(SlaRule.consortium_id == who.consortium_id)
+            statement = statement.where(Consortium.id == who.consortium_id)
         return [
-            {"consortium_id": s.consortium_id, "priority": s.priority, "modality": s.modality, "minutes": s.minutes}
-            for s in session.scalars(statement)
+            {
+                "consortium_id": consortium.id,
+                "consortium": consortium.name,
+                "priority": row.priority.value,
+                "modality": row.modality,
+                "minutes": row.minutes,
+                "default_minutes": row.default_minutes,
+                "source": "consortium" if row.own else "default",
+            }
+            for consortium in session.scalars(statement)
+            for row in effective_sla(session, consortium.id)
         ]
 
 

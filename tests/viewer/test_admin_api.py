@@ -11,13 +11,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from pacs.identity.sites import add_site
 from pacs.identity.users import add_user
 from pacs.index.db import transaction
-from pacs.index.models import AccessRecord, Change, Site, SiteAE, User
+from pacs.index.models import Site, SiteAE, User
+from tests.viewer.admin_calls import admin_client, assert_refused, audited
 from tests.viewer.conftest import PEOPLE, Web
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,24 +28,8 @@ def _try_login(web: Web, login: str, password: str) -> int:
         return stranger.post("/api/session", json={"login": login, "password": password}).status_code
 
 
-def _admin(web: Web) -> tuple[httpx.Client, dict[str, str]]:
-    client, csrf = web.log_in("admin")
-    return client, {"X-CSRF-Token": csrf}
-
-
-def _audited(web: Web, action: str) -> list[dict[str, Any]]:
-    with transaction(web.world.services.sessions, read_only=True) as session:
-        rows = session.scalars(select(AccessRecord).where(AccessRecord.action == action)).all()
-        return [{"username": r.username, "role": r.role, "site_id": r.site_id, "detail": r.detail} for r in rows]
-
-
-def _changes(web: Web) -> int:
-    with transaction(web.world.services.sessions, read_only=True) as session:
-        return int(session.scalar(select(func.count()).select_from(Change)) or 0)
-
-
 def test_an_admin_adds_and_edits_a_site_and_its_aes(web: Web) -> None:
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         added = client.post(
             "/api/admin/sites",
@@ -87,103 +71,100 @@ def test_an_admin_adds_and_edits_a_site_and_its_aes(web: Web) -> None:
         assert client.delete(f"/api/admin/sites/{site['id']}/aes/{ae['id']}", headers=csrf).status_code == 404
 
     # Each change is an administrative audit record naming the admin, written with the change.
-    updated = _audited(web, "site.updated")
+    updated = audited(web, "site.updated")
     assert [(r["username"], r["role"], r["site_id"]) for r in updated] == [("admin", "admin", site["id"])]
     assert updated[0]["detail"]["changed"]["return_ae_title"] == [None, "ANFENG_PACS"]
-    assert [r["username"] for r in _audited(web, "site.created") if r["site_id"] == site["id"]] == ["admin"]
-    assert [r["detail"]["ae_title"] for r in _audited(web, "site.ae_removed")] == ["ANFENG_CT"]
+    assert [r["username"] for r in audited(web, "site.created") if r["site_id"] == site["id"]] == ["admin"]
+    assert [r["detail"]["ae_title"] for r in audited(web, "site.ae_removed")] == ["ANFENG_CT"]
+
+
+def _method(path: str) -> str:
+    return "PUT" if path.startswith("/api/admin/users/") else "POST"
 
 
 def test_a_bad_input_is_refused_with_its_code_and_field_and_nothing_is_written(web: Web) -> None:
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     township = web.world.township_id
-    before = _changes(web)
+    cases: list[tuple[str, dict[str, Any], str | None, str | None]] = [
+        (
+            f"/api/admin/sites/{township}/aes",
+            {"ae_title": "FUDONG\\CT", "allowed_address": "10.2.0.1"},
+            "ae_title_invalid",
+            "ae_title",
+        ),
+        (
+            f"/api/admin/sites/{township}/aes",
+            {"ae_title": "THIS_TITLE_IS_TOO_LONG", "allowed_address": "10.2.0.1"},
+            "ae_title_invalid",
+            "ae_title",
+        ),
+        (
+            f"/api/admin/sites/{township}/aes",
+            {"ae_title": "FUDONG_DR", "allowed_address": "10.2.0.300"},
+            "address_invalid",
+            "allowed_address",
+        ),
+        (
+            f"/api/admin/sites/{township}/aes",
+            {"ae_title": "FUDONG_DR", "allowed_address": "10.2.0.3", "assumed_charset": "Big5"},
+            "charset_invalid",
+            "assumed_charset",
+        ),
+        (
+            "/api/admin/sites",
+            {"consortium": "Dongtai", "name": "Fudong", "tier": "township"},
+            "site_exists",
+            "name",
+        ),
+        ("/api/admin/sites", {"consortium": "Dongtai", "name": "Xinjie", "tier": "hamlet"}, "tier_invalid", "tier"),
+        (
+            "/api/admin/sites",
+            {"consortium": "Dongtai", "name": "Xinjie", "tier": "village", "return_port": 70000},
+            "port_invalid",
+            "return_port",
+        ),
+        ("/api/admin/sites", {"consortium": "Rugao", "name": "Xinjie", "tier": "village"}, None, None),
+        ("/api/admin/users", {"username": "zhou", "role": "qa", "password": "short"}, "password_short", "password"),
+        (
+            "/api/admin/users",
+            {"username": "li", "role": "reader", "password": "long-enough-pass"},
+            "user_exists",
+            "username",
+        ),
+        (
+            "/api/admin/users",
+            {"username": "zhou", "role": "site", "password": "long-enough-pass"},
+            "site_needed",
+            "site_id",
+        ),
+        (
+            "/api/admin/users",
+            {"username": "zhou", "role": "wizard", "password": "long-enough-pass"},
+            "role_invalid",
+            "role",
+        ),
+        (
+            "/api/admin/users",
+            {"username": "zhou", "role": "qa", "consortium": "Rugao", "password": "long-enough-pass"},
+            "consortium_not_yours",
+            "consortium",
+        ),
+        (
+            "/api/admin/users/fudong-tech/password",
+            {"password": "my-fudong-tech-2026"},
+            "password_has_login",
+            "password",
+        ),
+        ("/api/admin/users/admin/active", {"active": False}, "deactivate_self", None),
+    ]
     with closing(client):
-        for path, body, code, field in [
-            (
-                f"/api/admin/sites/{township}/aes",
-                {"ae_title": "FUDONG\\CT", "allowed_address": "10.2.0.1"},
-                "ae_title_invalid",
-                "ae_title",
-            ),
-            (
-                f"/api/admin/sites/{township}/aes",
-                {"ae_title": "THIS_TITLE_IS_TOO_LONG", "allowed_address": "10.2.0.1"},
-                "ae_title_invalid",
-                "ae_title",
-            ),
-            (
-                f"/api/admin/sites/{township}/aes",
-                {"ae_title": "FUDONG_DR", "allowed_address": "10.2.0.300"},
-                "address_invalid",
-                "allowed_address",
-            ),
-            (
-                f"/api/admin/sites/{township}/aes",
-                {"ae_title": "FUDONG_DR", "allowed_address": "10.2.0.3", "assumed_charset": "Big5"},
-                "charset_invalid",
-                "assumed_charset",
-            ),
-            (
-                "/api/admin/sites",
-                {"consortium": "Dongtai", "name": "Fudong", "tier": "township"},
-                "site_exists",
-                "name",
-            ),
-            ("/api/admin/sites", {"consortium": "Dongtai", "name": "Xinjie", "tier": "hamlet"}, "tier_invalid", "tier"),
-            (
-                "/api/admin/sites",
-                {"consortium": "Dongtai", "name": "Xinjie", "tier": "village", "return_port": 70000},
-                "port_invalid",
-                "return_port",
-            ),
-            ("/api/admin/sites", {"consortium": "Rugao", "name": "Xinjie", "tier": "village"}, None, None),
-            ("/api/admin/users", {"username": "zhou", "role": "qa", "password": "short"}, "password_short", "password"),
-            (
-                "/api/admin/users",
-                {"username": "li", "role": "reader", "password": "long-enough-pass"},
-                "user_exists",
-                "username",
-            ),
-            (
-                "/api/admin/users",
-                {"username": "zhou", "role": "site", "password": "long-enough-pass"},
-                "site_needed",
-                "site_id",
-            ),
-            (
-                "/api/admin/users",
-                {"username": "zhou", "role": "wizard", "password": "long-enough-pass"},
-                "role_invalid",
-                "role",
-            ),
-            (
-                "/api/admin/users",
-                {"username": "zhou", "role": "qa", "consortium": "Rugao", "password": "long-enough-pass"},
-                "consortium_not_yours",
-                "consortium",
-            ),
-            (
-                "/api/admin/users/fudong-tech/password",
-                {"password": "my-fudong-tech-2026"},
-                "password_has_login",
-                "password",
-            ),
-            ("/api/admin/users/admin/active", {"active": False}, "deactivate_self", None),
-        ]:
-            method = "PUT" if path.startswith("/api/admin/users/") else "POST"
-            answer = client.request(method, path, headers=csrf, json=body)
-            if code is None:  # another consortium than the admin's: refused by scope
-                assert answer.status_code == 403, (path, body, answer.text)
-                continue
-            assert answer.status_code == 422, (path, body, answer.text)
-            refusal = answer.json()
-            assert (refusal["code"], refusal["field"]) == (code, field), (path, body, refusal)
-            assert isinstance(refusal["detail"], str) and refusal["detail"]
+        # Another consortium than the admin's (code None): refused by scope.
+        assert_refused(
+            web, client, csrf, [(_method(path), path, body, code, field) for path, body, code, field in cases]
+        )
         # A request the schema refuses (no name) names its field too, in FastAPI's shape.
         missing = client.post("/api/admin/sites", headers=csrf, json={"consortium": "Dongtai", "tier": "village"})
         assert missing.status_code == 422 and missing.json()["detail"][0]["loc"][-1] == "name"
-    assert _changes(web) == before
     with transaction(web.world.services.sessions, read_only=True) as session:
         assert session.scalar(select(User).where(User.username == "zhou")) is None  # weak password: no user
         assert session.scalars(select(SiteAE.ae_title)).all() == []
@@ -191,7 +172,7 @@ def test_a_bad_input_is_refused_with_its_code_and_field_and_nothing_is_written(w
 
 
 def test_an_admin_adds_a_user_who_logs_in_then_resets_and_deactivates_him(web: Web) -> None:
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         added = client.post(
             "/api/admin/users",
@@ -237,11 +218,9 @@ def test_an_admin_adds_a_user_who_logs_in_then_resets_and_deactivates_him(web: W
         on = client.put("/api/admin/users/fudong-dr/active", headers=csrf, json={"active": True})
         assert on.status_code == 200 and on.json()["active"] is True
         newcomer.close()
-    actions = [r["detail"].get("user") for r in _audited(web, "user.deactivated")]
+    actions = [r["detail"].get("user") for r in audited(web, "user.deactivated")]
     assert actions == ["fudong-dr"]
-    assert {r["username"] for r in _audited(web, "user.password_set") if r["detail"]["user"] == "fudong-dr"} == {
-        "admin"
-    }
+    assert {r["username"] for r in audited(web, "user.password_set") if r["detail"]["user"] == "fudong-dr"} == {"admin"}
 
 
 def test_an_admin_touches_nothing_of_another_consortium(web: Web) -> None:
@@ -249,7 +228,7 @@ def test_an_admin_touches_nothing_of_another_consortium(web: Web) -> None:
         rugao = add_site(session, consortium="Rugao", name="Rugao People's Hospital", tier="county")
         add_user(session, username="rugao-tech", role="site", site="Rugao People's Hospital")
         rugao_id = rugao.id
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         assert "Rugao People's Hospital" not in [s["name"] for s in client.get("/api/admin/sites").json()]
         assert "rugao-tech" not in [u["username"] for u in client.get("/api/admin/users").json()]
@@ -269,7 +248,7 @@ def test_an_admin_touches_nothing_of_another_consortium(web: Web) -> None:
 
 
 def test_a_change_without_the_csrf_token_is_refused(web: Web) -> None:
-    client, _ = _admin(web)
+    client, _ = admin_client(web)
     with closing(client):
         answer = client.put("/api/admin/users/li/active", json={"active": False})
     assert answer.status_code == 403 and "X-CSRF-Token" in answer.json()["detail"]

@@ -2,7 +2,8 @@
 a site and sees it listed, a bad AE title is refused with the message beside the field in the
 user's language and nothing is stored, an AE is added and removed; a user is added with a first
 password (a weak one refused), logs in, and is deactivated; a reader profile and roster, a
-routing rule, an SLA minute value and a service account's API token (shown once, working as a
+routing rule, a reading group (a rule gives it its studies), the SLA table with its built-in
+defaults, an SLA minute value and a service account's API token (shown once, working as a
 bearer until revoked) are set up, each wrong input refused beside its field."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from pacs.identity.users import add_user
 from pacs.index.db import transaction
 from pacs.index.models import SiteAE, User
-from reading.models import Reader, RoutingRule, SlaRule
+from reading.models import Reader, ReadingGroup, RoutingRule, SlaRule
 from tests.viewer.chromium import chromium, log_in, open_page  # noqa: F401
 from tests.viewer.conftest import Web
 
@@ -152,7 +153,7 @@ def test_an_admin_adds_a_user_who_logs_in_and_deactivates_him(chromium: Any, web
     assert not errors, f"the page threw: {errors}"
 
 
-def test_an_admin_sets_up_a_reader_a_rule_an_sla_and_a_service_token(
+def test_an_admin_sets_up_a_reader_a_group_a_rule_an_sla_and_a_service_token(
     chromium: Any,  # noqa: F811
     web: Web,
     tmp_path: Path,
@@ -195,6 +196,26 @@ def test_an_admin_sets_up_a_reader_a_rule_an_sla_and_a_service_token(
         profile = session.scalar(select(Reader).join(User, User.id == Reader.user_id).where(User.username == "sun"))
         assert profile is not None and profile.modalities == ["CT", "DX"]
 
+    # A reading group: a provincial reader in a county group is refused beside the members.
+    group = page.locator("#group-form")
+    group.locator("input[name=name]").fill("县级CT组")
+    group.locator("select[name=tier]").select_option("county")
+    group.locator("select[name=members]").select_option(["wang", "chen"])
+    group.locator("button[type=submit]").click()
+    members_error = page.locator("#group-form label[data-field=members] .field-error")
+    members_error.wait_for()
+    assert members_error.inner_text() == "chen 的阅片级别与小组不同：小组成员须同一级别"
+    page.locator("#group-form select[name=members]").select_option(["wang"])
+    page.locator("#group-form button[type=submit]").click()
+    group_row = page.locator("#admin-groups tr", has_text="县级CT组")
+    group_row.wait_for()
+    assert "县级" in group_row.inner_text() and "wang" in group_row.inner_text()
+    # Its members changed: li joins.
+    page.locator("#members-form select[name=members]").select_option(["wang", "li"])
+    page.locator("#members-form button[type=submit]").click()
+    page.locator("#admin-groups tr", has_text="li wang").wait_for()
+    assert "已保存阅片小组 县级CT组 的成员" in page.inner_text("#admin-notice")
+
     # A routing rule, refused first for want of anything to match; then disabled.
     rule = page.locator("#rule-form")
     rule.locator("input[name=name]").fill("乡镇头颅CT送省级")
@@ -215,6 +236,26 @@ def test_an_admin_sets_up_a_reader_a_rule_an_sla_and_a_service_token(
     with transaction(web.world.services.sessions, read_only=True) as session:
         assert session.scalar(select(RoutingRule.active).where(RoutingRule.name == "乡镇头颅CT送省级")) is False
 
+    # A rule that gives DX studies to the group, chosen from the list of groups.
+    page.locator("#rule-form input[name=name]").fill("DX交县级CT组")
+    page.locator("#rule-form input[name=modality]").fill("DX")
+    page.locator("#rule-form select[name=to_group]").select_option("县级CT组")
+    page.locator("#rule-form button[type=submit]").click()
+    group_rule = page.locator("#admin-rules tr", has_text="DX交县级CT组")
+    group_rule.wait_for()
+    assert "→ 县级CT组" in group_rule.inner_text()
+    assert "DX交县级CT组" in page.locator("#admin-groups tr", has_text="县级CT组").inner_text()
+    with transaction(web.world.services.sessions, read_only=True) as session:
+        target = session.scalar(select(RoutingRule.to_group_id).where(RoutingRule.name == "DX交县级CT组"))
+        assert target == session.scalar(select(ReadingGroup.id).where(ReadingGroup.name == "县级CT组"))
+
+    # The SLA table shows what applies: the built-in defaults, none set by the consortium yet.
+    defaults = [row.inner_text().split("\t") for row in page.locator("#admin-sla tbody tr").all()]
+    assert [(r[0], r[2], r[3]) for r in defaults] == [
+        ("危急", "30", "系统默认"),
+        ("加急", "60", "系统默认"),
+        ("常规", "1440", "系统默认"),
+    ]
     # An SLA minute value: zero is refused beside the minutes; 45 is listed.
     sla = page.locator("#sla-form")
     sla.locator("select[name=priority]").select_option("urgent")
@@ -227,6 +268,8 @@ def test_an_admin_sets_up_a_reader_a_rule_an_sla_and_a_service_token(
     page.locator("#sla-form button[type=submit]").click()
     page.locator("#admin-sla tr", has_text="45").wait_for()
     assert "加急" in page.locator("#admin-sla tr", has_text="45").inner_text()
+    assert "本医共体设定（默认 60）" in page.locator("#admin-sla tr", has_text="45").inner_text()
+    assert page.locator("#admin-sla [data-source=default]").count() == 2  # stat and routine: still the defaults
     with transaction(web.world.services.sessions, read_only=True) as session:
         assert session.scalar(select(SlaRule.minutes).where(SlaRule.priority == "urgent")) == 45
 

@@ -7,7 +7,6 @@ code and the field, with nothing written; other roles are refused."""
 from __future__ import annotations
 
 from contextlib import closing
-from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -15,29 +14,14 @@ from sqlalchemy import func, select
 from pacs.identity.sites import add_site
 from pacs.identity.users import add_user, create_token
 from pacs.index.db import transaction
-from pacs.index.models import AccessRecord, ApiToken, Change, User
+from pacs.index.models import ApiToken, User
 from reading.models import Reader, RoutingRule, SlaRule
+from tests.viewer.admin_calls import admin_client, assert_refused, audited
 from tests.viewer.conftest import Web
 
 
-def _admin(web: Web) -> tuple[httpx.Client, dict[str, str]]:
-    client, csrf = web.log_in("admin")
-    return client, {"X-CSRF-Token": csrf}
-
-
-def _audited(web: Web, action: str) -> list[dict[str, Any]]:
-    with transaction(web.world.services.sessions, read_only=True) as session:
-        rows = session.scalars(select(AccessRecord).where(AccessRecord.action == action)).all()
-        return [{"username": r.username, "role": r.role, "detail": r.detail} for r in rows]
-
-
-def _changes(web: Web) -> int:
-    with transaction(web.world.services.sessions, read_only=True) as session:
-        return int(session.scalar(select(func.count()).select_from(Change)) or 0)
-
-
 def test_an_admin_makes_a_user_a_reader_sets_his_roster_and_changes_his_profile(web: Web) -> None:
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         person = {"username": "sun", "role": "reader", "password": "reads-for-Dongtai-4"}
         assert client.post("/api/admin/users", headers=csrf, json=person).status_code == 201
@@ -79,16 +63,16 @@ def test_an_admin_makes_a_user_a_reader_sets_his_roster_and_changes_his_profile(
     with transaction(web.world.services.sessions, read_only=True) as session:
         row = session.scalar(select(Reader).join(User, User.id == Reader.user_id).where(User.username == "sun"))
         assert row is not None and (row.tier, row.modalities, row.active) == ("provincial", ["CT"], False)
-    assert [r["username"] for r in _audited(web, "reader.added") if r["detail"].get("user") == "sun"] == ["admin"]
-    assert [r["detail"]["windows"] for r in _audited(web, "roster.changed") if r["username"] == "admin"] == [
+    assert [r["username"] for r in audited(web, "reader.added") if r["detail"].get("user") == "sun"] == ["admin"]
+    assert [r["detail"]["windows"] for r in audited(web, "roster.changed") if r["username"] == "admin"] == [
         ["daily 00:00-23:59"]
     ]
-    changes = [r["detail"]["changed"] for r in _audited(web, "reader.changed")]
+    changes = [r["detail"]["changed"] for r in audited(web, "reader.changed")]
     assert [set(c) for c in changes] == [{"tier", "modalities", "body_parts"}, {"body_parts", "active"}]
 
 
 def test_an_admin_adds_a_routing_rule_disables_it_and_sets_an_sla(web: Web) -> None:
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         added = client.post(
             "/api/admin/rules",
@@ -113,18 +97,27 @@ def test_an_admin_adds_a_routing_rule_disables_it_and_sets_an_sla(web: Web) -> N
         assert sla.status_code == 200 and sla.json() == {"priority": "urgent", "modality": None, "minutes": 45}
         xray = client.put("/api/admin/sla", headers=csrf, json={"priority": "routine", "modality": "dx", "minutes": 90})
         assert xray.json() == {"priority": "routine", "modality": "DX", "minutes": 90}
-        listed = {(s["priority"], s["modality"]): s["minutes"] for s in client.get("/api/admin/sla").json()}
-        assert listed == {("urgent", None): 45, ("routine", "DX"): 90}
+        # What applies: the built-in defaults where the consortium set nothing, its own entries else.
+        listed = [
+            (s["priority"], s["modality"], s["minutes"], s["source"], s["default_minutes"], s["consortium"])
+            for s in client.get("/api/admin/sla").json()
+        ]
+        assert listed == [
+            ("stat", None, 30, "default", 30, "Dongtai"),
+            ("urgent", None, 45, "consortium", 60, "Dongtai"),
+            ("routine", None, 1440, "default", 1440, "Dongtai"),
+            ("routine", "DX", 90, "consortium", 1440, "Dongtai"),
+        ]
     with transaction(web.world.services.sessions, read_only=True) as session:
         assert session.scalar(select(RoutingRule.active)) is False
-    assert [r["detail"]["active"] for r in _audited(web, "routing_rule.changed")] == [False]
-    assert [r["username"] for r in _audited(web, "routing_rule.added")] == ["admin"]
-    assert [r["detail"]["minutes"] for r in _audited(web, "sla.changed")] == [45, 90]
+    assert [r["detail"]["active"] for r in audited(web, "routing_rule.changed")] == [False]
+    assert [r["username"] for r in audited(web, "routing_rule.added")] == ["admin"]
+    assert [r["detail"]["minutes"] for r in audited(web, "sla.changed")] == [45, 90]
 
 
 def test_an_admin_creates_a_service_token_that_works_until_he_revokes_it(web: Web) -> None:
     study_uid = web.world.ready_study()
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         created = client.post(
             "/api/admin/tokens",
@@ -158,20 +151,19 @@ def test_an_admin_creates_a_service_token_that_works_until_he_revokes_it(web: We
         account = session.scalar(select(User).where(User.username == "fudong-ris"))
         assert account is not None and account.is_service and account.site_id == web.world.township_id
         assert account.password_hash is None
-    assert [r["username"] for r in _audited(web, "token.created")] == ["admin", "admin"]
-    assert [r["detail"]["token_id"] for r in _audited(web, "token.revoked")] == [answer["id"]]
-    assert all(token not in str(r["detail"]) for r in _audited(web, "token.created"))
+    assert [r["username"] for r in audited(web, "token.created")] == ["admin", "admin"]
+    assert [r["detail"]["token_id"] for r in audited(web, "token.revoked")] == [answer["id"]]
+    assert all(token not in str(r["detail"]) for r in audited(web, "token.created"))
 
 
 def test_bad_inputs_are_refused_with_their_code_and_field_and_nothing_is_written(web: Web) -> None:
     with transaction(web.world.services.sessions) as session:
         add_user(session, username="sun", role="reader", consortium="Dongtai")
         add_user(session, username="pacs-gw", role="site", site="Fudong", is_service=True)
-    client, csrf = _admin(web)
-    before = _changes(web)
+    client, csrf = admin_client(web)
     township = web.world.township_id
     with closing(client):
-        for method, path, body, code, field in [
+        assert_refused(web, client, csrf, [
             ("POST", "/api/admin/readers", {"username": "sun", "tier": "township", "modalities": ["CT"]},
              "reading_tier_invalid", "tier"),
             ("POST", "/api/admin/readers", {"username": "sun", "tier": "county", "modalities": ["CT", "XR"]},
@@ -214,16 +206,10 @@ def test_bad_inputs_are_refused_with_their_code_and_field_and_nothing_is_written
             ("POST", "/api/admin/tokens", {"account": "pacs-gw", "days": 0}, "token_days_invalid", "days"),
             ("POST", "/api/admin/tokens", {"account": "pacs-gw", "days": 99_999}, "token_days_invalid", "days"),
             ("POST", "/api/admin/tokens", {"account": "new ris", "site_id": township}, "username_invalid", "account"),
-        ]:  # fmt: skip
-            answer = client.request(method, path, headers=csrf, json=body)
-            assert answer.status_code == 422, (path, body, answer.text)
-            refusal = answer.json()
-            assert (refusal["code"], refusal["field"]) == (code, field), (path, body, refusal)
-            assert isinstance(refusal["detail"], str) and refusal["detail"]
+        ])  # fmt: skip
         # The schema's refusals name their field in FastAPI's shape.
         typed = client.put("/api/admin/sla", headers=csrf, json={"priority": "stat", "minutes": "soon"})
         assert typed.status_code == 422 and typed.json()["detail"][0]["loc"][-1] == "minutes"
-    assert _changes(web) == before
     with transaction(web.world.services.sessions, read_only=True) as session:
         assert session.scalar(select(func.count()).select_from(RoutingRule)) == 0
         assert session.scalar(select(func.count()).select_from(SlaRule)) == 0
@@ -240,14 +226,14 @@ def test_an_admin_touches_no_reader_rule_or_token_of_another_consortium(web: Web
         row, _ = create_token(session, gateway, name="Rugao gateway")
         rugao_token = row.id
         rule = RoutingRule(consortium_id=gateway.consortium_id, name="Rugao CT", modality="CT", to_tier="county")
-        session.add(rule)
+        session.add_all([rule, SlaRule(consortium_id=gateway.consortium_id, priority="stat", minutes=10)])
         session.flush()
         rugao_rule = rule.id
     from reading.admin import add_reader
 
     with transaction(web.world.services.sessions) as session:
         add_reader(session, username="rugao-dr", consortium="Rugao", tier="county", modalities=["CT"])
-    client, csrf = _admin(web)
+    client, csrf = admin_client(web)
     with closing(client):
         assert "rugao-dr" not in [r["username"] for r in client.get("/api/admin/readers").json()]
         assert client.get("/api/admin/tokens").json() == []
@@ -264,9 +250,15 @@ def test_an_admin_touches_no_reader_rule_or_token_of_another_consortium(web: Web
         assert taken.status_code == 422 and (taken.json()["code"], taken.json()["field"]) == ("user_exists", "account")
         other = {"consortium": "Rugao", "priority": "stat", "minutes": 1}
         assert client.put("/api/admin/sla", headers=csrf, json=other).status_code == 403
+        sla = client.get("/api/admin/sla").json()  # his own table: Rugao's 10-minute stat is not his
+        assert {s["consortium"] for s in sla} == {"Dongtai"} and (sla[0]["minutes"], sla[0]["source"]) == (
+            30,
+            "default",
+        )
     with transaction(web.world.services.sessions, read_only=True) as session:
         assert session.get_one(ApiToken, rugao_token).revoked_at is None
         assert session.get_one(RoutingRule, rugao_rule).active is True
+        assert session.scalars(select(SlaRule.minutes)).all() == [10]
 
 
 def test_other_roles_and_a_missing_csrf_token_are_refused(web: Web) -> None:

@@ -12,13 +12,15 @@ from typing import Any, Final
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from pacs.identity.passwords import set_password
 from pacs.identity.sites import add_site_ae
 from pacs.identity.users import add_user, create_token
 from pacs.index.db import transaction
 from pacs.index.models import Site
-from reading.admin import add_rule
+from reading.admin_rules import add_group, add_rule
+from reading.api import router as reading_router
 from tests.reading.world import sign_study
 from tests.viewer.chromium import chromium, open_page  # noqa: F401
 from tests.viewer.conftest import PEOPLE, Web
@@ -77,6 +79,9 @@ API: Final[dict[tuple[str, str], tuple[int | str, ...]]] = {
     ("POST", "/api/admin/readers"):                   (201,  NO,    NO,   NO,   ANON),
     ("PUT", "/api/admin/readers/{reader}"):           (200,  NO,    NO,   NO,   ANON),
     ("PUT", "/api/admin/readers/{reader}/roster"):    (200,  NO,    NO,   NO,   ANON),
+    ("GET", "/api/admin/groups"):                     (200,  NO,    NO,   NO,   ANON),
+    ("POST", "/api/admin/groups"):                    (201,  NO,    NO,   NO,   ANON),
+    ("PUT", "/api/admin/groups/{group}/members"):     (200,  NO,    NO,   NO,   ANON),
     ("GET", "/api/admin/rules"):                      (200,  NO,    NO,   NO,   ANON),
     ("POST", "/api/admin/rules"):                     (201,  NO,    NO,   NO,   ANON),
     ("PUT", "/api/admin/rules/{rule}/active"):        (200,  NO,    NO,   NO,   ANON),
@@ -85,6 +90,8 @@ API: Final[dict[tuple[str, str], tuple[int | str, ...]]] = {
     ("GET", "/api/admin/tokens"):                     (200,  NO,    NO,   NO,   ANON),
     ("POST", "/api/admin/tokens"):                    (201,  NO,    NO,   NO,   ANON),
     ("DELETE", "/api/admin/tokens/{token}"):          (200,  NO,    NO,   NO,   ANON),
+    ("GET", "/api/admin/tasks"):                      (200,  NO,    NO,   200,  ANON),
+    ("GET", "/api/admin/deliveries"):                 (200,  NO,    NO,   200,  ANON),
     ("GET", "/dicomweb/studies"):                     (200,  200,   200,  200,  ANON),  # each within his scope
     ("GET", "/dicomweb/studies/{study}/series"):      (200,  200,   200,  200,  ANON),
 }  # fmt: skip
@@ -124,6 +131,17 @@ def test_the_tables_cover_every_page_and_role() -> None:
     assert set(START) | {"anonymous"} == set(ROLES)
 
 
+def test_the_api_table_covers_every_administration_route() -> None:
+    """Each operation under /api/admin has its row in API: a new one without it fails here."""
+    app = FastAPI()
+    app.include_router(reading_router)
+    template = re.compile(r"\{[a-z_]+\}")
+    served = {(m.upper(), template.sub("{}", p)) for p, ops in app.openapi()["paths"].items() for m in ops}
+    table = {(m, template.sub("{}", p.split("?")[0])) for m, p in API}
+    admin = {route for route in served if route[1].startswith("/api/admin/")}
+    assert len(admin) > 20 and sorted(admin - table) == []
+
+
 def _world_for_the_matrix(web: Web) -> dict[str, Any]:
     """A queued task, a signed report of another study, an AE to remove and a user whose
     password and activity the admin may change — the ids the paths name."""
@@ -137,9 +155,10 @@ def _world_for_the_matrix(web: Web) -> dict[str, Any]:
         target = add_user(session, username=MATRIX_TARGET[0], role="qa", consortium="Dongtai")
         set_password(session, target, MATRIX_TARGET[1])
         rule = add_rule(session, consortium="Dongtai", name="matrix rule", modality="MR", to_tier="provincial")
+        group = add_group(session, consortium="Dongtai", name="matrix group", tier="county", members=["wang"])
         gateway = add_user(session, username="matrix-gw", role="site", site="Fudong", is_service=True)
         token, _ = create_token(session, gateway, name="matrix")
-        ids = {"ae": ae.id, "rule": rule.id, "token": token.id}
+        ids = {"ae": ae.id, "rule": rule.id, "group": group.id, "token": token.id}
     return {
         "task": world.task_of(queued_uid).id,
         "signed": world.task_of(signed_uid).id,
@@ -174,6 +193,8 @@ def _bodies(role: str) -> dict[str, Any]:
         "/api/admin/readers": {"username": f"matrix-reader-{role}", "tier": "county", "modalities": ["CT"]},
         "/api/admin/readers/{reader}": {"tier": "county", "modalities": ["CT"]},
         "/api/admin/readers/{reader}/roster": {"windows": ["daily 00:00-23:59"]},
+        "/api/admin/groups": {"name": f"by {role}", "tier": "county", "members": ["li"]},
+        "/api/admin/groups/{group}/members": {"members": ["wang", "zhao"]},
         "/api/admin/rules": {"name": f"by {role}", "modality": "MG", "to_tier": "provincial"},
         "/api/admin/rules/{rule}/active": {"active": True},
         "/api/admin/sla": {"priority": "stat", "minutes": 30},

@@ -1,11 +1,13 @@
 // Administration of reading: reader profiles (tier, credentialed modalities and body parts, on
-// or off reading), their on-duty rosters, routing rules (add, disable, enable) and the SLA
-// table. Drawn by pages/admin.ts; the server validates, and a refusal is shown beside its input
+// or off reading), their on-duty rosters, routing rules (add — to a tier, a reading group of
+// admin-groups.ts or a minimum priority —, disable, enable) and the SLA table as it applies (the
+// built-in defaults and the consortium's own entries). Drawn by pages/admin.ts; the server validates, and a refusal is shown beside its input
 // in the user's language (forms.ts).
 import { api } from '../api';
 import { h } from '../dom';
 import { choice, explain, field, input, onSubmit, optional } from '../forms';
 import { t, term } from '../i18n';
+import type { Group } from './admin-groups';
 
 export interface Reader {
   username: string;
@@ -18,9 +20,12 @@ export interface Reader {
 }
 
 export interface Sla {
+  consortium: string;
   priority: string;
   modality: string | null;
   minutes: number;
+  default_minutes: number;
+  source: 'default' | 'consortium';
 }
 
 export interface Rule {
@@ -43,7 +48,7 @@ export interface AdminContext {
   notice: HTMLElement;
 }
 
-const READING_TIERS = ['county', 'provincial'];
+export const READING_TIERS = ['county', 'provincial'];
 const SITE_TIERS = ['village', 'township', 'county', 'provincial'];
 const PRIORITIES = ['stat', 'urgent', 'routine'];
 
@@ -172,20 +177,31 @@ function slaForm(context: AdminContext): HTMLFormElement {
 }
 
 export function slaPanel(context: AdminContext, sla: Sla[]): HTMLElement {
+  // An installation admin sees every consortium's table: then each row names its consortium.
+  const several = new Set(sla.map((s) => s.consortium)).size > 1;
+  const source = (s: Sla) =>
+    s.source === 'default' ? t('admin.sla_default') : t('admin.sla_own', { minutes: s.default_minutes });
   return h(
     'section',
     { class: 'panel' },
     h('h3', {}, t('admin.sla')),
     grid(
       'admin-sla',
-      ['admin.col.priority', 'admin.col.modality', 'admin.col.minutes'],
-      sla.map((s) => [term('priority', s.priority), s.modality ?? t('admin.any'), s.minutes]),
+      [...(several ? ['admin.form.consortium'] : []), 'admin.col.priority', 'admin.col.modality', 'admin.col.minutes', 'admin.col.source'],
+      sla.map((s) => [
+        ...(several ? [s.consortium] : []),
+        term('priority', s.priority),
+        s.modality ?? t('admin.any'),
+        s.minutes,
+        h('span', { class: s.source === 'default' ? 'muted' : '', 'data-source': s.source }, source(s)),
+      ]),
     ),
+    h('small', { class: 'muted' }, t('admin.sla_hint')),
     h('div', { class: 'forms' }, slaForm(context)),
   );
 }
 
-function ruleForm(context: AdminContext, sites: string[]): HTMLFormElement {
+function ruleForm(context: AdminContext, sites: string[], groups: Group[]): HTMLFormElement {
   const any: [string, string] = ['', t('admin.any')];
   const name = input('name', { required: true, maxlength: 100 });
   const position = input('position', { inputmode: 'numeric', value: '100' });
@@ -195,6 +211,7 @@ function ruleForm(context: AdminContext, sites: string[]): HTMLFormElement {
   const bodyPart = input('body_part', { placeholder: 'HEAD' });
   const keep: [string, string] = ['', t('admin.form.unchanged')];
   const toTier = choice('to_tier', [keep, ...READING_TIERS.map((v): [string, string] => [v, term('tier', v)])]);
+  const toGroup = choice('to_group', [keep, ...groups.map((g): [string, string] => [g.name, `${g.name} (${term('tier', g.tier)})`])]);
   const minPriority = choice('min_priority', [keep, ...PRIORITIES.map((p): [string, string] => [p, term('priority', p)])]);
   const form = h(
     'form',
@@ -209,6 +226,7 @@ function ruleForm(context: AdminContext, sites: string[]): HTMLFormElement {
     field('admin.form.body_part', bodyPart),
     h('small', { class: 'muted' }, t('admin.form.rule_action')),
     field('admin.form.to_tier', toTier),
+    field('admin.form.to_group', toGroup),
     field('admin.form.min_priority', minPriority),
     h('button', { type: 'submit', class: 'primary', id: 'rule-submit' }, t('admin.form.add')),
   );
@@ -222,6 +240,7 @@ function ruleForm(context: AdminContext, sites: string[]): HTMLFormElement {
       modality: optional(modality),
       body_part: optional(bodyPart),
       to_tier: optional(toTier),
+      to_group: optional(toGroup),
       min_priority: optional(minPriority),
     });
     await context.changed(t('admin.form.rule_added', { name: name.value.trim() }));
@@ -245,7 +264,7 @@ function ruleButton(context: AdminContext, rule: Rule): HTMLButtonElement {
   return button;
 }
 
-export function rulesPanel(context: AdminContext, rules: Rule[], sites: string[]): HTMLElement {
+export function rulesPanel(context: AdminContext, rules: Rule[], sites: string[], groups: Group[]): HTMLElement {
   const matches = (r: Rule) =>
     [r.site, r.site_tier && term('tier', r.site_tier), r.modality, r.body_part].filter(Boolean).join(' · ');
   const does = (r: Rule) =>
@@ -261,6 +280,6 @@ export function rulesPanel(context: AdminContext, rules: Rule[], sites: string[]
       ['admin.form.position', 'admin.col.name', 'admin.col.match', 'admin.col.route', 'admin.col.active', 'admin.col.action'],
       rules.map((r) => [r.position, r.name, matches(r), does(r), r.active ? '✓' : '✗', ruleButton(context, r)]),
     ),
-    h('div', { class: 'forms' }, ruleForm(context, sites)),
+    h('div', { class: 'forms' }, ruleForm(context, sites, groups)),
   );
 }

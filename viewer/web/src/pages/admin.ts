@@ -1,7 +1,7 @@
 // Administration: the consortium's sites with their AEs and return destinations (add, edit, add
 // and remove AEs), its users (add with a first password, reset a password, deactivate), its
-// readers with their profiles and rosters, routing rules, the SLA table (admin-reading.ts) and
-// the API tokens of service accounts (admin-tokens.ts). The server validates every change; a
+// readers with their profiles and rosters, routing rules, the SLA table (admin-reading.ts), the
+// reading groups (admin-groups.ts) and the API tokens of service accounts (admin-tokens.ts). The server validates every change; a
 // refusal is shown beside its input in the user's language (forms.ts).
 import { api, get } from '../api';
 import { clear, h } from '../dom';
@@ -9,6 +9,7 @@ import { choice, explain, field, input, onSubmit, optional } from '../forms';
 import { t, term } from '../i18n';
 import type { Page } from '../router';
 import { user } from '../session';
+import { type Group, groupsPanel } from './admin-groups';
 import { type AdminContext, grid, type Reader, readersPanel, type Rule, rulesPanel, type Sla, slaPanel } from './admin-reading';
 import { type Token, tokensPanel } from './admin-tokens';
 
@@ -236,10 +237,11 @@ export const adminPage: Page = async (root) => {
   }
 
   async function draw(): Promise<void> {
-    const [sites, accounts, readers, sla, rules, tokens] = await Promise.all([
+    const [sites, accounts, readers, groups, sla, rules, tokens] = await Promise.all([
       get<Site[]>('/api/admin/sites'),
       get<Account[]>('/api/admin/users'),
       get<Reader[]>('/api/admin/readers'),
+      get<Group[]>('/api/admin/groups'),
       get<Sla[]>('/api/admin/sla'),
       get<Rule[]>('/api/admin/rules'),
       get<Token[]>('/api/admin/tokens'),
@@ -293,7 +295,8 @@ export const adminPage: Page = async (root) => {
         h('div', { class: 'forms' }, userForm(sites), passwordForm(accounts)),
       ),
       readersPanel(context, readers, candidates),
-      h('div', { class: 'cards' }, rulesPanel(context, rules, sites.map((s) => s.name)), slaPanel(context, sla)),
+      groupsPanel(context, groups, readers),
+      h('div', { class: 'cards' }, rulesPanel(context, rules, sites.map((s) => s.name), groups), slaPanel(context, sla)),
       tokensPanel(context, secretSlot, tokens, sites.map((s): [string, string] => [String(s.id), s.name])),
     );
   }

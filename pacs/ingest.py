@@ -343,25 +343,7 @@ class Ingest:
             f"instance {inspected.sop_instance_uid} was re-sent with a changed header and identical pixel "
             f"data; stored as version {version}, version {current.version} kept"
         )
-        session.add(
-            Alert(
-                kind=events.INSTANCE_NEW_VERSION,
-                site_id=origin.site_id,
-                study_uid=inspected.study_uid,
-                sop_instance_uid=inspected.sop_instance_uid,
-                message=message,
-                created_at=now,
-            )
-        )
-        _record(
-            session,
-            events.INSTANCE_NEW_VERSION,
-            origin,
-            inspected.study_uid,
-            inspected.sop_instance_uid,
-            warn=True,
-            version=version,
-        )
+        _alert(session, events.INSTANCE_NEW_VERSION, origin, inspected, message, now, version=version)
         return IngestOutcome(
             OutcomeKind.NEW_VERSION, message, study_uid=inspected.study_uid, sop_instance_uid=inspected.sop_instance_uid
         )
@@ -666,9 +648,17 @@ def _card_conflict(
         f"{masked(other_card)}, the patient already has {masked(patient.national_id)}; the first kept, "
         "check the registration at the site"
     )
+    _alert(session, events.PATIENT_NATIONAL_ID_CONFLICT, origin, inspected, message, now, patient_pk=patient.id)
+
+
+def _alert(
+    session: Session, kind: str, origin: Origin, inspected: Inspected, message: str, now: datetime, **details: Any
+) -> None:
+    """An ingest decision the site's staff and the administrator must see: an alert, a change
+    and a warning, all in the caller's transaction."""
     session.add(
         Alert(
-            kind=events.PATIENT_NATIONAL_ID_CONFLICT,
+            kind=kind,
             site_id=origin.site_id,
             study_uid=inspected.study_uid,
             sop_instance_uid=inspected.sop_instance_uid,
@@ -676,15 +666,7 @@ def _card_conflict(
             created_at=now,
         )
     )
-    _record(
-        session,
-        events.PATIENT_NATIONAL_ID_CONFLICT,
-        origin,
-        inspected.study_uid,
-        inspected.sop_instance_uid,
-        warn=True,
-        patient_pk=patient.id,
-    )
+    _record(session, kind, origin, inspected.study_uid, inspected.sop_instance_uid, warn=True, **details)
 
 
 def _get_or_create_patient(session: Session, site_id: int, tags: dict[str, object]) -> tuple[Patient, str | None]:

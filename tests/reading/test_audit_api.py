@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,42 +14,17 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from pacs.audit_chain import AuditKey, seal_all
-from pacs.identity.sites import add_site
-from pacs.identity.users import add_user, create_token, find_user
 from pacs.index.db import login, transaction
 from pacs.index.models import AccessRecord, Study
-from reading.settings import ReadingSettings
 from tests.conftest import receiver_env, yunying
-from tests.dicomweb.conftest import served
+from tests.reading.audit_api import Api, audit_api
 from tests.reading.world import World
-from viewer.app import create_app
-
-
-@dataclass
-class Api:
-    world: World
-    url: str
-    tokens: dict[str, str]
-
-    def get(self, who: str, path: str, **params: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.get(f"{self.url}{path}", headers=headers, params=params, timeout=30)
 
 
 @pytest.fixture
 def api(make_world: Callable[..., World], world_backend: str) -> Iterator[Api]:
-    world = make_world(world_backend)
-    tokens = {}
-    with transaction(world.services.sessions) as session:
-        add_site(session, consortium="Xiyang", name="Xiyang Clinic", tier="township")
-        add_user(session, username="qa", role="qa", consortium="Dongtai")
-        add_user(session, username="qa-xiyang", role="qa", consortium="Xiyang")
-        add_user(session, username="admin", role="admin", consortium="Dongtai")
-        add_user(session, username="root", role="admin")
-        for name in ("li", "qa", "qa-xiyang", "admin", "root"):
-            tokens[name] = create_token(session, find_user(session, name))[1]
-    with served(create_app(world.services, ReadingSettings(reading_lease_s=60))) as url:
-        yield Api(world, url, tokens)
+    with audit_api(make_world(world_backend), readers=("li",)) as served_api:
+        yield served_api
 
 
 def test_a_viewed_study_and_an_admin_change_show_up_in_the_audit_search(api: Api) -> None:

@@ -8,34 +8,18 @@ study of another site, like an absent one)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from pacs.audit_chain import AuditKey, seal_all
-from pacs.identity.sites import add_site
-from pacs.identity.users import add_user, create_token, find_user
 from pacs.index.db import transaction
 from pacs.index.models import AccessRecord, Instance, Series, Site, Study
-from reading.settings import ReadingSettings
-from tests.dicomweb.conftest import served
+from tests.reading.audit_api import Api, audit_api
 from tests.reading.world import World
-from viewer.app import create_app
 
 
-@dataclass
-class Api:
-    world: World
-    url: str
-    tokens: dict[str, str]
-
-    def get(self, who: str | None, path: str, **params: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return httpx.get(f"{self.url}{path}", headers=headers, params=params, timeout=30)
-
+class DeniedApi(Api):
     def denied(self) -> list[AccessRecord]:
         self.world.services.audit.flush()
         with transaction(self.world.services.sessions) as session:
@@ -49,27 +33,18 @@ class Api:
 
 
 @pytest.fixture
-def api(make_world: Callable[..., World], world_backend: str) -> Iterator[Api]:
-    world = make_world(world_backend)
-    tokens = {}
-    with transaction(world.services.sessions) as session:
-        add_site(session, consortium="Xiyang", name="Xiyang Clinic", tier="township")
-        add_user(session, username="qa", role="qa", consortium="Dongtai")
-        add_user(session, username="qa-xiyang", role="qa", consortium="Xiyang")
-        add_user(session, username="root", role="admin")
-        for name in ("li", "zhao", "qa", "qa-xiyang", "root"):
-            tokens[name] = create_token(session, find_user(session, name))[1]
-    with served(create_app(world.services, ReadingSettings(reading_lease_s=60))) as url:
-        yield Api(world, url, tokens)
+def api(make_world: Callable[..., World], world_backend: str) -> Iterator[DeniedApi]:
+    with audit_api(make_world(world_backend), readers=("li", "zhao")) as served_api:
+        yield DeniedApi(served_api.world, served_api.url, served_api.tokens)
 
 
-def _verify_intact(api: Api) -> None:
+def _verify_intact(api: DeniedApi) -> None:
     seal_all(api.world.services.sessions, AuditKey.from_settings(api.world.services.settings))
     verdict = api.get("root", "/api/audit/verify").json()
     assert verdict["intact"] is True, verdict
 
 
-def test_a_reader_refused_a_task_its_priors_and_findings_is_audited_once_each(api: Api) -> None:
+def test_a_reader_refused_a_task_its_priors_and_findings_is_audited_once_each(api: DeniedApi) -> None:
     uid = api.world.ready_study()
     task = api.world.task_of(uid)
     patient_id = api.world.study(uid).patient_id
@@ -102,7 +77,7 @@ def test_a_reader_refused_a_task_its_priors_and_findings_is_audited_once_each(ap
     _verify_intact(api)
 
 
-def test_a_study_of_another_site_asked_for_by_qido_or_wado_is_a_404_audited_as_denied(api: Api) -> None:
+def test_a_study_of_another_site_asked_for_by_qido_or_wado_is_a_404_audited_as_denied(api: DeniedApi) -> None:
     world = api.world
     with transaction(world.services.sessions) as session:
         xiyang = session.scalars(select(Site.id).where(Site.name == "Xiyang Clinic")).one()

@@ -31,6 +31,7 @@ USER_REACTIVATED: Final = "user.reactivated"
 # Patient identity across sites (pacs/patients.py, pacs/patient_links.py).
 PATIENT_LINK_CONFIRMED: Final = "patient_link.confirmed"  # a reader: a probable match is the same person
 PATIENT_LINK_REJECTED: Final = "patient_link.rejected"  # a reader: a probable match is another person
+PATIENT_LINK_WITHDRAWN: Final = "patient_link.withdrawn"  # QA or an admin: the decision undone, probable again
 # A known patient row's new study carries another valid ID card number than the row's: the first
 # is kept, an alert raised for the site's staff and the administrator.
 PATIENT_NATIONAL_ID_CONFLICT: Final = "patient.national_id_conflict"

@@ -7,7 +7,9 @@ reader of the consortium. A later decision replaces the row; each decision is a 
 (``patient_link.confirmed`` / ``patient_link.rejected``, with the decision it replaced) and the
 API audits it, so the history stays. ID card numbers outrank a reader: the decision only applies
 to a pair that still matches probably (two rows with different card numbers never match, two with
-the same always do)."""
+the same always do). QA staff and admins list the decisions of their consortium and may withdraw
+one (``patient_link.withdrawn``): the pair is probable again, as before anyone decided — the way
+back from a rejection, which hides the prior from every reader."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from enum import StrEnum
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from pacs import events
 from pacs.index.db import append_change
@@ -127,3 +129,39 @@ def decide_link(
         **details,
     )
     return Decided(low, high, decision, previous[0], previous[1])
+
+
+def list_links(
+    session: Session, consortium_id: int | None, decision: LinkDecision | None = None, *, limit: int = 200
+) -> list[tuple[PatientLink, Patient, Patient]]:
+    """The decisions of a consortium (``None``: every consortium), newest first, with both rows."""
+    low, high = aliased(Patient), aliased(Patient)
+    statement = (
+        select(PatientLink, low, high)
+        .join(low, low.id == PatientLink.patient_low)
+        .join(high, high.id == PatientLink.patient_high)
+        .order_by(PatientLink.decided_at.desc(), PatientLink.id.desc())
+        .limit(limit)
+    )
+    if consortium_id is not None:
+        statement = statement.where(PatientLink.consortium_id == consortium_id)
+    if decision is not None:
+        statement = statement.where(PatientLink.decision == decision.value)
+    return [(link, first, second) for link, first, second in session.execute(statement).all()]
+
+
+def withdraw_link(session: Session, link: PatientLink, *, username: str, reason: str | None) -> None:
+    """Undo a decision: the row goes, its change keeps what it was and who had decided it."""
+    second = session.get_one(Patient, link.patient_high)
+    append_change(
+        session,
+        events.PATIENT_LINK_WITHDRAWN,
+        site_id=second.site_id,
+        actor=username,
+        patients=[link.patient_low, link.patient_high],
+        previous=link.decision,
+        previous_by=link.decided_by,
+        reason=reason,
+    )
+    session.delete(link)
+    session.flush()

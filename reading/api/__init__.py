@@ -11,6 +11,7 @@ from reading.api import (
     admin_users,
     ai,
     audit,
+    patient_links,
     peer,
     priors,
     qa,
@@ -33,6 +34,7 @@ router.include_router(admin_users.router)
 router.include_router(admin_tokens.router)
 router.include_router(access.router)
 router.include_router(priors.router)
+router.include_router(patient_links.router)
 router.include_router(audit.router)
 # QA downloads (CSV, XLSX, the monthly PDF) are audited as exports.
 for exported in (qa.router, peer.router, qa_reports.router):

@@ -30,7 +30,7 @@ from reading.admin import add_reader, set_roster
 from reading.worklist.sweeper import route_pending
 from tests.reading.priors import patient, stow, stow_body
 from tests.reading.world import ALWAYS
-from tests.viewer.chromium import chromium, open_page  # noqa: F401
+from tests.viewer.chromium import chromium, log_in, open_page  # noqa: F401
 from tests.viewer.conftest import Web
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -75,7 +75,7 @@ def _consortium(web: Web, data: Path) -> dict[str, str]:
     return studies
 
 
-def test_a_reader_opens_a_prior_from_another_site_side_by_side_and_decides_on_a_probable_one(
+def test_a_reader_opens_a_prior_from_another_site_side_by_side_and_decides_on_a_probable_one_qa_withdraws_it(
     chromium: Any,  # noqa: F811
     start_web: Callable[..., Web],
     tmp_path: Path,
@@ -141,5 +141,20 @@ def test_a_reader_opens_a_prior_from_another_site_side_by_side_and_decides_on_a_
     listed = page.request.get(f"/api/tasks/{task}/priors").json()["priors"]
     assert [p["study_uid"] for p in listed] == [studies["county"]]
     assert page.locator(".prior-study").count() == 1
+
+    # The QA officer sees the rejection on the dashboard and withdraws it: probable again.
+    qa = open_page(chromium, web, errors)
+    log_in(qa, "qa-officer", lands_on="/qa")
+    row = qa.locator("#qa-links tr[data-link]")
+    row.wait_for(timeout=15_000)
+    assert "不是同一人" in row.inner_text() and "出生地不同" in row.inner_text() and "sun" in row.inner_text()
+    assert "Anfeng" in row.inner_text() and "Fudong" in row.inner_text()
+    row.locator(".link-reason").fill("核实为同一人")
+    row.locator(".link-withdraw").click()
+    row.wait_for(state="detached", timeout=15_000)
+    assert "已撤销" in qa.inner_text("#qa-links")
+    listed = page.request.get(f"/api/tasks/{task}/priors").json()["priors"]
+    assert {p["study_uid"]: p["basis"] for p in listed}[studies["probable"]] == "probable"
+    qa.context.close()
     page.context.close()
     assert not errors, f"the page threw: {errors}"

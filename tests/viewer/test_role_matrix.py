@@ -81,6 +81,8 @@ API: Final[dict[tuple[str, str], tuple[int | str, ...]]] = {
     ("GET", "/api/qa/peer/rates"):                    (200,  NO,    NO,   200,  ANON),
     ("POST", "/api/qa/peer/sample"):                  (OK,   NO,    NO,   OK,   ANON),
     ("POST", "/api/qa/peer/queue/{finding}/close"):   (OK,   NO,    NO,   OK,   ANON),  # no such case: 404
+    ("GET", "/api/patient-links"):                    (200,  NO,    NO,   200,  ANON),
+    ("POST", "/api/patient-links/{finding}/withdraw"): (OK,   NO,    NO,   OK,   ANON),  # no such decision: 404
     ("GET", "/api/audit"):                            (200,  NO,    NO,   200,  ANON),
     ("GET", "/api/audit/export"):                     (200,  NO,    NO,   200,  ANON),
     ("GET", "/api/audit/verify"):                     (NO,   NO,    NO,   NO,   ANON),  # installation admins only
@@ -222,6 +224,7 @@ def _bodies(role: str) -> dict[str, Any]:
         "/api/peer-reviews/{finding}/score": {"score": "1"},
         "/api/site/requests": {"study_uid": "1.2.826.0.1.3680043.10.1234.405", "priority": "urgent"},
         "/api/qa/peer/sample": {"month": "2026-11"},
+        "/api/patient-links/{finding}/withdraw": {},
         "/api/qa/peer/queue/{finding}/close": {"outcome": "confirmed", "comment": "matrix"},
     }
 

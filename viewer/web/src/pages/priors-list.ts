@@ -24,7 +24,7 @@ export function basisText(one: Prior): string {
   return t(`prior.basis.${one.basis}`, { reader: one.decided_by ?? '' });
 }
 
-function failure(error: unknown): string {
+export function failure(error: unknown): string {
   if (error instanceof ApiError && error.refusal) return t(`error.${error.refusal.code}`, error.refusal.params);
   return String(error instanceof Error ? error.message : error);
 }

@@ -6,6 +6,7 @@ import { h } from '../dom';
 import { dateTime, percent } from '../format';
 import { t, term } from '../i18n';
 import type { Page } from '../router';
+import { patientLinksPanel } from './qa-links';
 
 interface Figure {
   n: number;
@@ -161,5 +162,6 @@ export const qaPage: Page = async (root) => {
         ),
       ),
     ),
+    patientLinksPanel(),
   );
 };

@@ -478,6 +478,9 @@ def test_the_ai_finding_jumps_to_its_slice_and_takes_the_readers_opinion(page: A
     located = next((f for f in findings if f["location"]), None)
     if located is not None:
         where = located["location"][0]
+        # The series list (thumbnails) is drawn: a jump may need another series than the one shown.
+        # A click before it, right after the first image, can say "not found" (see the F note).
+        page.locator(".thumb").first.wait_for()
         page.locator(f"#ai-list li[data-finding='{located['id']}'] button[data-action=jump]").click()
         shown = "window.__yyViewer.viewer.viewport.getCurrentImageId()"
         page.wait_for_function(f"() => {shown}.includes('/instances/{where['sop_instance_uid']}/')")

@@ -78,6 +78,11 @@ def expired_cookie(settings: Settings) -> str:
     return f'{SESSION_COOKIE}=""; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{secure}'
 
 
+def client_address(request: Request) -> str | None:
+    """The caller's address as the audit records it (the proxy's forwarded one where trusted)."""
+    return request.client.host if request.client else None
+
+
 def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pacs.completeness import ManifestCheck, ManifestRefused, check, record_manifest
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Role, StudyManifest
@@ -70,7 +70,7 @@ async def put_manifest(request: Request, who: Authenticated, study_uid: str, bod
         "manifest",
         study_uid=study_uid,
         site_id=site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         expected=result.expected,
         missing=len(result.missing),
     )

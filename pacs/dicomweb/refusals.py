@@ -16,7 +16,7 @@ import structlog
 from fastapi import Request
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import services_of
+from pacs.dicomweb.auth import client_address, services_of
 from pacs.dicomweb.retrieve import outside_scope
 from pacs.identity.users import Principal
 from pacs.index.db import IndexUnavailable, transaction
@@ -48,7 +48,7 @@ def audit_if_refused(
         study_uid=study_uid,
         patient_id=patient_id,
         site_id=site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         path=request.url.path,
         **detail,
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.dicomweb.qido import Level, QueryError, parse_query, search
 from pacs.dicomweb.refusals import audit_if_refused
 from pacs.identity.users import Principal
@@ -49,7 +49,7 @@ def _qido(
             results = search(session, query, who.scope, base_url=base_url)
     except IndexUnavailable:
         raise HTTPException(503, "index unavailable; retry shortly", headers={"Retry-After": "5"}) from None
-    client = request.client.host if request.client else None
+    client = client_address(request)
     services.audit.record(
         who,
         "search",

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from pacs.audit import record_access
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.dicomweb.multipart import BodyRefused, PartSpooler, SpooledPart, parse_content_type
 from pacs.dimse.contexts import ACCEPTED_TRANSFER_SYNTAXES, receiver_contexts
 from pacs.dimse.statuses import c_store_status
@@ -480,7 +480,7 @@ async def _stow(request: Request, who: Principal, requested_site: str | None, st
         max_parts=settings.stow_max_parts,
     )
     request_id = uuid.uuid4().hex[:12]
-    source = request.client.host if request.client else None
+    source = client_address(request)
     try:
         try:
             async for chunk in request.stream():

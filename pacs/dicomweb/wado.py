@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.dicomweb.media import Multipart, Part, describe, parse_accept
 from pacs.dicomweb.refusals import audit_if_refused
 from pacs.dicomweb.retrieve import Located, NotFound, locate, locate_frames, metadata
@@ -83,7 +83,7 @@ def _audit(request: Request, who: Principal, action: str, located: Located, **de
         study_uid=located.study_uid,
         patient_id=located.patient_id,
         site_id=located.site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         **detail,
     )
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.break_glass import UnknownStudy, open_study
 from pacs.identity.sites import IdentityError
 from pacs.index.models import BreakGlass, Role, Study, User
@@ -45,7 +45,7 @@ def post_break_glass(request: Request, who: Authenticated, body: BreakGlassBody)
             raise HTTPException(422, str(exc)) from None
         site_id = session.scalar(select(Study.site_id).where(Study.study_uid == body.study_uid))
         answer = {"id": opened.id, "study_uid": opened.study_uid, "expires_at": opened.expires_at.isoformat()}
-    client = request.client.host if request.client else None
+    client = client_address(request)
     services_of(request).audit.record(
         who, "break-glass", study_uid=body.study_uid, site_id=site_id, source=client, reason=body.reason
     )

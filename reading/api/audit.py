@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from pacs.audit_chain import AuditKey, Search, export_lines, record_json, search, verify
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.db import transaction
 from pacs.index.models import Role
@@ -131,7 +131,7 @@ def get_audit_verify(request: Request, who: Authenticated) -> dict[str, Any]:
 def _require_auditor(request: Request, who: Principal, action: str, filters: Filters) -> None:
     """QA staff or admins only; a refused look into the audit is itself recorded (denied)."""
     if who.role not in (Role.QA, Role.ADMIN):
-        source = request.client.host if request.client else None
+        source = client_address(request)
         services_of(request).audit.record(
             who, action, outcome="denied", patient_id=filters.patient_id, study_uid=filters.study_uid, source=source
         )
@@ -144,7 +144,7 @@ def _audit_search(request: Request, who: Principal, action: str, query: Search, 
         action,
         patient_id=query.patient_id,
         study_uid=query.study_uid,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         user=query.username,
         answered=answered,
     )

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.sites import IdentityError
 from pacs.identity.users import Principal
 from pacs.index.db import AUDIT_ACTOR, AuditActor, IndexUnavailable, transaction
@@ -46,7 +46,7 @@ def unit_of_work(request: Request, *, read_only: bool = False) -> Iterator[Sessi
         with transaction(services_of(request).sessions, read_only=read_only) as session:
             who: Principal | None = getattr(request.state, "principal", None)
             if who is not None:
-                source = request.client.host if request.client else None
+                source = client_address(request)
                 session.info[AUDIT_ACTOR] = AuditActor(who.user_id, who.username, who.role, source)
             yield session
     except IndexUnavailable:
@@ -82,7 +82,7 @@ def _audit_refusal(request: Request, refusal: ReadRefused) -> None:
         study_uid=refusal.study_uid,
         patient_id=refusal.patient_id,
         site_id=refusal.site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         task_id=refusal.task_id,
         path=request.url.path,
         reason=str(refusal),
@@ -128,7 +128,7 @@ def audited_export(request: Request, who: Authenticated) -> Iterator[None]:
             who,
             "export",
             outcome=outcome,
-            source=request.client.host if request.client else None,
+            source=client_address(request),
             path=request.url.path,
             format=fmt or "pdf",
             query=str(request.query_params)[:300],

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.models import Patient, PatientLink, Role, Site
 from pacs.patient_links import REASON_MAX, LinkDecision, list_links, withdraw_link
@@ -36,10 +36,6 @@ def _patient_json(patient: Patient, sites: dict[int, str]) -> dict[str, Any]:
         "birth_date": patient.birth_date,
         "sex": patient.sex,
     }
-
-
-def _source(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 @router.get("")
@@ -68,7 +64,11 @@ def get_links(
             for link, first, second in rows
         ]
     services_of(request).audit.record(
-        who, "patient-links", source=_source(request), decision=decision.value if decision else None, count=len(answer)
+        who,
+        "patient-links",
+        source=client_address(request),
+        decision=decision.value if decision else None,
+        count=len(answer),
     )
     return answer
 
@@ -95,7 +95,7 @@ def post_withdraw(request: Request, who: Authenticated, link_id: LinkId, body: W
         "patient-link.withdraw",
         patient_id=patient_id,
         site_id=site_id,
-        source=_source(request),
+        source=client_address(request),
         link_id=link_id,
         patients=list(pair),
         previous=was,

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.models import Role
 from pacs.index.types import utcnow
@@ -82,7 +82,7 @@ def list_assignments(
     services_of(request).audit.record(
         who,
         "peer-reviews",
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         answered=len(views),
         studies=[v["study_uid"] for v in views][:100],
     )
@@ -101,7 +101,7 @@ def get_assignment(request: Request, who: Authenticated, review_id: int) -> dict
             study_uid=review.study_uid,
             patient_id=(view["study"] or {}).get("patient_id"),
             site_id=review.site_id,
-            source=request.client.host if request.client else None,
+            source=client_address(request),
         )
         return view
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.break_glass import open_study
 from pacs.identity.users import Principal
 from pacs.index.models import Patient, Role, Study
@@ -79,7 +79,7 @@ def get_priors(request: Request, who: Authenticated, task_id: int) -> dict[str, 
         study_uid=task.study_uid,
         patient_id=patient_id,
         site_id=task.site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         task_id=task_id,
         priors=[p.study_uid for p in priors][:100],
     )
@@ -121,7 +121,7 @@ def post_open_prior(request: Request, who: Authenticated, task_id: int, study_ui
         study_uid=study_uid,
         patient_id=prior.patient_id,
         site_id=prior.site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         reason=f"prior for task {task_id}",
         task_id=task_id,
         basis=prior.basis.value,
@@ -208,7 +208,7 @@ def post_prior_identity(
         study_uid=study_uid,
         patient_id=prior.patient_id,
         site_id=prior.site_id,
-        source=request.client.host if request.client else None,
+        source=client_address(request),
         task_id=task_id,
         decision=decision.value,
         previous=decided.previous.value if decided.previous else None,

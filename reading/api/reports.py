@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.models import Role, Study
 from pacs.index.types import utcnow
@@ -212,7 +212,7 @@ def get_report(
             study_uid=report.study_uid,
             patient_id=session.scalar(select(Study.patient_id).where(Study.id == task.study_pk)),
             site_id=task.site_id,
-            source=request.client.host if request.client else None,
+            source=client_address(request),
         )
         if format == "json":
             return report_json(report)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.index.models import Alert, Study
 from pacs.index.types import utcnow
 from reading.admin import request_reading
@@ -59,7 +59,7 @@ def site_studies(
             who,
             "site-studies",
             site_id=site_id,
-            source=request.client.host if request.client else None,
+            source=client_address(request),
             answered=len(studies),
             studies=[s.study_uid for s in studies][:100],
         )

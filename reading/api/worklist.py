@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, services_of
+from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.index.models import Consortium, Patient, Role, Site, Study
 from pacs.index.types import utcnow
 from reading.api.deps import check_may_read, reading_settings, refused, require_role, unit_of_work
@@ -105,7 +105,7 @@ def get_worklist(
         services_of(request).audit.record(
             who,
             "worklist",
-            source=request.client.host if request.client else None,
+            source=client_address(request),
             answered=len(rows),
             studies=[row.task.study_uid for row in rows][:100],
         )
@@ -133,7 +133,7 @@ def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[
             study_uid=task.study_uid,
             patient_id=study.patient_id,
             site_id=task.site_id,
-            source=request.client.host if request.client else None,
+            source=client_address(request),
         )
         return {
             **_task_json(task),

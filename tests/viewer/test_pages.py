@@ -478,9 +478,6 @@ def test_the_ai_finding_jumps_to_its_slice_and_takes_the_readers_opinion(page: A
     located = next((f for f in findings if f["location"]), None)
     if located is not None:
         where = located["location"][0]
-        # The series list (thumbnails) is drawn: a jump may need another series than the one shown.
-        # A click before it, right after the first image, can say "not found" (see the F note).
-        page.locator(".thumb").first.wait_for()
         page.locator(f"#ai-list li[data-finding='{located['id']}'] button[data-action=jump]").click()
         shown = "window.__yyViewer.viewer.viewport.getCurrentImageId()"
         page.wait_for_function(f"() => {shown}.includes('/instances/{where['sop_instance_uid']}/')")
@@ -489,6 +486,36 @@ def test_the_ai_finding_jumps_to_its_slice_and_takes_the_readers_opinion(page: A
     page.locator(f"#ai-list li[data-finding='{first['id']}'] button[data-action=disagree].active").wait_for()
     again = page.request.get(f"/api/tasks/{task['id']}/ai-findings").json()
     assert next(f for f in again if f["id"] == first["id"])["agree"] is False
+
+
+def test_an_ai_finding_clicked_while_the_study_opens_still_jumps(page: Any, centre: Centre) -> None:
+    """A reader who clicks a finding before the series list has come (a slow link, a busy
+    server) lands on its slice once the study has opened, not on "not found"."""
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    findings = page.request.get(f"/api/tasks/{task['id']}/ai-findings").json()
+    located = next((f for f in findings if f["location"]), None)
+    assert located is not None, "the AI worker recorded no finding with a location"
+    where = located["location"][0]
+    held: list[Any] = []  # the study's series listing, answered only after the click
+    listing = re.compile(rf"/dicomweb/studies/{re.escape(anfeng.uid)}/series(\?.*)?$")
+    page.route(listing, lambda route: held.append(route))
+    page.goto(f"/read/{task['id']}")
+    jump = page.locator(f"#ai-list li[data-finding='{located['id']}'] button[data-action=jump]")
+    jump.wait_for()
+    page.wait_for_timeout(200)  # held: the page is still waiting for the listing
+    assert held and page.evaluate("() => !window.__yyViewer || window.__yyViewer.firstImageMs === null")
+    jump.click()
+    page.wait_for_timeout(300)
+    for route in held:
+        route.continue_()
+    page.unroute(listing)
+    shown = "window.__yyViewer.viewer.viewport.getCurrentImageId()"
+    page.wait_for_function(
+        f"() => window.__yyViewer && {shown}.includes('/instances/{where['sop_instance_uid']}/')", timeout=30_000
+    )
+    assert "未找到 AI 标注的图像" not in page.content()
 
 
 HEAT_ON_CANVAS = """() => {

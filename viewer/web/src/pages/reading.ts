@@ -301,9 +301,17 @@ export const readingPage: Page = async (root, params) => {
   );
   let seriesList: SeriesInfo[] = [];
   let showSeries: (one: SeriesInfo) => Promise<void> = async () => undefined;
+  // A finding clicked while the study is still opening waits for the series listing and the
+  // first series: before that it would search an empty list and say 'not found'.
+  let markOpened: () => void = () => undefined;
+  const opened = new Promise<void>((resolve) => (markOpened = resolve));
 
   async function jumpToFinding(where: AiLocation): Promise<void> {
-    if (!viewer) return;
+    await opened;
+    if (!viewer) {
+      say(t('reading.ai_not_found'), true);
+      return;
+    }
     let index = viewer.indexOf(where.sop_instance_uid, where.frame ?? 1);
     for (const one of seriesList) {
       if (index >= 0) break;
@@ -646,6 +654,7 @@ export const readingPage: Page = async (root, params) => {
     const first = firstSeries(series);
     if (first) await showSeries(first);
     else say(t('viewer.no_images'), true);
+    markOpened();
     // After the first image, not before: the heat maps' metadata must not delay it.
     const maps = await findHeatMaps(task.study_uid, series).catch(() => new Map<string, HeatMap>());
     heat.set(maps);
@@ -653,6 +662,8 @@ export const readingPage: Page = async (root, params) => {
     heatButton.title = maps.size ? `${t('heatmap.toggle')} (H)` : t('heatmap.none');
   } catch (error) {
     say(t('viewer.failed', { detail: (error as Error).message }), true);
+  } finally {
+    markOpened();
   }
 
   return () => {

@@ -27,7 +27,7 @@ from reading.admin import (
     set_roster,
     update_reader,
 )
-from reading.api.deps import refused, require_role, unit_of_work
+from reading.api.deps import AdminCaller, QaCaller, refused, require_role, unit_of_work
 from reading.errors import NotFound, OutOfScope, Refused
 from reading.models import (
     Delivery,
@@ -102,8 +102,7 @@ class ReaderBody(ReaderProfile):
 
 
 @router.get("/readers")
-def list_readers(request: Request, who: Authenticated) -> list[dict[str, Any]]:
-    require_role(who, Role.ADMIN)
+def list_readers(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     with unit_of_work(request, read_only=True) as session:
         statement = select(Reader, User).join(User, User.id == Reader.user_id).order_by(Reader.id)
         if who.consortium_id is not None:
@@ -127,7 +126,7 @@ def list_readers(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 
 
 @router.post("/readers", status_code=201, response_model=None)
-def create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any] | JSONResponse:
+def create_reader(request: Request, who: AdminCaller, body: ReaderBody) -> dict[str, Any] | JSONResponse:
     """Make a user a reader (creating his ``reader`` user when new), with a tier, credentials,
     the sites or consortiums he reads for (his own consortium when none) and a roster."""
     try:
@@ -159,9 +158,7 @@ def _create_reader(request: Request, who: Authenticated, body: ReaderBody) -> di
 
 
 @router.put("/readers/{username}", response_model=None)
-def edit_reader(
-    request: Request, who: Authenticated, username: str, body: ReaderChange
-) -> dict[str, Any] | JSONResponse:
+def edit_reader(request: Request, who: AdminCaller, username: str, body: ReaderChange) -> dict[str, Any] | JSONResponse:
     """Change a reader's tier, credentialed modalities and body parts, or take him off reading
     (``active``: false; his login stays). Audited as ``reader.changed`` with before and after."""
     try:
@@ -186,7 +183,7 @@ class RosterBody(BaseModel):
 
 
 @router.put("/readers/{username}/roster", response_model=None)
-def put_roster(request: Request, who: Authenticated, username: str, body: RosterBody) -> dict[str, Any] | JSONResponse:
+def put_roster(request: Request, who: AdminCaller, username: str, body: RosterBody) -> dict[str, Any] | JSONResponse:
     """Replace a reader's on-duty windows (``mon 08:00-17:30``, ``daily 20:00-08:00``,
     ``2026-12-01 08:00-20:00``; none: never on duty)."""
     try:
@@ -202,14 +199,13 @@ def put_roster(request: Request, who: Authenticated, username: str, body: Roster
 @router.get("/tasks")
 def all_tasks(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     state: Annotated[list[TaskState] | None, Query()] = None,
     unclaimable: Annotated[bool, Query(description="only tasks no active reader may read")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """Reading tasks of the admin's consortium, most urgent first — with, for each, how many
     active readers may read it, so a task nobody can see (no credentialed reader) shows up."""
-    require_role(who, Role.ADMIN, Role.QA)
     now = utcnow()
     with unit_of_work(request, read_only=True) as session:
         statement = (
@@ -256,12 +252,11 @@ def all_tasks(
 @router.get("/deliveries")
 def delivery_board(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     state: DeliveryState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """Deliveries with their attempts and last error: what has not reached its site, and why."""
-    require_role(who, Role.ADMIN, Role.QA)
     with unit_of_work(request, read_only=True) as session:
         statement = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
         if who.scope.site_ids is not None:

@@ -24,7 +24,7 @@ from reading.admin_rules import (
     set_sla,
 )
 from reading.api.admin import administers, home_consortium
-from reading.api.deps import refused, require_role, unit_of_work
+from reading.api.deps import AdminCaller, refused, require_role, unit_of_work
 from reading.errors import NotFound, Refused
 from reading.models import ReadingGroup, RoutingRule
 
@@ -66,10 +66,9 @@ def _group_in_scope(session: Session, who: Authenticated, group_id: int) -> Read
 
 
 @router.get("/groups")
-def list_groups(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+def list_groups(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     """The reading groups of the admin's consortium (every one for an installation admin), with
     their readers and the rules that give tasks to them."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
         statement = select(ReadingGroup).order_by(ReadingGroup.consortium_id, ReadingGroup.name)
         if who.consortium_id is not None:
@@ -78,7 +77,7 @@ def list_groups(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 
 
 @router.post("/groups", status_code=201, response_model=None)
-def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[str, Any] | JSONResponse:
+def create_group(request: Request, who: AdminCaller, body: GroupBody) -> dict[str, Any] | JSONResponse:
     """Add a reading group of one tier with some of the consortium's readers of that tier;
     audited as ``reading_group.changed``."""
     try:
@@ -101,7 +100,7 @@ def create_group(request: Request, who: Authenticated, body: GroupBody) -> dict[
 
 @router.put("/groups/{group_id}/members", response_model=None)
 def put_group_members(
-    request: Request, who: Authenticated, group_id: ID, body: MembersBody
+    request: Request, who: AdminCaller, group_id: ID, body: MembersBody
 ) -> dict[str, Any] | JSONResponse:
     """Replace a group's readers; audited as ``reading_group.changed`` with who was added and
     removed. The tasks the group holds stay its own."""
@@ -128,8 +127,7 @@ class RuleBody(BaseModel):
 
 
 @router.get("/rules")
-def list_rules(request: Request, who: Authenticated) -> list[dict[str, Any]]:
-    require_role(who, Role.ADMIN)
+def list_rules(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     with unit_of_work(request, read_only=True) as session:
         statement = select(RoutingRule).order_by(RoutingRule.consortium_id, RoutingRule.position, RoutingRule.id)
         if who.consortium_id is not None:
@@ -158,7 +156,7 @@ def _rule_json(session: Session, rule: RoutingRule) -> dict[str, Any]:
 
 
 @router.post("/rules", status_code=201, response_model=None)
-def create_rule(request: Request, who: Authenticated, body: RuleBody) -> dict[str, Any] | JSONResponse:
+def create_rule(request: Request, who: AdminCaller, body: RuleBody) -> dict[str, Any] | JSONResponse:
     """Add a routing rule, tried in ``position`` order before the default routing."""
     try:
         with unit_of_work(request) as session:
@@ -176,10 +174,9 @@ class RuleActiveBody(BaseModel):
 
 
 @router.put("/rules/{rule_id}/active")
-def put_rule_active(request: Request, who: Authenticated, rule_id: ID, body: RuleActiveBody) -> dict[str, Any]:
+def put_rule_active(request: Request, who: AdminCaller, rule_id: ID, body: RuleActiveBody) -> dict[str, Any]:
     """Disable a routing rule (routing skips it from the next study on) or enable it again;
     audited as ``routing_rule.changed``. A rule is never deleted: the tasks it routed name it."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request) as session:
         rule = session.get(RoutingRule, rule_id)
         if rule is None or (who.consortium_id is not None and rule.consortium_id != who.consortium_id):
@@ -196,11 +193,10 @@ class SlaBody(BaseModel):
 
 
 @router.get("/sla")
-def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+def list_sla(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     """What applies, per consortium: each priority's minutes — the consortium's own entry
     (``source``: consortium) or the built-in default (``source``: default) — then its entries
     for one modality; ``default_minutes``: the built-in value an entry overrides."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
         statement = select(Consortium).order_by(Consortium.name)
         if who.consortium_id is not None:
@@ -221,7 +217,7 @@ def list_sla(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 
 
 @router.put("/sla", response_model=None)
-def put_sla(request: Request, who: Authenticated, body: SlaBody) -> dict[str, Any] | JSONResponse:
+def put_sla(request: Request, who: AdminCaller, body: SlaBody) -> dict[str, Any] | JSONResponse:
     """Set the minutes allowed for a priority (and, optionally, one modality)."""
     try:
         with unit_of_work(request) as session:

@@ -14,12 +14,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated
 from pacs.identity.sites import IdentityError, add_site, add_site_ae, remove_site_ae, update_site
 from pacs.identity.users import Principal
 from pacs.index.models import Role, Site, SiteAE
 from reading.api.admin import administers
-from reading.api.deps import refused, require_role, unit_of_work
+from reading.api.deps import AdminCaller, refused, require_role, unit_of_work
 from reading.errors import NotFound
 
 router = APIRouter(prefix="/admin", tags=["administration"])
@@ -91,9 +90,8 @@ def _site_in_scope(session: Session, who: Principal, site_id: int) -> Site:
 
 
 @router.get("/sites")
-def list_sites(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+def list_sites(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     """The sites the admin administers, with their AEs and return destination."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
         statement = select(Site).order_by(Site.consortium_id, Site.name)
         if who.consortium_id is not None:
@@ -102,7 +100,7 @@ def list_sites(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 
 
 @router.post("/sites", status_code=201, response_model=None)
-def create_site(request: Request, who: Authenticated, body: SiteBody) -> dict[str, Any] | JSONResponse:
+def create_site(request: Request, who: AdminCaller, body: SiteBody) -> dict[str, Any] | JSONResponse:
     """Add a site (and its consortium when new, for an installation admin)."""
     try:
         with unit_of_work(request) as session:
@@ -117,7 +115,7 @@ def create_site(request: Request, who: Authenticated, body: SiteBody) -> dict[st
 
 
 @router.put("/sites/{site_id}", response_model=None)
-def edit_site(request: Request, who: Authenticated, site_id: int, body: SiteFields) -> dict[str, Any] | JSONResponse:
+def edit_site(request: Request, who: AdminCaller, site_id: int, body: SiteFields) -> dict[str, Any] | JSONResponse:
     """Change a site's name, tier, contact or return destination (its consortium stays)."""
     try:
         with unit_of_work(request) as session:
@@ -129,7 +127,7 @@ def edit_site(request: Request, who: Authenticated, site_id: int, body: SiteFiel
 
 
 @router.post("/sites/{site_id}/aes", status_code=201, response_model=None)
-def create_site_ae(request: Request, who: Authenticated, site_id: int, body: AEBody) -> dict[str, Any] | JSONResponse:
+def create_site_ae(request: Request, who: AdminCaller, site_id: int, body: AEBody) -> dict[str, Any] | JSONResponse:
     """Allow a modality's calling AE title from an address (or network) for the site."""
     try:
         with unit_of_work(request) as session:
@@ -150,7 +148,7 @@ def create_site_ae(request: Request, who: Authenticated, site_id: int, body: AEB
 
 
 @router.delete("/sites/{site_id}/aes/{ae_id}")
-def delete_site_ae(request: Request, who: Authenticated, site_id: int, ae_id: int) -> dict[str, Any]:
+def delete_site_ae(request: Request, who: AdminCaller, site_id: int, ae_id: int) -> dict[str, Any]:
     """Stop accepting one AE title from its address; the site with its remaining AEs is answered."""
     with unit_of_work(request) as session:
         site = _site_in_scope(session, who, site_id)

@@ -15,13 +15,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated
 from pacs.identity.sites import IdentityError
 from pacs.identity.users import DEFAULT_TOKEN_DAYS, Principal, add_user, create_token, revoke_token
 from pacs.index.models import ApiToken, Role, Site, User
 from pacs.index.types import utcnow
 from reading.api.admin_users import within
-from reading.api.deps import refused, require_role, unit_of_work
+from reading.api.deps import AdminCaller, refused, unit_of_work
 from reading.errors import NotFound
 
 router = APIRouter(prefix="/admin/tokens", tags=["administration"])
@@ -92,9 +91,8 @@ def _service_account(session: Session, who: Principal, body: TokenBody) -> User:
 
 
 @router.get("")
-def list_tokens(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+def list_tokens(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     """The tokens of the accounts the admin administers, newest first; never a token itself."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
         statement = select(ApiToken, User.username).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id.desc())
         condition = within(who)
@@ -104,10 +102,9 @@ def list_tokens(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 
 
 @router.post("", status_code=201, response_model=None)
-def create(request: Request, who: Authenticated, body: TokenBody) -> dict[str, Any] | JSONResponse:
+def create(request: Request, who: AdminCaller, body: TokenBody) -> dict[str, Any] | JSONResponse:
     """A new token for a service account (created at one of the admin's sites when new). The
     answer's ``token`` is the only time it is shown: keep it in the service's configuration."""
-    require_role(who, Role.ADMIN)
     try:
         with unit_of_work(request) as session:
             account = _service_account(session, who, body)
@@ -120,9 +117,8 @@ def create(request: Request, who: Authenticated, body: TokenBody) -> dict[str, A
 
 
 @router.delete("/{token_id}")
-def revoke(request: Request, who: Authenticated, token_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
+def revoke(request: Request, who: AdminCaller, token_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
     """Revoke a token at once: the next request with it is a 401. Revoking it again is harmless."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request) as session:
         statement = select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
         statement = statement.where(ApiToken.id == token_id)

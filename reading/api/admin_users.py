@@ -14,12 +14,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated
 from pacs.identity.passwords import MAX_LENGTH, set_password
 from pacs.identity.sites import IdentityError
 from pacs.identity.users import Principal, add_user, set_active
 from pacs.index.models import Consortium, Role, Site, User
-from reading.api.deps import refused, require_role, unit_of_work
+from reading.api.deps import AdminCaller, refused, require_role, unit_of_work
 from reading.errors import NotFound
 from reading.models import Reader
 
@@ -88,9 +87,8 @@ def _described(session: Session, user: User) -> dict[str, Any]:
 
 
 @router.get("")
-def list_users(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+def list_users(request: Request, who: AdminCaller) -> list[dict[str, Any]]:
     """The users the admin administers, people and service accounts, never a password or token."""
-    require_role(who, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
         statement = (
             select(User, Site.name, Consortium.name)
@@ -105,10 +103,9 @@ def list_users(request: Request, who: Authenticated) -> list[dict[str, Any]]:
 
 
 @router.post("", status_code=201, response_model=None)
-def create_user(request: Request, who: Authenticated, body: UserBody) -> dict[str, Any] | JSONResponse:
+def create_user(request: Request, who: AdminCaller, body: UserBody) -> dict[str, Any] | JSONResponse:
     """Add a person with a role and a first password (he changes it with the administrator's
     help: there is no self-service yet). A site user's site must be one the admin administers."""
-    require_role(who, Role.ADMIN)
     try:
         with unit_of_work(request) as session:
             site_name: str | None = None
@@ -145,7 +142,7 @@ def create_user(request: Request, who: Authenticated, body: UserBody) -> dict[st
 
 @router.put("/{username}/password", response_model=None)
 def reset_password(
-    request: Request, who: Authenticated, username: str, body: PasswordBody
+    request: Request, who: AdminCaller, username: str, body: PasswordBody
 ) -> dict[str, Any] | JSONResponse:
     """Set a user's password (a forgotten one): every open browser session of his ends."""
     try:
@@ -158,7 +155,7 @@ def reset_password(
 
 
 @router.put("/{username}/active", response_model=None)
-def put_active(request: Request, who: Authenticated, username: str, body: ActiveBody) -> dict[str, Any] | JSONResponse:
+def put_active(request: Request, who: AdminCaller, username: str, body: ActiveBody) -> dict[str, Any] | JSONResponse:
     """Deactivate a user (his tokens and sessions stop working at once) or reactivate him. An
     admin cannot deactivate himself: the consortium would be left without its administrator."""
     try:

@@ -12,9 +12,7 @@ from sqlalchemy import select
 
 from ai_models.feedback import record_feedback
 from ai_models.records import AiFeedback, AiFinding
-from pacs.dicomweb.auth import Authenticated
-from pacs.index.models import Role
-from reading.api.deps import check_may_read, require_role, unit_of_work
+from reading.api.deps import ReaderCaller, check_may_read, unit_of_work
 from reading.errors import NotFound
 from reading.models import ReadingTask
 from reading.worklist.tasks import get_task
@@ -43,7 +41,7 @@ def _finding_json(finding: AiFinding, opinion: AiFeedback | None) -> dict[str, A
 
 
 @router.get("/tasks/{task_id}/ai-findings")
-def get_findings(request: Request, who: Authenticated, task_id: int) -> list[dict[str, Any]]:
+def get_findings(request: Request, who: ReaderCaller, task_id: int) -> list[dict[str, Any]]:
     """The AI findings of the task's study, positives first, each with the caller's opinion."""
     with unit_of_work(request, read_only=True) as session:
         task = get_task(session, task_id)
@@ -65,10 +63,9 @@ def get_findings(request: Request, who: Authenticated, task_id: int) -> list[dic
 
 
 @router.post("/ai-findings/{finding_id}/feedback")
-def post_feedback(request: Request, who: Authenticated, finding_id: int, body: FeedbackBody) -> dict[str, Any]:
+def post_feedback(request: Request, who: ReaderCaller, finding_id: int, body: FeedbackBody) -> dict[str, Any]:
     """Agree or disagree with a finding of a study the caller may read (a second opinion replaces
     the first)."""
-    require_role(who, Role.READER)  # before the lookup: another role learns nothing of which ids exist
     with unit_of_work(request) as session:
         finding = session.get(AiFinding, finding_id)
         if finding is None:

@@ -18,7 +18,7 @@ from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.db import transaction
 from pacs.index.models import Role
-from reading.api.deps import require_role, unit_of_work
+from reading.api.deps import AdminCaller, require_role, unit_of_work
 from reading.errors import Invalid
 from reading.qa.service import parse_day
 
@@ -108,9 +108,8 @@ def get_audit_export(request: Request, who: Authenticated, filters: AuditFilters
 
 
 @router.get("/verify")
-def get_audit_verify(request: Request, who: Authenticated) -> dict[str, Any]:
+def get_audit_verify(request: Request, who: AdminCaller) -> dict[str, Any]:
     """Walk the whole hash chain (installation admins only: it reads every site's records)."""
-    require_role(who, Role.ADMIN)
     if who.scope.site_ids is not None:
         raise HTTPException(
             403, "only an installation admin verifies the whole chain: ask yours, or run `yunying audit verify`"

@@ -3,11 +3,11 @@ core's refusals to HTTP statuses, and a transaction that answers 503 when the in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Annotated, Final
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -97,6 +97,23 @@ def require_role(who: Principal, *roles: str) -> None:
     why = _role_refusal(who, roles)
     if why is not None:
         raise HTTPException(403, why)
+
+
+def _caller_of(*roles: str) -> Callable[[Principal], Principal]:
+    def caller(who: Authenticated) -> Principal:
+        require_role(who, *roles)
+        return who
+
+    return caller
+
+
+# A route's caller, of the roles it serves. As a dependency the role is checked before the route's
+# path, query and body are validated: someone of another role is answered 403, never a 422 that
+# tells him what the route takes (default-deny; tests/viewer/test_role_matrix.py).
+AdminCaller = Annotated[Principal, Depends(_caller_of(Role.ADMIN))]
+QaCaller = Annotated[Principal, Depends(_caller_of(Role.QA, Role.ADMIN))]
+ReaderCaller = Annotated[Principal, Depends(_caller_of(Role.READER))]
+SiteCaller = Annotated[Principal, Depends(_caller_of(Role.SITE))]
 
 
 def require_site_user(who: Principal) -> int:

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated, client_address, services_of
+from pacs.dicomweb.auth import client_address, services_of
 from pacs.identity.users import Principal
-from pacs.index.models import Patient, PatientLink, Role, Site
+from pacs.index.models import Patient, PatientLink, Site
 from pacs.patient_links import REASON_MAX, LinkDecision, list_links, withdraw_link
-from reading.api.deps import require_role, unit_of_work
+from reading.api.deps import QaCaller, unit_of_work
 from reading.errors import NotFound
 
 router = APIRouter(prefix="/patient-links", tags=["priors"])
@@ -41,12 +41,11 @@ def _patient_json(patient: Patient, sites: dict[int, str]) -> dict[str, Any]:
 @router.get("")
 def get_links(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     decision: Annotated[LinkDecision | None, Query(description="confirmed or rejected; both when absent")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> list[dict[str, Any]]:
     """The decisions of the caller's consortium (an installation admin's: all), newest first."""
-    require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request, read_only=True) as session:
         rows = list_links(session, who.consortium_id, decision, limit=limit)
         site_ids = {p.site_id for _, first, second in rows for p in (first, second)}
@@ -80,10 +79,9 @@ def _link_in_scope(who: Principal, link: PatientLink | None, link_id: int) -> Pa
 
 
 @router.post("/{link_id}/withdraw")
-def post_withdraw(request: Request, who: Authenticated, link_id: LinkId, body: WithdrawBody) -> dict[str, Any]:
+def post_withdraw(request: Request, who: QaCaller, link_id: LinkId, body: WithdrawBody) -> dict[str, Any]:
     """Withdraw a decision: the pair is a probable match again for every reader. The change keeps
     what it was, who had decided it and the reason given here."""
-    require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         link = _link_in_scope(who, session.get(PatientLink, link_id), link_id)
         was, by, pair = link.decision, link.decided_by, (link.patient_low, link.patient_high)

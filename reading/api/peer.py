@@ -13,11 +13,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, client_address, services_of
+from pacs.dicomweb.auth import client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.models import Role
 from pacs.index.types import utcnow
-from reading.api.deps import reading_settings, require_role, unit_of_work
+from reading.api.deps import QaCaller, ReaderCaller, reading_settings, require_role, unit_of_work
 from reading.errors import OutOfScope
 from reading.models import Reader
 from reading.qa import peer
@@ -71,7 +71,7 @@ class ScoreBody(BaseModel):
 @router.get("/peer-reviews")
 def list_assignments(
     request: Request,
-    who: Authenticated,
+    who: ReaderCaller,
     state: Annotated[list[str] | None, Query(description="assigned (default) or scored")] = None,
 ) -> dict[str, Any]:
     """My peer-review assignments, blinded, oldest first. They are not reading tasks: they
@@ -90,7 +90,7 @@ def list_assignments(
 
 
 @router.get("/peer-reviews/{review_id}")
-def get_assignment(request: Request, who: Authenticated, review_id: int) -> dict[str, Any]:
+def get_assignment(request: Request, who: ReaderCaller, review_id: int) -> dict[str, Any]:
     """One of my assignments (403 when it is another reader's), blinded."""
     with unit_of_work(request, read_only=True) as session:
         review = peer.assignment(session, _reviewer(session, who), review_id)
@@ -107,7 +107,7 @@ def get_assignment(request: Request, who: Authenticated, review_id: int) -> dict
 
 
 @router.post("/peer-reviews/{review_id}/score")
-def post_score(request: Request, who: Authenticated, review_id: int, body: ScoreBody) -> dict[str, Any]:
+def post_score(request: Request, who: ReaderCaller, review_id: int, body: ScoreBody) -> dict[str, Any]:
     """Score one of my assignments: 1, 2a, 2b, 3a or 3b; a discrepancy (2a–3b) needs a
     comment. Scoring twice is 409; a 3b also opens a case for QA."""
     with unit_of_work(request) as session:
@@ -131,7 +131,7 @@ class CloseBody(BaseModel):
 
 
 @router.post("/qa/peer/sample")
-def post_sample(request: Request, who: Authenticated, body: SampleBody) -> dict[str, Any]:
+def post_sample(request: Request, who: QaCaller, body: SampleBody) -> dict[str, Any]:
     """Draw each reader's share (``YUNYING_PEER_REVIEW_SHARE``) of the month's signed reports
     not drawn yet, and assign them; earlier samples without a reviewer are tried again."""
     with unit_of_work(request) as session:
@@ -149,7 +149,7 @@ def post_sample(request: Request, who: Authenticated, body: SampleBody) -> dict[
 @router.get("/qa/peer/reviews", response_model=None)
 def list_reviews(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     state: Annotated[list[str] | None, Query(description="unassigned, assigned, scored")] = None,
     start: Annotated[str | None, Query(alias="from", description="first local date of signing")] = None,
     end: Annotated[str | None, Query(alias="to", description="local date after the last")] = None,
@@ -175,7 +175,7 @@ def list_reviews(
 @router.get("/qa/peer/rates", response_model=None)
 def get_rates(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     group_by: Annotated[str, Query(description="comma-separated: consortium, site, reader, modality, period")] = (
         "reader"
     ),
@@ -203,7 +203,7 @@ def get_rates(
 @router.get("/qa/peer/queue")
 def get_queue(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     state: Annotated[str, Query(pattern="^(open|closed|any)$")] = "open",
     consortium: ConsortiumId = None,
 ) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def get_queue(
 
 
 @router.post("/qa/peer/queue/{review_id}/close")
-def post_close(request: Request, who: Authenticated, review_id: int, body: CloseBody) -> dict[str, Any]:
+def post_close(request: Request, who: QaCaller, review_id: int, body: CloseBody) -> dict[str, Any]:
     """Close a case of the queue with an outcome and what was done."""
     with unit_of_work(request) as session:
         review = peer.close_case(

@@ -22,14 +22,14 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, client_address, services_of
+from pacs.dicomweb.auth import client_address, services_of
 from pacs.identity.break_glass import open_study
 from pacs.identity.users import Principal
 from pacs.index.models import Patient, Role, Study
 from pacs.index.types import utcnow
 from pacs.patient_links import REASON_MAX, LinkDecision, decide_link
 from pacs.patients import MatchBasis, PriorStudy, own_patient, prior_studies
-from reading.api.deps import check_may_read, reading_settings, refused, require_role, unit_of_work
+from reading.api.deps import ReaderCaller, check_may_read, reading_settings, refused, require_role, unit_of_work
 from reading.errors import NotFound, Refused
 from reading.models import ReadingTask
 from reading.worklist.tasks import get_task
@@ -65,7 +65,7 @@ def _prior_json(prior: PriorStudy, who: Principal) -> dict[str, Any]:
 
 
 @router.get("/tasks/{task_id}/priors")
-def get_priors(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+def get_priors(request: Request, who: ReaderCaller, task_id: int) -> dict[str, Any]:
     """The other studies of the task's patient at the consortium's sites, newest first, each with
     its site and why it is thought to be the same patient (``basis``: ``same_id``,
     ``national_id`` or ``probable``). 403 when the reader may not open the task."""
@@ -87,7 +87,7 @@ def get_priors(request: Request, who: Authenticated, task_id: int) -> dict[str, 
 
 
 @router.post("/tasks/{task_id}/priors/{study_uid}/open")
-def post_open_prior(request: Request, who: Authenticated, task_id: int, study_uid: StudyUid) -> dict[str, Any]:
+def post_open_prior(request: Request, who: ReaderCaller, task_id: int, study_uid: StudyUid) -> dict[str, Any]:
     """Let the reader see one prior of the task's patient (WADO, QIDO, metadata, frames): a
     break-glass of that study for ``prior_access_hours``, reason "prior for task N", unless it is
     already within his sites. 404 when the study is not a prior of this task's patient."""
@@ -161,7 +161,7 @@ def _checked(body: IdentityDecision) -> tuple[LinkDecision, str | None]:
 
 @router.post("/tasks/{task_id}/priors/{study_uid}/identity", response_model=None)
 def post_prior_identity(
-    request: Request, who: Authenticated, task_id: int, study_uid: StudyUid, body: IdentityDecision
+    request: Request, who: ReaderCaller, task_id: int, study_uid: StudyUid, body: IdentityDecision
 ) -> dict[str, Any] | JSONResponse:
     """The reader says whether a probable prior's patient is the task's patient: ``confirmed`` or
     ``rejected`` (a reason optional). It replaces an earlier decision on the same pair of patient

@@ -10,10 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from pacs.dicomweb.auth import Authenticated
-from pacs.index.models import Role
 from pacs.index.types import utcnow
-from reading.api.deps import require_role, unit_of_work
+from reading.api.deps import QaCaller, unit_of_work
 from reading.api.qa_reports import xlsx_response
 from reading.errors import Invalid
 from reading.qa.service import (
@@ -43,7 +41,7 @@ Format = Annotated[str, Query(pattern="^(json|csv|xlsx)$")]
 @router.get("/turnaround", response_model=None)
 def get_turnaround(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     group_by: GroupBy = "site",
     period: Annotated[str, Query(description="day, week or month (with group_by=period)")] = "month",
     start: Annotated[str | None, Query(alias="from", description="first local date, e.g. 2026-10-01")] = None,
@@ -52,7 +50,6 @@ def get_turnaround(
 ) -> Response:
     """Counts, SLA compliance and p50/p90/p95 minutes of every interval (first image → stable
     → AI → queued → claimed → preliminary → signed → delivered) and end to end, per group."""
-    require_role(who, Role.QA, Role.ADMIN)
     dimensions = [g.strip() for g in group_by.split(",") if g.strip()]
     with unit_of_work(request) as session:
         if not dimensions:
@@ -79,7 +76,7 @@ def get_turnaround(
 @router.get("/breaches", response_model=None)
 def get_breaches(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     start: Annotated[str | None, Query(alias="from")] = None,
     end: Annotated[str | None, Query(alias="to")] = None,
     format: Format = "json",
@@ -87,7 +84,6 @@ def get_breaches(
     """Tasks past their deadline (signed late or still open), with the interval that ran long —
     and, when that was the wait in the queue, who was on duty (``staffing``: ``kind`` is
     ``no_reader_on_duty``, ``backlog`` or ``not_credentialed``)."""
-    require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         found = breach_list(
             session, who.consortium_id, start=parse_day(start, "from"), end=parse_day(end, "to"), now=utcnow()

@@ -12,10 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from pacs.dicomweb.auth import Authenticated
-from pacs.index.models import Role
 from pacs.index.types import utcnow
-from reading.api.deps import require_role, unit_of_work
+from reading.api.deps import QaCaller, unit_of_work
 from reading.errors import Invalid
 from reading.qa.monthly import month_scope
 from reading.qa.queries import ai_figures, consortium_scope, workload_lines
@@ -46,14 +44,13 @@ def xlsx_response(csv_text: str, *, title: str, text_columns: Collection[str], f
 @router.get("/workload", response_model=None)
 def get_workload(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     month: Month,
     consortium: ConsortiumName = None,
     format: Annotated[str, Query(pattern="^(json|csv|xlsx)$")] = "json",
 ) -> dict[str, Any] | Response:
     """Reads per site, modality and reading tier closed (signed) in a local month — the basis of
     settlement; an escalated study is the provincial tier's read, its county task counted apart."""
-    require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         start, end = month_range(month)
         lines = workload_lines(session, consortium_scope(session, who.consortium_id, consortium), start, end)
@@ -76,7 +73,7 @@ def get_workload(
 @router.get("/ai")
 def get_ai(
     request: Request,
-    who: Authenticated,
+    who: QaCaller,
     start: Day = None,
     end: Annotated[str | None, Query(description="the local date after the last, e.g. 2026-11-01")] = None,
     start_alias: Annotated[str | None, Query(alias="from", description="the same as start")] = None,
@@ -86,7 +83,6 @@ def get_ai(
 ) -> dict[str, Any]:
     """Per AI model version and site: flagged rate, readers' agreement (null without feedback),
     and how long the tasks whose priority the AI raised waited in the queue against the others."""
-    require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         first, after = _range(start or start_alias, end or end_alias, month)
         lines = ai_figures(session, consortium_scope(session, who.consortium_id, consortium), first, after)
@@ -106,10 +102,9 @@ def _range(start: str | None, end: str | None, month: str | None) -> tuple[date 
 
 
 @router.get("/report", response_class=Response)
-def get_report(request: Request, who: Authenticated, month: Month, consortium: ConsortiumName = None) -> Response:
+def get_report(request: Request, who: QaCaller, month: Month, consortium: ConsortiumName = None) -> Response:
     """The monthly consortium quality report as PDF: volume, turnaround against the SLA, breach
     causes, escalation rate, AI performance, per site. An admin of every consortium names one."""
-    require_role(who, Role.QA, Role.ADMIN)
     with unit_of_work(request) as session:
         scope = month_scope(session, who.consortium_id, consortium, month, utcnow())
         prepared = prepare_report(session, scope)

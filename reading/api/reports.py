@@ -18,7 +18,7 @@ from pacs.dicomweb.auth import Authenticated, client_address, services_of
 from pacs.identity.users import Principal
 from pacs.index.models import Role, Study
 from pacs.index.types import utcnow
-from reading.api.deps import check_may_read, reading_settings, require_role, unit_of_work
+from reading.api.deps import ReaderCaller, check_may_read, reading_settings, require_role, unit_of_work
 from reading.errors import NotFound
 from reading.models import ReadingTask, Report
 from reading.reports.assemble import document_of
@@ -119,7 +119,7 @@ def _critical_ack(request: Request) -> timedelta:
 
 
 @router.put("/tasks/{task_id}/report")
-def put_report(request: Request, who: Authenticated, task_id: int, body: SaveBody) -> dict[str, Any]:
+def put_report(request: Request, who: ReaderCaller, task_id: int, body: SaveBody) -> dict[str, Any]:
     """Save the draft (or, with ``preliminary``, the preliminary report) of a claimed task."""
     with unit_of_work(request) as session:
         report = save_report(
@@ -129,7 +129,7 @@ def put_report(request: Request, who: Authenticated, task_id: int, body: SaveBod
 
 
 @router.post("/tasks/{task_id}/sign")
-def post_sign(request: Request, who: Authenticated, task_id: int, body: SignBody) -> dict[str, Any]:
+def post_sign(request: Request, who: ReaderCaller, task_id: int, body: SignBody) -> dict[str, Any]:
     """Sign the report: the task ends ``signed``, deliveries to the site are queued, and a
     critical report notifies the site at once."""
     with unit_of_work(request) as session:
@@ -146,7 +146,7 @@ def post_sign(request: Request, who: Authenticated, task_id: int, body: SignBody
 
 
 @router.post("/tasks/{task_id}/addendum")
-def post_addendum(request: Request, who: Authenticated, task_id: int, body: AddendumBody) -> dict[str, Any]:
+def post_addendum(request: Request, who: ReaderCaller, task_id: int, body: AddendumBody) -> dict[str, Any]:
     """A new signed version of a signed report; the site receives it again."""
     with unit_of_work(request) as session:
         report = add_addendum(
@@ -162,7 +162,7 @@ def post_addendum(request: Request, who: Authenticated, task_id: int, body: Adde
 
 
 @router.post("/reports/{report_id}/communications")
-def post_communication(request: Request, who: Authenticated, report_id: int, body: CommunicationBody) -> dict[str, Any]:
+def post_communication(request: Request, who: ReaderCaller, report_id: int, body: CommunicationBody) -> dict[str, Any]:
     """Record who at the site was told of a critical result, how and when."""
     with unit_of_work(request) as session:
         row = record_communication(

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pacs.dicomweb.auth import Authenticated, client_address, services_of
+from pacs.dicomweb.auth import client_address, services_of
 from pacs.index.models import Alert, Study
 from pacs.index.types import utcnow
 from reading.admin import request_reading
-from reading.api.deps import require_site_user, unit_of_work
+from reading.api.deps import SiteCaller, require_site_user, unit_of_work
 from reading.api.reports import report_json
 from reading.delivery import acknowledge_pull
 from reading.errors import NotFound
@@ -41,7 +41,7 @@ def _delivery_json(delivery: Delivery) -> dict[str, Any]:
 @router.get("/studies")
 def site_studies(
     request: Request,
-    who: Authenticated,
+    who: SiteCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
@@ -89,7 +89,7 @@ def site_studies(
 @router.get("/reports")
 def site_reports(
     request: Request,
-    who: Authenticated,
+    who: SiteCaller,
     since: Annotated[int, Query(ge=0, description="only reports with an id above this")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
@@ -109,7 +109,7 @@ def site_reports(
 @router.get("/deliveries")
 def site_deliveries(
     request: Request,
-    who: Authenticated,
+    who: SiteCaller,
     state: DeliveryState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
@@ -123,7 +123,7 @@ def site_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/ack")
-def site_ack_delivery(request: Request, who: Authenticated, delivery_id: int) -> dict[str, Any]:
+def site_ack_delivery(request: Request, who: SiteCaller, delivery_id: int) -> dict[str, Any]:
     """The site confirms it has the report (a pulling site, after fetching it)."""
     site_id = require_site_user(who)
     with unit_of_work(request) as session:
@@ -131,7 +131,7 @@ def site_ack_delivery(request: Request, who: Authenticated, delivery_id: int) ->
 
 
 @router.get("/critical")
-def site_critical(request: Request, who: Authenticated, open_only: bool = True) -> list[dict[str, Any]]:
+def site_critical(request: Request, who: SiteCaller, open_only: bool = True) -> list[dict[str, Any]]:
     """Critical results (危急值) of the site's studies; by default those not yet acknowledged."""
     site_id = require_site_user(who)
     with unit_of_work(request, read_only=True) as session:
@@ -153,7 +153,7 @@ def site_critical(request: Request, who: Authenticated, open_only: bool = True) 
 
 
 @router.post("/critical/{critical_id}/ack")
-def site_ack_critical(request: Request, who: Authenticated, critical_id: int) -> dict[str, Any]:
+def site_ack_critical(request: Request, who: SiteCaller, critical_id: int) -> dict[str, Any]:
     site_id = require_site_user(who)
     with unit_of_work(request) as session:
         critical = acknowledge_critical(session, critical_id, site_id=site_id, by=who.username, now=utcnow())
@@ -166,7 +166,7 @@ def site_ack_critical(request: Request, who: Authenticated, critical_id: int) ->
 
 @router.get("/alerts")
 def site_alerts(
-    request: Request, who: Authenticated, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    request: Request, who: SiteCaller, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> list[dict[str, Any]]:
     """The site's alerts (the portal banner: critical results to acknowledge, refused
     instances), newest first."""
@@ -195,7 +195,7 @@ class RequestBody(BaseModel):
 
 
 @router.post("/requests", status_code=201)
-def site_request(request: Request, who: Authenticated, body: RequestBody) -> dict[str, Any]:
+def site_request(request: Request, who: SiteCaller, body: RequestBody) -> dict[str, Any]:
     """Ask for a priority or a second opinion for one of the site's studies (before it arrives,
     or before it is routed)."""
     site_id = require_site_user(who)

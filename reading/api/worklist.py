@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated, client_address, services_of
+from pacs.dicomweb.auth import client_address, services_of
 from pacs.index.models import Consortium, Patient, Role, Site, Study
 from pacs.index.types import utcnow
-from reading.api.deps import check_may_read, reading_settings, refused, require_role, unit_of_work
+from reading.api.deps import ReaderCaller, check_may_read, reading_settings, refused, require_role, unit_of_work
 from reading.api.reports import report_json
 from reading.errors import Invalid, NotFound, OutOfScope, Refused
 from reading.models import Priority, Reader, ReadingTask, SavedView, TaskState
@@ -75,7 +75,7 @@ def _reader(session: Session, who: Any) -> Reader:
 @router.get("/worklist")
 def get_worklist(
     request: Request,
-    who: Authenticated,
+    who: ReaderCaller,
     state: Annotated[list[TaskState] | None, Query(description="queued, claimed, preliminary, signed, …")] = None,
     site: Annotated[int | None, Query(description="a site id")] = None,
     modality: Annotated[str | None, Query(max_length=16)] = None,
@@ -115,7 +115,7 @@ def get_worklist(
 
 
 @router.get("/tasks/{task_id}")
-def get_task_detail(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+def get_task_detail(request: Request, who: ReaderCaller, task_id: int) -> dict[str, Any]:
     """One task with its study, the routing explanation, the report being written and, for an
     escalated task, the county's preliminary report and the escalation reason."""
     with unit_of_work(request, read_only=True) as session:
@@ -161,7 +161,7 @@ def _lease(request: Request) -> timedelta:
 
 
 @router.post("/tasks/{task_id}/claim")
-def post_claim(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+def post_claim(request: Request, who: ReaderCaller, task_id: int) -> dict[str, Any]:
     """Claim a queued task (409 when someone else has it); claiming one's own renews it."""
     with unit_of_work(request) as session:
         task = claim(session, _reader(session, who), task_id, lease=_lease(request), now=utcnow())
@@ -169,7 +169,7 @@ def post_claim(request: Request, who: Authenticated, task_id: int) -> dict[str, 
 
 
 @router.post("/worklist/next")
-def post_claim_next(request: Request, who: Authenticated) -> dict[str, Any]:
+def post_claim_next(request: Request, who: ReaderCaller) -> dict[str, Any]:
     """Claim the first queued task of the worklist; 404 when there is none."""
     with unit_of_work(request) as session:
         task = claim_next(session, _reader(session, who), lease=_lease(request), now=utcnow())
@@ -179,14 +179,14 @@ def post_claim_next(request: Request, who: Authenticated) -> dict[str, Any]:
 
 
 @router.post("/tasks/{task_id}/renew")
-def post_renew(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+def post_renew(request: Request, who: ReaderCaller, task_id: int) -> dict[str, Any]:
     """Extend the claim while reading (the viewer calls this)."""
     with unit_of_work(request) as session:
         return _task_json(renew(session, _reader(session, who), task_id, lease=_lease(request), now=utcnow()))
 
 
 @router.post("/tasks/{task_id}/release")
-def post_release(request: Request, who: Authenticated, task_id: int) -> dict[str, Any]:
+def post_release(request: Request, who: ReaderCaller, task_id: int) -> dict[str, Any]:
     with unit_of_work(request) as session:
         return _task_json(release(session, _reader(session, who), task_id, now=utcnow()))
 
@@ -196,7 +196,7 @@ class EscalationBody(BaseModel):
 
 
 @router.post("/tasks/{task_id}/escalate")
-def post_escalate(request: Request, who: Authenticated, task_id: int, body: EscalationBody) -> dict[str, Any]:
+def post_escalate(request: Request, who: ReaderCaller, task_id: int, body: EscalationBody) -> dict[str, Any]:
     """End the county task as escalated; answers the new provincial task."""
     with unit_of_work(request) as session:
         if not body.reason.strip():
@@ -226,19 +226,15 @@ def _view_json(view: SavedView) -> dict[str, Any]:
 
 
 @router.get("/worklist/views")
-def get_views(request: Request, who: Authenticated) -> list[dict[str, Any]]:
+def get_views(request: Request, who: ReaderCaller) -> list[dict[str, Any]]:
     """The reader's own saved views of the worklist, by name."""
-    require_role(who, Role.READER)
     with unit_of_work(request, read_only=True) as session:
         return [_view_json(view) for view in views_of(session, _user_id(who))]
 
 
 @router.post("/worklist/views", status_code=201, response_model=None)
-def post_view(
-    request: Request, who: Authenticated, body: ViewBody, response: Response
-) -> dict[str, Any] | JSONResponse:
+def post_view(request: Request, who: ReaderCaller, body: ViewBody, response: Response) -> dict[str, Any] | JSONResponse:
     """Save the filters under a name: 201 for a new view, 200 when it replaces his view of that name."""
-    require_role(who, Role.READER)
     try:
         with unit_of_work(request) as session:
             view, new = save_view(session, _user_id(who), body.name, body.filters.model_dump(mode="json"))
@@ -249,9 +245,8 @@ def post_view(
 
 
 @router.delete("/worklist/views/{view_id}", status_code=204)
-def remove_view(request: Request, who: Authenticated, view_id: int) -> Response:
+def remove_view(request: Request, who: ReaderCaller, view_id: int) -> Response:
     """Delete one of the reader's views; another's is 404 (he may not know it exists)."""
-    require_role(who, Role.READER)
     with unit_of_work(request) as session:
         delete_view(session, _user_id(who), view_id)
     return Response(status_code=204)

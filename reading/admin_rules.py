@@ -67,20 +67,29 @@ def member_names(session: Session, group_id: int) -> list[str]:
     )
 
 
+def _free_group_name(session: Session, owner: Consortium, name: str, *, other_than: int | None = None) -> str:
+    """``name`` stripped, if it is a valid name no other group of ``owner`` has; else ``Refused``."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise Refused("a reading group's name is 1-100 characters", code="group_name_invalid", field="name")
+    taken = select(ReadingGroup.id).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name)
+    if other_than is not None:
+        taken = taken.where(ReadingGroup.id != other_than)
+    if session.scalar(taken):
+        raise Refused(
+            f"reading group {name!r} exists already in {owner.name!r}", code="group_exists", field="name", name=name
+        )
+    return name
+
+
 def add_group(
     session: Session, *, consortium: str, name: str, tier: str, members: Sequence[str], actor: str = "cli"
 ) -> ReadingGroup:
     """A reading group of one tier, with the consortium's readers of that tier as members.
     Raises ``Refused`` on a bad or taken name, a bad tier or a member who cannot be one."""
     owner = consortium_named(session, consortium)
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise Refused("a reading group's name is 1-100 characters", code="group_name_invalid", field="name")
+    name = _free_group_name(session, owner, name)
     check_reading_tier(tier, "tier")
-    if session.scalar(select(ReadingGroup.id).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name)):
-        raise Refused(
-            f"reading group {name!r} exists already in {consortium!r}", code="group_exists", field="name", name=name
-        )
     readers = _group_members(session, owner, tier, members)
     group = ReadingGroup(consortium_id=owner.id, name=name, tier=tier)
     session.add(group)
@@ -89,6 +98,28 @@ def add_group(
     names = member_names(session, group.id)
     append_change(session, events.READING_GROUP_CHANGED, actor=actor, group_id=group.id, name=name, members=names)
     return group
+
+
+def rename_group(session: Session, group: ReadingGroup, name: str, *, actor: str = "cli") -> str | None:
+    """Give a group another name, audited as ``reading_group.changed`` with the name it had.
+    Its rules and tasks hold its id and stay its own. Returns the old name; None when the name
+    stays. Raises ``Refused`` on a bad name or one another group of the consortium has."""
+    owner = session.get_one(Consortium, group.consortium_id)
+    name = _free_group_name(session, owner, name, other_than=group.id)
+    if name == group.name:
+        return None
+    before, group.name = group.name, name
+    session.flush()
+    append_change(
+        session,
+        events.READING_GROUP_CHANGED,
+        actor=actor,
+        group_id=group.id,
+        name=name,
+        renamed_from=before,
+        members=member_names(session, group.id),
+    )
+    return before
 
 
 def set_group_members(

@@ -19,6 +19,7 @@ from reading.admin_rules import (
     add_rule,
     effective_sla,
     member_names,
+    rename_group,
     set_group_members,
     set_rule_active,
     set_sla,
@@ -40,6 +41,11 @@ class GroupBody(BaseModel):
 
 
 class MembersBody(BaseModel):
+    members: list[str]
+
+
+class GroupChangeBody(BaseModel):
+    name: str = Field(description="the group's name, the same or a new one")
     members: list[str]
 
 
@@ -109,6 +115,20 @@ def put_group_members(
             group = _group_in_scope(session, who, group_id)
             changed = set_group_members(session, group, body.members, actor=who.username)
             return _group_json(session, group) | {"changed": changed}
+    except Refused as exc:
+        return refused(exc)
+
+
+@router.put("/groups/{group_id}", response_model=None)
+def put_group(request: Request, who: AdminCaller, group_id: ID, body: GroupChangeBody) -> dict[str, Any] | JSONResponse:
+    """Rename a group and replace its readers in one change (both or neither); each audited as
+    ``reading_group.changed``. Its rules and the tasks it holds stay its own."""
+    try:
+        with unit_of_work(request) as session:
+            group = _group_in_scope(session, who, group_id)
+            renamed_from = rename_group(session, group, body.name, actor=who.username)
+            changed = set_group_members(session, group, body.members, actor=who.username)
+            return _group_json(session, group) | {"changed": changed, "renamed_from": renamed_from}
     except Refused as exc:
         return refused(exc)
 

@@ -100,6 +100,38 @@ def test_an_admin_creates_a_group_gives_it_a_rules_studies_and_changes_its_membe
     assert [r["detail"].get("added") for r in records] == [None, ["li"], []]
 
 
+def test_an_admin_renames_a_group_and_changes_its_members_in_one_change_its_rule_following(web: Web) -> None:
+    with transaction(web.world.services.sessions) as session:
+        group_id = add_group(session, consortium="Dongtai", name="CT组", tier="county", members=["wang"]).id
+        add_group(session, consortium="Dongtai", name="MR组", tier="county", members=[])
+    client, csrf = admin_client(web)
+    with closing(client):
+        rule = {"name": "CT to the group", "modality": "CT", "to_tier": "county", "to_group": "CT组"}
+        assert client.post("/api/admin/rules", headers=csrf, json=rule).status_code == 201
+        path = f"/api/admin/groups/{group_id}"
+        renamed = client.put(path, headers=csrf, json={"name": " 县级CT组 ", "members": ["wang", "li"]})
+        assert renamed.status_code == 200, renamed.text
+        body = renamed.json()
+        assert (body["name"], body["members"], body["rules"]) == ("县级CT组", ["li", "wang"], ["CT to the group"])
+        assert (body["renamed_from"], body["changed"]) == ("CT组", {"added": ["li"], "removed": []})
+        [listed] = [r for r in client.get("/api/admin/rules").json() if r["name"] == "CT to the group"]
+        assert (listed["to_group"], listed["to_group_id"]) == ("县级CT组", group_id)  # the rule follows the group
+        same = client.put(path, headers=csrf, json={"name": "县级CT组", "members": ["li", "wang"]})
+        assert same.json()["renamed_from"] is None and same.json()["changed"] == {}
+        # Both or neither: a taken name leaves the members as they were, and a bad member the name.
+        assert_refused(web, client, csrf, [
+            ("PUT", path, {"name": "MR组", "members": ["wang"]}, "group_exists", "name"),
+            ("PUT", path, {"name": " ", "members": ["wang"]}, "group_name_invalid", "name"),
+            ("PUT", path, {"name": "改名", "members": ["chen"]}, "group_member_tier", "members"),
+        ])  # fmt: skip
+        nowhere = client.put("/api/admin/groups/999999", headers=csrf, json={"name": "x", "members": []})
+        assert nowhere.status_code == 404
+    assert _groups(web) == {"县级CT组": ("county", ["li", "wang"]), "MR组": ("county", [])}
+    records = audited(web, "reading_group.changed")
+    renames = [r["detail"] for r in records if r["detail"].get("renamed_from")]
+    assert [(d["renamed_from"], d["name"]) for d in renames] == [("CT组", "县级CT组")]
+
+
 def test_bad_group_inputs_are_refused_with_their_code_and_field_and_nothing_is_written(web: Web) -> None:
     with transaction(web.world.services.sessions) as session:
         group_id = add_group(session, consortium="Dongtai", name="CT组", tier="county", members=["wang"]).id
@@ -144,6 +176,8 @@ def test_an_admin_neither_sees_nor_touches_another_consortiums_groups(web: Web) 
         assert client.get("/api/admin/groups").json() == []
         members = f"/api/admin/groups/{rugao_group}/members"
         assert client.put(members, headers=csrf, json={"members": []}).status_code == 404
+        renamed = client.put(f"/api/admin/groups/{rugao_group}", headers=csrf, json={"name": "Mine", "members": []})
+        assert renamed.status_code == 404
         other = {"consortium": "Rugao", "name": "Mine", "tier": "county"}
         assert client.post("/api/admin/groups", headers=csrf, json=other).status_code == 403
         # Its name is free in his own consortium: a rule of his names his group, never Rugao's.

@@ -210,11 +210,17 @@ def test_an_admin_sets_up_a_reader_a_group_a_rule_an_sla_and_a_service_token(
     group_row = page.locator("#admin-groups tr", has_text="县级CT组")
     group_row.wait_for()
     assert "县级" in group_row.inner_text() and "wang" in group_row.inner_text()
-    # Its members changed: li joins.
+    # Renamed by mistake and back, its members changed: li joins.
+    assert page.locator("#members-form input[name=name]").input_value() == "县级CT组"
+    page.locator("#members-form input[name=name]").fill("县CT组")
+    page.locator("#members-form button[type=submit]").click()
+    page.locator("#admin-groups tr", has_text="县CT组").wait_for()
+    page.locator("#members-form input[name=name]").fill("县级CT组")
     page.locator("#members-form select[name=members]").select_option(["wang", "li"])
     page.locator("#members-form button[type=submit]").click()
     page.locator("#admin-groups tr", has_text="li wang").wait_for()
-    assert "已保存阅片小组 县级CT组 的成员" in page.inner_text("#admin-notice")
+    assert "县级CT组" in page.locator("#admin-groups tr", has_text="li wang").inner_text()
+    assert "已保存阅片小组 县级CT组" in page.inner_text("#admin-notice")
 
     # A routing rule, refused first for want of anything to match; then disabled.
     rule = page.locator("#rule-form")

@@ -1,6 +1,6 @@
 // Reading groups: a named set of one tier's readers that a routing rule may give its tasks to
 // (admin-reading.ts's rule form picks one). Listed with their members and the rules that use
-// them; a group is created with some readers, and its members are changed. Drawn by
+// them; a group is created with some readers, and its name and members are changed. Drawn by
 // pages/admin.ts; the server validates, and a refusal is shown beside its input (forms.ts).
 import { api } from '../api';
 import { h } from '../dom';
@@ -57,12 +57,16 @@ function groupForm(context: AdminContext, readers: Reader[]): HTMLFormElement {
   });
 }
 
+/** A group changed: its name and its readers, saved together (PUT /api/admin/groups/{id}). */
 function membersForm(context: AdminContext, groups: Group[], readers: Reader[]): HTMLFormElement {
   const group = choice('group', groups.map((g): [string, string] => [String(g.id), `${g.name} (${term('tier', g.tier)})`]));
+  const name = input('name', { required: true, maxlength: 100 });
   const slot = h('div', {});
   let members = membersPicker(readers);
   const fill = () => {
-    members = membersPicker(readers, groups.find((g) => String(g.id) === group.value)?.members ?? []);
+    const chosen = groups.find((g) => String(g.id) === group.value);
+    name.value = chosen?.name ?? '';
+    members = membersPicker(readers, chosen?.members ?? []);
     slot.replaceChildren(field('admin.form.members', members));
   };
   group.addEventListener('change', fill);
@@ -72,13 +76,13 @@ function membersForm(context: AdminContext, groups: Group[], readers: Reader[]):
     { class: 'admin-form', id: 'members-form' },
     h('h4', {}, t('admin.form.group_members')),
     field('admin.col.group', group),
+    field('admin.col.name', name),
     slot,
     h('button', { type: 'submit', class: 'primary', id: 'members-submit' }, t('admin.form.save')),
   );
   return onSubmit(form, async () => {
-    const chosen = groups.find((g) => String(g.id) === group.value);
-    await api('PUT', `/api/admin/groups/${encodeURIComponent(group.value)}/members`, { members: picked(members) });
-    await context.changed(t('admin.form.group_saved', { name: chosen?.name ?? group.value }));
+    await api('PUT', `/api/admin/groups/${encodeURIComponent(group.value)}`, { name: name.value.trim(), members: picked(members) });
+    await context.changed(t('admin.form.group_saved', { name: name.value.trim() }));
   });
 }
 

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
+import imagecodecs
 import numpy as np
 import pydicom
 from pydicom import Dataset
@@ -45,7 +46,15 @@ FRAME_MEDIA_TYPES: Final[dict[str, str]] = {
     "1.2.840.10008.1.2.4.92": "image/jpx",
     "1.2.840.10008.1.2.4.93": "image/jpx",
     "1.2.840.10008.1.2.5": "image/x-dicom-rle",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
 }
+# High-Throughput JPEG 2000, lossless (PS3.5 A.4.11): what ``htj2k_frames`` makes. "RPCL" (its
+# progression order: resolution first) lets a viewer draw a coarse image from a frame's first bytes.
+HTJ2K_LOSSLESS: Final = "1.2.840.10008.1.2.4.201"
+HTJ2K_LOSSLESS_RPCL: Final = "1.2.840.10008.1.2.4.202"
+HTJ2K_MEDIA_TYPE: Final = "image/jphc"
 
 
 class PixelError(ValueError):
@@ -58,6 +67,10 @@ class NoSuchFrame(PixelError):
 
 class DecodeFailed(PixelError):
     """A codec could not decode the stored bitstream (it can still be served as stored)."""
+
+
+class NotEncodable(PixelError):
+    """The frame cannot be given in the transfer syntax asked for (it can be served as stored)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,31 @@ def decoded_frames(store: BlobStore, stored: StoredObject, numbers: list[int]) -
     for number in numbers:
         check_frame(stored, number)
     return _decoded(store.get(stored.object_key), stored, numbers)
+
+
+def htj2k_frames(store: BlobStore, stored: StoredObject, numbers: list[int]) -> list[bytes]:
+    """Frames ``numbers`` as lossless HTJ2K codestreams in RPCL order (a rendition: the stored
+    object is unchanged), from one read of the object. Decoded first when stored compressed, so
+    the rendition holds the pixels a decoder of the stored bitstream gets. Single-sample
+    (grayscale) images of up to 16 bits only: ``NotEncodable`` otherwise."""
+    for number in numbers:
+        check_frame(stored, number)
+    data = store.get(stored.object_key)
+    return [_htj2k(_decode(data, stored, number)[0], number) for number in numbers]
+
+
+def _htj2k(array: np.ndarray, number: int) -> bytes:
+    if array.ndim != 2 or array.dtype.kind not in "iu" or array.dtype.itemsize > 2:
+        raise NotEncodable(
+            f"frame {number} ({array.dtype}, shape {array.shape}) is not a single-sample image of up to 16 bits: "
+            "only those are given as HTJ2K"
+        )
+    # Wavelet levels down to a coarsest image of at least 8 pixels a side (5 for a 512² CT slice).
+    levels = max(1, min(5, int(np.log2(min(array.shape))) - 3))
+    try:
+        return bytes(imagecodecs.htj2k_encode(np.ascontiguousarray(array), reversible=True, resolutions=levels))
+    except imagecodecs.Htj2kError as exc:
+        raise NotEncodable(f"frame {number} could not be encoded as HTJ2K: {exc}") from exc
 
 
 def as_explicit_le(data: bytes) -> bytes:

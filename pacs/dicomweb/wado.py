@@ -25,15 +25,20 @@ from pacs.index.db import IndexUnavailable, transaction
 from pacs.index.models import Instance
 from pacs.pixels import (
     EXPLICIT_LE,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    HTJ2K_MEDIA_TYPE,
     IMPLICIT_LE,
     NATIVE,
     DecodeFailed,
     NoSuchFrame,
+    NotEncodable,
     PixelError,
     as_explicit_le,
     decoded_array,
     decoded_frames,
     element_value,
+    htj2k_frames,
     pixel_value,
     stored_frames,
 )
@@ -94,7 +99,7 @@ def _pixels(work: Callable[[], T]) -> T:
         return work()
     except NoSuchFrame as exc:
         raise HTTPException(404, str(exc)) from None
-    except DecodeFailed as exc:
+    except (DecodeFailed, NotEncodable) as exc:
         raise HTTPException(
             406, f"{exc}; ask for the frame as stored (transfer-syntax=*) and decode it in the viewer"
         ) from None
@@ -223,12 +228,23 @@ def _frame_numbers(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-def _frame_mode(request: Request, item: Located) -> Literal["stored", "native"]:
-    """As stored (compressed bitstream or native bytes), or native little endian (decoded)."""
+FrameMode = Literal["stored", "native", "htj2k", "htj2k-rpcl"]
+
+
+def _frame_mode(request: Request, item: Located) -> FrameMode:
+    """As stored (compressed bitstream or native bytes), native little endian (decoded), or a
+    lossless HTJ2K rendition (``type="image/jphc"``; RPCL unless 1.2.840.10008.1.2.4.201 is
+    asked for by name) — the first of the caller's alternatives that can be given."""
     stored = item.stored
     syntax = stored.transfer_syntax_uid
     for alternative in parse_accept(request.headers.get("accept")):
         wanted = alternative.transfer_syntax
+        if alternative.matches(HTJ2K_MEDIA_TYPE) and not (stored.media_type == HTJ2K_MEDIA_TYPE and wanted == syntax):
+            if wanted in (None, HTJ2K_LOSSLESS_RPCL):
+                return "htj2k-rpcl"
+            if wanted == HTJ2K_LOSSLESS:
+                return "htj2k"
+            continue
         if alternative.part_type in ("*/*", "*"):
             if wanted in (None, "*", syntax):
                 return "stored"
@@ -242,7 +258,10 @@ def _frame_mode(request: Request, item: Located) -> Literal["stored", "native"]:
         elif stored.media_type != OCTET and alternative.matches(stored.media_type):
             if wanted in (None, "*", syntax):
                 return "stored"
-    offered = f'multipart/related; type="{OCTET}" (Explicit VR Little Endian)'
+    offered = (
+        f'multipart/related; type="{OCTET}" (Explicit VR Little Endian), '
+        f'type="{HTJ2K_MEDIA_TYPE}"; transfer-syntax={HTJ2K_LOSSLESS_RPCL} (lossless HTJ2K, grayscale images)'
+    )
     if stored.media_type != OCTET:
         offered += f' or type="{stored.media_type}"; transfer-syntax={syntax} (as stored)'
     raise _not_acceptable(request, offered)
@@ -260,12 +279,16 @@ def retrieve_frames(request: Request, who: Authenticated, study: str, series: st
     store = services_of(request).store
     syntax = item.stored.transfer_syntax_uid
     # Frames are read before the answer starts, so a missing frame is a 404, not a cut stream.
-    if mode == "stored" or syntax in (IMPLICIT_LE, EXPLICIT_LE):
+    if mode in ("htj2k", "htj2k-rpcl"):
+        data = _pixels(lambda: htj2k_frames(store, item.stored, numbers))
+        media_type, syntax = HTJ2K_MEDIA_TYPE, HTJ2K_LOSSLESS if mode == "htj2k" else HTJ2K_LOSSLESS_RPCL
+    elif mode == "stored" or syntax in (IMPLICIT_LE, EXPLICIT_LE):
         data = _pixels(lambda: stored_frames(store, item.stored, header, numbers))
+        media_type, syntax = (item.stored.media_type, syntax) if mode == "stored" else (OCTET, EXPLICIT_LE)
     else:
         data = _pixels(lambda: decoded_frames(store, item.stored, numbers))
+        media_type, syntax = OCTET, EXPLICIT_LE
     _audit(request, who, "frames", item, series_uid=series, sop_instance_uid=sop)
-    media_type, syntax = (item.stored.media_type, syntax) if mode == "stored" else (OCTET, EXPLICIT_LE)
     url = item.url(_base_url(request))
     locations = [f"{url}/frames/{n}" for n in numbers]
     return _multipart(media_type, syntax, data, locations)

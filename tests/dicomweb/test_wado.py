@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import imagecodecs
 import numpy as np
+import openjpeg
 import pydicom
 import pytest
 from PIL import Image
@@ -275,6 +277,72 @@ def test_frame_media_types_are_negotiated(web: Web) -> None:
     chinese = web.studies["fudong_chinese"]  # native: no compressed form to offer
     refused = web.get(f"{path_of(chinese)}/frames/1", headers={"Accept": 'multipart/related; type="image/jpeg"'})
     assert refused.status_code == 406 and "application/octet-stream" in refused.json()["detail"]
+
+
+HTJ2K = {"Accept": 'multipart/related; type="image/jphc"'}
+
+
+def _phantom_ct(size: int = 512) -> pydicom.Dataset:
+    """A signed 16-bit CT slice with air, water, bone and noise: what a HTJ2K rendition must keep."""
+    ds = small_ct(seed=403)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    y, x = np.mgrid[:size, :size] - size / 2
+    hu = np.where(x**2 + y**2 < (size * 0.4) ** 2, 0, -1000) + np.where(x**2 + (y / 2) ** 2 < (size * 0.1) ** 2, 900, 0)
+    hu = hu + np.random.default_rng(403).normal(0, 12, (size, size))
+    ds.Rows = ds.Columns = size
+    ds.PixelRepresentation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 16, 16, 15
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    ds.PixelData = hu.astype(np.int16).tobytes()
+    return ds
+
+
+def test_frames_as_lossless_htj2k_renditions_a_coarse_image_from_their_first_bytes(web: Web) -> None:
+    """``type="image/jphc"``: any grayscale frame — native or stored compressed — comes as a
+    lossless HTJ2K codestream in RPCL order (checked with OpenJPEG, not the encoder's library),
+    whose first eighth already decodes to a recognisable 64² image: what a viewer on a thin link
+    draws first. Colour is refused with what to ask for instead."""
+    ct = _phantom_ct()
+    study = ct.StudyInstanceUID
+    mr = corpus_file("MR_small_jpeg_ls_lossless.dcm", study)  # stored JPEG-LS: decoded, then encoded
+    multiframe = corpus_file("emri_small.dcm", study)  # native, 10 frames, unsigned
+    colour = corpus_file("SC_rgb_jpeg_dcmtk.dcm", study)
+    assert send_as_is(web.fixture.port, [ct]) == [0]
+    assert send_as_is(web.fixture.port, [mr, multiframe, colour]) == [0, 0, 0]
+    cases = [
+        (ct, [1], ct.pixel_array[np.newaxis]),
+        (mr, [1], pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array[np.newaxis]),
+        (multiframe, [3, 10], multiframe.pixel_array[[2, 9]]),
+    ]
+    for source, numbers, expected in cases:
+        answer = parts(web.get(f"{path_of(source)}/frames/{','.join(map(str, numbers))}", headers=HTJ2K))
+        assert len(answer) == len(numbers)
+        for (headers, data), want in zip(answer, expected, strict=True):
+            assert headers["content-type"] == "image/jphc; transfer-syntax=1.2.840.10008.1.2.4.202"
+            assert data[:4] == b"\xff\x4f\xff\x51"  # SOC, SIZ: a bare codestream
+            cod = data.index(b"\xff\x52")
+            assert data[cod + 5] == 2  # progression order RPCL
+            decoded = openjpeg.decode(data)
+            assert decoded.dtype == want.dtype and np.array_equal(decoded, want)
+    ((_, data),) = parts(web.get(f"{path_of(ct)}/frames/1", headers=HTJ2K))
+    assert len(data) < len(ct.PixelData)
+    # Resolution first: the first eighth of the bytes holds the whole 64² level of the wavelet.
+    coarse = imagecodecs.htj2k_decode(data[: len(data) // 8], resilient=True, skipres=3)
+    assert np.array_equal(coarse, imagecodecs.htj2k_decode(data, skipres=3)) and coarse.shape == (64, 64)
+    blocks = ct.pixel_array.reshape(64, 8, 64, 8).mean(axis=(1, 3))
+    assert np.corrcoef(coarse.ravel(), blocks.ravel())[0, 1] > 0.95
+    named = web.get(
+        f"{path_of(ct)}/frames/1",
+        headers={"Accept": 'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.201'},
+    )
+    assert parts(named)[0][0]["content-type"] == "image/jphc; transfer-syntax=1.2.840.10008.1.2.4.201"
+    lossy = web.get(
+        f"{path_of(ct)}/frames/1",
+        headers={"Accept": 'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.203'},
+    )
+    assert lossy.status_code == 406 and "1.2.840.10008.1.2.4.202" in lossy.json()["detail"]
+    refused = web.get(f"{path_of(colour)}/frames/1", headers=HTJ2K)
+    assert refused.status_code == 406
+    assert "single-sample" in refused.json()["detail"] and "transfer-syntax=*" in refused.json()["detail"]
 
 
 # --------------------------------------------------------------------------- rendered

@@ -126,7 +126,7 @@ def _retrieve_mode(request: Request, located: list[Located]) -> Mode:
     """As stored (``transfer-syntax=*`` or the stored syntax), or Explicit VR Little Endian —
     the default of ``application/dicom`` (PS3.18 8.7.3.5.2) — decompressing where needed."""
     stored = {item.stored.transfer_syntax_uid for item in located}
-    for alternative in parse_accept(request.headers.get("accept")):
+    for alternative in parse_accept(accepted(request)):
         if not alternative.matches("application/dicom"):
             continue
         syntax = alternative.transfer_syntax
@@ -193,7 +193,7 @@ def retrieve_instance(request: Request, who: Authenticated, study: str, series: 
 
 
 def _metadata(request: Request, who: Principal, study: str, series: str | None = None, sop: str | None = None) -> Any:
-    alternatives = parse_accept(request.headers.get("accept"))
+    alternatives = parse_accept(accepted(request))
     if not any(a.matches(DICOM_JSON) or a.matches("application/json") for a in alternatives):
         raise _not_acceptable(request, DICOM_JSON)
     found = _index(request, who, "metadata", lambda s: metadata(s, who.scope, _base_url(request), study, series, sop))
@@ -219,6 +219,13 @@ def instance_metadata(request: Request, who: Authenticated, study: str, series: 
 # --------------------------------------------------------------------------- frames
 
 
+def accepted(request: Request) -> str | None:
+    """What the caller accepts: the ``accept`` query parameter (PS3.18 8.3.3.1; a loader that
+    cannot set the header — Cornerstone's sends one fixed Accept — names HTJ2K this way), else the
+    Accept header."""
+    return request.query_params.get("accept") or request.headers.get("accept")
+
+
 def _frame_numbers(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
     if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
@@ -237,7 +244,7 @@ def _frame_mode(request: Request, item: Located) -> FrameMode:
     asked for by name) — the first of the caller's alternatives that can be given."""
     stored = item.stored
     syntax = stored.transfer_syntax_uid
-    for alternative in parse_accept(request.headers.get("accept")):
+    for alternative in parse_accept(accepted(request)):
         wanted = alternative.transfer_syntax
         if alternative.matches(HTJ2K_MEDIA_TYPE) and not (stored.media_type == HTJ2K_MEDIA_TYPE and wanted == syntax):
             if wanted in (None, HTJ2K_LOSSLESS_RPCL):
@@ -312,7 +319,7 @@ IGNORED_RENDER_PARAMETERS = {"annotation", "charset", "iccprofile"}
 
 def _render_options(request: Request, *, thumbnail: bool) -> tuple[RenderOptions, list[str]]:
     fmt = None
-    for alternative in parse_accept(request.headers.get("accept")):
+    for alternative in parse_accept(accepted(request)):
         if alternative.part_type in ("*/*", "*", "image/*"):
             fmt = "jpeg"
         elif alternative.part_type in MEDIA_TYPES:
@@ -333,6 +340,8 @@ def _render_options(request: Request, *, thumbnail: bool) -> tuple[RenderOptions
                 options["viewport"] = parse_viewport(value)
             elif name == "quality":
                 options["quality"] = parse_quality(value)
+            elif name == "accept":
+                continue  # the media type, taken by accepted()
             elif name in IGNORED_RENDER_PARAMETERS:
                 warnings.append(f"{name} is not supported and was ignored")
             else:
@@ -425,7 +434,7 @@ def frame_thumbnail(request: Request, who: Authenticated, study: str, series: st
 def bulkdata(request: Request, who: Authenticated, study: str, series: str, sop: str, tag: str) -> Any:
     if len(tag) != 8 or any(c not in "0123456789abcdefABCDEF" for c in tag):
         raise HTTPException(400, f"a bulk data tag is 8 hex digits, not {tag!r}")
-    if not any(a.matches(OCTET) for a in parse_accept(request.headers.get("accept"))):
+    if not any(a.matches(OCTET) for a in parse_accept(accepted(request))):
         raise _not_acceptable(request, f'multipart/related; type="{OCTET}"')
 
     def find(session: Session) -> tuple[Located, bytes | None]:

@@ -340,6 +340,9 @@ def test_frames_as_lossless_htj2k_renditions_a_coarse_image_from_their_first_byt
         headers={"Accept": 'multipart/related; type="image/jphc"; transfer-syntax=1.2.840.10008.1.2.4.203'},
     )
     assert lossy.status_code == 406 and "1.2.840.10008.1.2.4.202" in lossy.json()["detail"]
+    # Named by the accept query parameter (Cornerstone's loader sends one fixed Accept header).
+    by_query = web.get(f"{path_of(ct)}/frames/1?accept=multipart%2Frelated%3B%20type%3D%22image%2Fjphc%22")
+    assert parts(by_query)[0] == parts(web.get(f"{path_of(ct)}/frames/1", headers=HTJ2K))[0]
     refused = web.get(f"{path_of(colour)}/frames/1", headers=HTJ2K)
     assert refused.status_code == 406
     assert "single-sample" in refused.json()["detail"] and "transfer-syntax=*" in refused.json()["detail"]

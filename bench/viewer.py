@@ -132,14 +132,29 @@ FETCHED_JS = r"""Object.fromEntries(performance.getEntriesByType('resource')
                [Math.round(e.startTime), Math.round(e.responseEnd)]]).reverse())"""
 
 
-def open_study(context: Any, url: str) -> dict[str, Any]:
+def open_study(context: Any, url: str, link: tuple[float, float] | None = None) -> dict[str, Any]:
     page = context.new_page()
+    if link is not None:  # Chromium's own network emulation: every answer at this speed and delay
+        mbps, rtt_ms = link
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send(
+            "Network.emulateNetworkConditions",
+            {
+                "offline": False,
+                "latency": rtt_ms,
+                "downloadThroughput": mbps * 1e6 / 8,
+                "uploadThroughput": mbps * 1e6 / 8,
+            },
+        )
     page.goto(url)
     page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageAt !== null", timeout=120_000)
     page.wait_for_function("() => window.__yyViewer.allLoadedAt !== null", timeout=300_000, polling=100)
     marks: dict[str, Any] = page.evaluate(
         "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt, "
         "tools: window.__yyViewer.toolsAt ?? null, "
+        "renditions: [...(window.__yyViewer.fetched?.renditions.values() ?? [])], "
+        "mbps: window.__yyViewer.fetched?.mbps() ?? null, "
         "script: performance.getEntriesByType('resource').filter(e => e.name.includes('/assets/reading-'))"
         ".map(e => e.duration)[0] ?? null, "
         f"fetched: {FETCHED_JS}, "
@@ -156,6 +171,8 @@ def open_study(context: Any, url: str) -> dict[str, Any]:
         # [start, end] of the viewer chunk's and the first requests' fetches (the first frame: the
         # first one listed), ms from navigation start
         "fetched_ms": marks["fetched"],
+        "renditions": marks["renditions"],  # what each series shown was fetched as
+        "line_mbps": marks["mbps"],  # the line speed the page measured (None: not measurable)
     }
 
 
@@ -248,6 +265,21 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
             runs["warm"].append(open_study(fresh, f"/read/{task_id}"))
             runs["from worklist"].append(open_from_worklist(fresh, task_id))
             fresh.close()
+        if args.link:
+            # A thin link: the same study with native frames, with HTJ2K renditions, and as the
+            # page chooses from the speed it measures; a fresh context each (cold).
+            link = tuple(float(v) for v in args.link.split(","))
+            for mode in ("native", "htj2k", "auto"):
+                key = f"{link[0]:g} Mbit/s {link[1]:g} ms, {mode}"
+                runs[key] = []
+                for _ in range(args.runs):
+                    fresh = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
+                    fresh.add_cookies(cookies)
+                    if mode != "auto":
+                        fresh.add_init_script(f"localStorage.setItem('yy.renditions', '{mode}')")
+                    runs[key].append(open_study(fresh, f"/read/{task_id}", (link[0], link[1])))
+                    fresh.close()
+            return {"slices": args.slices, "size": args.size, "runs": runs}
         runs["warm, reader's profile"] = open_in_profile(driver, base, cookies, task_id, args.runs, work)
     return {"slices": args.slices, "size": args.size, "runs": runs}
 
@@ -294,6 +326,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--tasks", type=int, default=10_000, help="0: skip the worklist")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--link",
+        help="MBITS,RTT_MS: after the loopback runs, open the study over an emulated line of this speed and "
+        "round trip, with native frames, HTJ2K renditions and the page's own choice (e.g. 4,100)",
+    )
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "yunying-bench-data"))
     args = parser.parse_args()
     if not (DIST / "index.html").exists():

@@ -518,6 +518,52 @@ def test_an_ai_finding_clicked_while_the_study_opens_still_jumps(page: Any, cent
     assert "未找到 AI 标注的图像" not in page.content()
 
 
+def test_on_a_thin_link_the_grey_series_comes_as_htj2k_renditions_with_the_modalitys_pixels(
+    page: Any, centre: Centre
+) -> None:
+    """A provincial expert's browser set to HTJ2K renditions (what a measured slow line chooses):
+    every frame of the CT is asked for as ``image/jphc``, decoded in Cornerstone's worker, and the
+    slice on screen holds exactly the pixels the modality sent."""
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    page.evaluate("() => localStorage.setItem('yy.renditions', 'htj2k')")
+    frames: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: frames.append((r.url, r.headers.get("accept"))) if "/frames/" in r.url else None)
+    page.goto(f"/read/{task['id']}")
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.allLoadedAt !== null", timeout=60_000)
+    shown = page.evaluate(
+        """() => {
+            const v = window.__yyViewer;
+            const cs = v.viewer.viewport.getCornerstoneImage();
+            const pixels = cs.getPixelData();
+            let sum = 0;
+            for (let i = 0; i < pixels.length; i++) sum += pixels[i];
+            return { id: cs.imageId, quality: cs.imageQualityStatus, sum, n: pixels.length,
+                     slope: cs.slope, intercept: cs.intercept,
+                     renditions: Object.fromEntries(v.fetched.renditions) };
+        }"""
+    )
+    series_uid = shown["id"].split("/series/")[1].split("/")[0]
+    assert shown["renditions"][series_uid] == "htj2k", shown["renditions"]
+    asked = {accept for url, accept in frames if f"/series/{series_uid}/" in url}
+    assert len([url for url, _ in frames if f"/series/{series_uid}/" in url]) >= len(anfeng.sop_uids) - 1
+    assert asked == {'multipart/related; type="image/jphc"'}, asked
+    # The pixels on screen are the modality's: the native frame of the same slice, sum for sum.
+    native = page.request.get(
+        shown["id"].removeprefix("wadors:"), headers={"Accept": 'multipart/related; type="application/octet-stream"'}
+    )
+    body = native.body()
+    boundary = native.headers["content-type"].split("boundary=")[1].split(";")[0].strip('"').encode()
+    data = body.split(b"--" + boundary)[1].partition(b"\r\n\r\n")[2][:-2]
+    raw = np.frombuffer(data, dtype="<i2" if len(data) == 2 * shown["n"] else "<u2")
+    assert raw.size == shown["n"]
+    expected = {float(raw.sum()), float(raw.astype(np.float64).sum() * shown["slope"] + shown["intercept"] * raw.size)}
+    assert any(abs(shown["sum"] - e) < 1e-3 * max(1.0, abs(e)) for e in expected), (shown, expected)
+    assert shown["quality"] == 8  # Cornerstone's ImageQualityStatus.FULL_RESOLUTION: the whole codestream
+    page.evaluate("() => localStorage.removeItem('yy.renditions')")
+
+
 HEAT_ON_CANVAS = """() => {
     const canvas = document.getElementById('ai-heat');
     const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;

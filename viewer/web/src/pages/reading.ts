@@ -7,7 +7,7 @@ import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
 import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
 import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
-import { PRESETS, StackViewer, initialise, loadTools, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
+import { PRESETS, StackViewer, fetched, initialise, loadTools, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
 import { PriorsList, basisText, type Prior } from './priors-list';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
@@ -91,6 +91,8 @@ declare global {
       voi: [number, number];
       prior?: () => StackViewer | null;
       heat?: HeatOverlay;
+      /** What each series was fetched as (native or HTJ2K renditions) and the line speed measured. */
+      fetched?: typeof fetched;
     };
   }
 }
@@ -622,7 +624,7 @@ export const readingPage: Page = async (root, params) => {
       toolsReady: () => (timing.toolsAt = performance.now()),
     });
     heat = new HeatOverlay(viewer, viewportElement, (here) => (heatHere.hidden = !here));
-    window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior, heat });
+    window.__yyViewer = Object.assign(timing, { viewer, prior: () => prior, heat, fetched });
     selectTool('wl');
     const series: SeriesInfo[] = (await listing).filter((one) => !NO_PIXELS.has(one.modality));
     performance.mark('yy:series');

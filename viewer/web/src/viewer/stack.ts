@@ -8,6 +8,7 @@ import {
   cache,
   eventTarget,
   getRenderingCapabilities,
+  getShouldUseCPURendering,
   imageLoadPoolManager,
   imageLoader,
   init as initCore,
@@ -54,10 +55,59 @@ export function initialise(): Promise<void> {
     // browser) builds and draws a stack viewport slower than Cornerstone's canvas 2D path.
     if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
     // The loader's XHRs are same-origin: the session cookie goes along; reads need no CSRF header.
-    initLoader({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)) });
+    initLoader({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)), beforeSend: frameHeaders } as never);
   })();
   return initialised;
 }
+
+// ---------------------------------------------------------------- renditions on a thin link
+// On a slow line (a provincial expert on a township's link) a grey series' frames come as lossless
+// HTJ2K renditions in resolution-first order (PS3.18 type "image/jphc"; the server makes them,
+// docs/dicomweb.md): a third of the bytes, and Cornerstone's streaming loader draws each one
+// coarse from its first bytes, then sharp. On a fast line native frames are quicker (nothing
+// to decode), so the choice follows the line: measured on the series' metadata answer, or set
+// in this browser (localStorage "yy.renditions": "htj2k" | "native").
+export type Renditions = 'native' | 'htj2k';
+/** Below this (Mbit/s, measured) a series is fetched as HTJ2K renditions. */
+export const THIN_LINK_MBPS = 40;
+const HTJ2K_ACCEPT = 'multipart/related; type="image/jphc"';
+/** Series whose frames are asked for as HTJ2K (by the loader's beforeSend, below). */
+const htj2kSeries = new Set<string>();
+let measuredMbps: number | null = null;
+// The viewport's load of a slice (GPU rendering; the CPU path loads whole frames): streamed, a
+// first decode once 24 kB are in (for a 512² CT slice of ~170 kB, its coarse 64² level), then
+// every 64 kB at most every half second, then the whole.
+const HTJ2K_STREAMED = { retrieveOptions: { default: { streaming: true, initialChunkSize: 24_576, chunkSize: 65_536 } } };
+const { imageRetrieveMetadataProvider } = utilities;
+
+/** The Accept header of a frame request (the image loader's beforeSend, XHR and streamed fetch
+ * alike: it names the image id or the URL), for a series fetched as HTJ2K renditions. */
+function frameHeaders(_xhr: unknown, imageIdOrUrl: string): Record<string, string> {
+  const series = /\/series\/([^/]+)\//.exec(imageIdOrUrl)?.[1];
+  return series && htj2kSeries.has(series) ? { Accept: HTJ2K_ACCEPT } : {};
+}
+
+/** The line's speed in Mbit/s from a finished fetch of ``url`` (Resource Timing), if it says. */
+function lineSpeed(url: string): number | null {
+  const entries = performance.getEntriesByName(url, 'resource') as PerformanceResourceTiming[];
+  const last = entries[entries.length - 1];
+  if (!last || last.encodedBodySize < 16_384) return null; // too small to time a line by
+  const ms = last.responseEnd - last.responseStart;
+  return ms > 0 ? (last.encodedBodySize * 8) / ms / 1000 : null;
+}
+
+function renditionsFor(metadataUrl: string): Renditions {
+  const chosen = localStorage.getItem('yy.renditions');
+  if (chosen === 'htj2k' || chosen === 'native') return chosen;
+  measuredMbps = lineSpeed(metadataUrl) ?? measuredMbps;
+  return measuredMbps !== null && measuredMbps < THIN_LINK_MBPS ? 'htj2k' : 'native';
+}
+
+/** What a series was fetched as, and the line speed measured (for the page and the tests). */
+export const fetched: { renditions: Map<string, Renditions>; mbps: () => number | null } = {
+  renditions: new Map(),
+  mbps: () => measuredMbps,
+};
 
 // Image ids a study's first series was opened with ahead of its viewport (preloadFirstImage),
 // taken once by show(): a later show() of the series asks the server again.
@@ -71,7 +121,9 @@ export async function startFirstImage(studyUid: string, seriesUid: string): Prom
   await initialise();
   const all = await ids;
   const middle = all[Math.floor(all.length / 2)];
-  if (!middle) return;
+  // HTJ2K with GPU rendering: the viewport's own streaming load draws it coarse first; loading it
+  // here would not.
+  if (!middle || (fetched.renditions.get(seriesUid) === 'htj2k' && !getShouldUseCPURendering())) return;
   const { transferSyntaxUID } = (metaData.get(Enums.MetadataModules.TRANSFER_SYNTAX, middle) ?? {}) as { transferSyntaxUID?: string };
   // The options StackViewport loads with (getLoaderImageOptions): the cached image is the one it shows.
   void imageLoader.loadAndCacheImage(middle, { useRGBA: false, transferSyntaxUID } as never).catch(() => undefined);
@@ -80,6 +132,12 @@ export async function startFirstImage(studyUid: string, seriesUid: string): Prom
 /** Image ids of a series in anatomical order, with each instance's metadata handed to the loader. */
 async function seriesImageIds(studyUid: string, seriesUid: string): Promise<string[]> {
   const instances = await dicomJson(metadataPath(studyUid, seriesUid));
+  // HTJ2K renditions are made of single-sample images of up to 16 bits.
+  const grey = instances.every((i) => (value<number>(i, '00280002') ?? 1) === 1 && (value<number>(i, '00280100') ?? 16) <= 16);
+  const renditions = grey ? renditionsFor(`${location.origin}${metadataPath(studyUid, seriesUid)}`) : 'native';
+  fetched.renditions.set(seriesUid, renditions);
+  if (renditions === 'htj2k') htj2kSeries.add(seriesUid);
+  else htj2kSeries.delete(seriesUid);
   const base = `${location.origin}/dicomweb/studies/${studyUid}/series/${seriesUid}`;
   const ordered = instances
     .filter((instance) => instance['7FE00010'] !== undefined || value(instance, '00280010') !== undefined)
@@ -102,6 +160,7 @@ async function seriesImageIds(studyUid: string, seriesUid: string): Promise<stri
     for (let frame = 1; frame <= frames; frame++) {
       const imageId = `wadors:${base}/instances/${sop}/frames/${frame}`;
       wadors.metaDataManager.add(imageId, instance as never);
+      if (renditions === 'htj2k') imageRetrieveMetadataProvider.add(imageId, HTJ2K_STREAMED);
       ids.push(imageId);
     }
   }

@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 # The browser front end (viewer/web): `npm ci` when the lock file changed, `npm run build` when a
 # source changed. Needs Node.js >= 20.19 (Vite 8) and npm.
 WEB := viewer/web
-WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(addprefix $(WEB)/,index.html vite.config.ts tsconfig.json package.json)
+WEB_SOURCES := $(shell find $(WEB)/src -type f 2>/dev/null) $(addprefix $(WEB)/,index.html vite.config.ts tsconfig.json package.json scripts/compress.mjs)
 
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
 	@command -v npm >/dev/null || { echo "npm is missing: Node.js >= 20.19 with npm builds viewer/web"; exit 1; }

@@ -9,11 +9,13 @@ from __future__ import annotations
 import html
 import json
 import os
+from mimetypes import guess_type
 from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.datastructures import Headers
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -46,13 +48,39 @@ Node.js 20.19 or newer), then reload this page.</p>
 </body></html>"""
 
 
+# The compressed copies the build writes beside each asset (viewer/web/scripts/compress.mjs), best
+# first: on a township's 4 Mbit/s line the viewer's chunk takes 1.3 s as Brotli, 6.5 s as it is.
+PRECOMPRESSED: Final = (("br", ".br"), ("gzip", ".gz"))
+
+
+def _accepted_codings(scope: Scope) -> set[str]:
+    """The content codings of the request's Accept-Encoding (those with q=0 left out)."""
+    codings = set()
+    for item in Headers(scope=scope).get("accept-encoding", "").split(","):
+        name, _, params = item.strip().partition(";")
+        if name and params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            codings.add(name.strip().lower())
+    return codings
+
+
 class HashedAssets(StaticFiles):
-    """Vite names every asset after its content hash: a file never changes under its name."""
+    """Vite names every asset after its content hash: a file never changes under its name. Sent
+    Brotli- or gzip-compressed when the browser accepts it and the build made the copy."""
 
     def file_response(
         self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
     ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
+        accepted = _accepted_codings(scope)
+        for coding, suffix in PRECOMPRESSED:
+            packed = Path(f"{os.fspath(full_path)}{suffix}")
+            if coding in accepted and packed.is_file():
+                response = super().file_response(packed, packed.stat(), scope, status_code)
+                response.headers["Content-Type"] = guess_type(os.fspath(full_path))[0] or "application/octet-stream"
+                response.headers["Content-Encoding"] = coding
+                break
+        else:
+            response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Vary"] = "Accept-Encoding"
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
 

@@ -4,6 +4,7 @@ cached for a year, a plain 404 elsewhere, and a page that says how to build when
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import re
 from pathlib import Path
@@ -29,6 +30,18 @@ class Served:
 
         return asyncio.run(fetch())
 
+    def sent(self, path: str, headers: dict[str, str]) -> tuple[httpx.Headers, bytes]:
+        """The answer's headers and its body as sent (not decoded: a compressed body stays so)."""
+
+        async def fetch() -> tuple[httpx.Headers, bytes]:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://yunying.test") as client:
+                async with client.stream("GET", path, headers=headers) as answer:
+                    assert answer.status_code == 200, path
+                    return answer.headers, b"".join([chunk async for chunk in answer.aiter_raw()])
+
+        return asyncio.run(fetch())
+
 
 def served(dist: Path) -> Served:
     return Served(dist)
@@ -48,6 +61,31 @@ def test_every_client_route_answers_the_page_and_assets_are_cached_for_good(tmp_
     assert asset.status_code == 200 and asset.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert client.get("/assets/missing.js").status_code == 404
     assert client.get("/nothing-here").status_code == 404
+
+
+def test_assets_go_compressed_as_the_browser_accepts_when_the_build_made_the_copy(tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (tmp_path / "index.html").write_text("<!doctype html>", encoding="utf-8")
+    plain = b"export const viewer = 1;\n" * 400
+    (assets / "reading-abc.js").write_bytes(plain)
+    (assets / "reading-abc.js.br").write_bytes(b"brotli bytes")  # the build's copies (compress.mjs)
+    (assets / "reading-abc.js.gz").write_bytes(gzip.compress(plain))
+    (assets / "decoder-abc.wasm").write_bytes(b"\0asm" + bytes(2000))
+    (assets / "decoder-abc.wasm.gz").write_bytes(gzip.compress(b"\0asm" + bytes(2000)))
+    client = served(tmp_path)
+    headers, body = client.sent("/assets/reading-abc.js", {"Accept-Encoding": "gzip, deflate, br, zstd"})  # Chromium's
+    assert (headers["content-encoding"], body) == ("br", b"brotli bytes")
+    assert headers["content-type"].startswith("text/javascript") and headers["vary"] == "Accept-Encoding"
+    assert headers["cache-control"] == "public, max-age=31536000, immutable"
+    for accept in ("gzip", "br;q=0, gzip", "br; q=0.0,gzip;q=0.5"):
+        headers, body = client.sent("/assets/reading-abc.js", {"Accept-Encoding": accept})
+        assert headers["content-encoding"] == "gzip" and gzip.decompress(body) == plain, accept
+    for accept in ("identity", "deflate", ""):
+        headers, body = client.sent("/assets/reading-abc.js", {"Accept-Encoding": accept})
+        assert "content-encoding" not in headers and body == plain, accept
+    headers, _ = client.sent("/assets/decoder-abc.wasm", {"Accept-Encoding": "gzip, br"})  # no .br: the gzip copy
+    assert headers["content-encoding"] == "gzip" and headers["content-type"] == "application/wasm"
 
 
 def test_a_missing_build_says_how_to_build_it(tmp_path: Path) -> None:

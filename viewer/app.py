@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import DataError
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from pacs.dicomweb.manifests import router as manifest_router
 from pacs.dicomweb.routes import router as qido_router
@@ -58,6 +59,23 @@ def create_app(services: Services, reading: ReadingSettings | None = None) -> Fa
     app = FastAPI(title="Yunying", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.reading_settings = reading or ReadingSettings()
+    # JSON (DICOM JSON metadata of a 300-slice series is ~1 MB), CSV and pages go gzip-compressed
+    # to a browser that accepts it — a township's 4 Mbit/s line; pixels and files do not (frames
+    # and instances are multipart/related, compressed by their transfer syntax or not at all).
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1400,
+        compresslevel=6,
+        exclude_content_types=(
+            *DEFAULT_EXCLUDED_CONTENT_TYPES,
+            "multipart/*",
+            "image/*",
+            "application/dicom",
+            "application/octet-stream",
+            "application/pdf",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+    )
     app.add_middleware(ServerTiming)
     if services.settings.cors_origins:
         app.add_middleware(

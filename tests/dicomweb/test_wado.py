@@ -348,6 +348,22 @@ def test_frames_as_lossless_htj2k_renditions_a_coarse_image_from_their_first_byt
     assert "single-sample" in refused.json()["detail"] and "transfer-syntax=*" in refused.json()["detail"]
 
 
+def test_json_goes_gzip_compressed_and_pixels_as_they_are(web: Web) -> None:
+    """For a thin line: DICOM JSON (a series' metadata) is gzip-compressed for a caller that
+    accepts it; frames and instances are not (their transfer syntax is their compression)."""
+    ct = _phantom_ct()
+    assert send_as_is(web.fixture.port, [ct]) == [0]
+    series = f"/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
+    metadata = web.get(f"{series}/metadata", headers={"Accept-Encoding": "gzip"})
+    assert metadata.status_code == 200 and metadata.headers["content-encoding"] == "gzip"
+    assert metadata.json()[0]["00080018"]["Value"] == [ct.SOPInstanceUID]  # decoded by the client
+    plain = web.get(f"{series}/metadata", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.json() == metadata.json()
+    for path, accept in ((f"{path_of(ct)}/frames/1", OCTET_PARTS["Accept"]), (path_of(ct), "multipart/related")):
+        answer = web.get(path, headers={"Accept": accept, "Accept-Encoding": "gzip"})
+        assert answer.status_code == 200 and "content-encoding" not in answer.headers, path
+
+
 # --------------------------------------------------------------------------- rendered
 
 

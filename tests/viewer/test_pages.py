@@ -564,6 +564,33 @@ def test_on_a_thin_link_the_grey_series_comes_as_htj2k_renditions_with_the_modal
     page.evaluate("() => localStorage.removeItem('yy.renditions')")
 
 
+def test_with_webgl_on_a_slow_line_an_htj2k_slice_is_drawn_coarse_first_then_whole(page: Any, centre: Centre) -> None:
+    """Cornerstone's GPU path (WebGL kept on this software rasterizer for the test) streams each
+    HTJ2K rendition over a 0.5 Mbit/s line and draws the opening slice from its first bytes at a
+    lower quality, then the whole codestream."""
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    page.evaluate(
+        "() => { localStorage.setItem('yy.renditions', 'htj2k'); localStorage.setItem('yy.rendering', 'webgl'); }"
+    )
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    line = {"offline": False, "latency": 50, "downloadThroughput": 0.5e6 / 8, "uploadThroughput": 0.5e6 / 8}
+    cdp.send("Network.emulateNetworkConditions", line)
+    try:
+        page.goto(f"/read/{task['id']}")
+        page.wait_for_function("() => window.__yyViewer && window.__yyViewer.allLoadedAt !== null", timeout=120_000)
+        drawn = page.evaluate("() => window.__yyViewer.viewer.drawn")
+    finally:
+        page.evaluate("() => { localStorage.removeItem('yy.renditions'); localStorage.removeItem('yy.rendering'); }")
+    opening = drawn[0][0]
+    qualities = [quality for image_id, quality in drawn if image_id == opening]
+    print("\nopening slice drawn at qualities", qualities)
+    assert qualities[-1] == 8, drawn  # FULL_RESOLUTION: the whole codestream, last
+    assert qualities[0] < 8, drawn  # SUBRESOLUTION: from its first bytes, first
+
+
 HEAT_ON_CANVAS = """() => {
     const canvas = document.getElementById('ai-heat');
     const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;

@@ -19,7 +19,7 @@ import {
   type Types,
 } from '@cornerstonejs/core';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
-import { dicomJson, metadataPath, value } from './dicomweb';
+import { dicomJson, metadataPath, value, type DicomJson } from './dicomweb';
 
 /** Window width / level (HU) of the presets radiologists use on CT. */
 export const PRESETS: Record<string, [number, number]> = {
@@ -53,7 +53,8 @@ export function initialise(): Promise<void> {
     await initCore();
     // A software WebGL rasterizer (SwiftShader, llvmpipe: a PC without GPU drivers, a headless
     // browser) builds and draws a stack viewport slower than Cornerstone's canvas 2D path.
-    if (getRenderingCapabilities().softwareRasterizer) setUseCPURendering(true);
+    // localStorage "yy.rendering" = "webgl" keeps WebGL there (the tests' way to the GPU path).
+    if (getRenderingCapabilities().softwareRasterizer && localStorage.getItem('yy.rendering') !== 'webgl') setUseCPURendering(true);
     // The loader's XHRs are same-origin: the session cookie goes along; reads need no CSRF header.
     initLoader({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1)), beforeSend: frameHeaders } as never);
   })();
@@ -75,9 +76,14 @@ const HTJ2K_ACCEPT = 'multipart/related; type="image/jphc"';
 const htj2kSeries = new Set<string>();
 let measuredMbps: number | null = null;
 // The viewport's load of a slice (GPU rendering; the CPU path loads whole frames): streamed, a
-// first decode once 24 kB are in (for a 512² CT slice of ~170 kB, its coarse 64² level), then
-// every 64 kB at most every half second, then the whole.
-const HTJ2K_STREAMED = { retrieveOptions: { default: { streaming: true, initialChunkSize: 24_576, chunkSize: 65_536 } } };
+// first decode once a twelfth of the native size is in (24 kB at most: for a 512² CT slice of
+// ~170 kB, its coarse 64² level), then every 64 kB at most every half second, then the whole.
+function streamed(instance: DicomJson): object {
+  // A rendition is about a third of the native frame; its coarse levels lie in the first twelfth.
+  const native = (value<number>(instance, '00280010') ?? 512) * (value<number>(instance, '00280011') ?? 512) * 2;
+  const initialChunkSize = Math.max(2_048, Math.min(24_576, Math.round(native / 12)));
+  return { retrieveOptions: { default: { streaming: true, initialChunkSize, chunkSize: 65_536 } } };
+}
 const { imageRetrieveMetadataProvider } = utilities;
 
 /** The Accept header of a frame request (the image loader's beforeSend, XHR and streamed fetch
@@ -160,7 +166,7 @@ async function seriesImageIds(studyUid: string, seriesUid: string): Promise<stri
     for (let frame = 1; frame <= frames; frame++) {
       const imageId = `wadors:${base}/instances/${sop}/frames/${frame}`;
       wadors.metaDataManager.add(imageId, instance as never);
-      if (renditions === 'htj2k') imageRetrieveMetadataProvider.add(imageId, HTJ2K_STREAMED);
+      if (renditions === 'htj2k') imageRetrieveMetadataProvider.add(imageId, streamed(instance));
       ids.push(imageId);
     }
   }
@@ -202,6 +208,8 @@ export class StackViewer {
   private voiReported = false;
   private wanted = new Set<string>();
   private loadedIds = new Set<string>();
+  /** The images drawn, in order, with their ImageQualityStatus (for the tests and the bench). */
+  readonly drawn: [string, number][] = [];
 
   private constructor(
     private element: HTMLDivElement,
@@ -222,7 +230,12 @@ export class StackViewer {
       this.scroll(Math.sign(event.deltaY));
     }) as EventListener);
 
-    this.on(element, Enums.Events.STACK_NEW_IMAGE, () => this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length));
+    this.on(element, Enums.Events.STACK_NEW_IMAGE, ((event: CustomEvent) => {
+      this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length);
+      // Each image drawn with its quality (a streamed HTJ2K slice: coarse, then whole).
+      const image = event.detail?.image as { imageId?: string; imageQualityStatus?: number } | undefined;
+      if (image?.imageId) this.drawn.push([image.imageId, image.imageQualityStatus ?? Enums.ImageQualityStatus.FULL_RESOLUTION]);
+    }) as EventListener);
     this.on(element, Enums.Events.VOI_MODIFIED, () => this.reportVoi());
     this.on(element, Enums.Events.IMAGE_RENDERED, () => {
       // The first render of a preloaded frame can come before the viewport has its window

@@ -269,15 +269,18 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
             # A thin link: the same study with native frames, with HTJ2K renditions, and as the
             # page chooses from the speed it measures; a fresh context each (cold).
             link = tuple(float(v) for v in args.link.split(","))
-            for mode in ("native", "htj2k", "auto"):
+            for mode in ("native", "htj2k", "auto", "native, webgl", "htj2k, webgl"):
                 key = f"{link[0]:g} Mbit/s {link[1]:g} ms, {mode}"
                 runs[key] = []
                 runs[f"{key}, warm"] = []
                 for _ in range(args.runs):
                     fresh = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
                     fresh.add_cookies(cookies)
-                    if mode != "auto":
-                        fresh.add_init_script(f"localStorage.setItem('yy.renditions', '{mode}')")
+                    renditions, _, webgl = mode.partition(", ")
+                    if renditions != "auto":
+                        fresh.add_init_script(f"localStorage.setItem('yy.renditions', '{renditions}')")
+                    if webgl:  # Cornerstone's GPU path on this software rasterizer: HTJ2K drawn coarse first
+                        fresh.add_init_script("localStorage.setItem('yy.rendering', 'webgl')")
                     runs[key].append(open_study(fresh, f"/read/{task_id}", (link[0], link[1])))
                     # Again in the same context: the scripts from the cache, the images over the line.
                     runs[f"{key}, warm"].append(open_study(fresh, f"/read/{task_id}", (link[0], link[1])))
@@ -332,7 +335,8 @@ def main() -> None:
     parser.add_argument(
         "--link",
         help="MBITS,RTT_MS: after the loopback runs, open the study over an emulated line of this speed and "
-        "round trip, with native frames, HTJ2K renditions and the page's own choice (e.g. 4,100)",
+        "round trip, with native frames, HTJ2K renditions and the page's own choice, and the first two with "
+        "WebGL kept on (e.g. 4,100)",
     )
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "yunying-bench-data"))
     args = parser.parse_args()

@@ -66,8 +66,8 @@ export function initialise(): Promise<void> {
 // HTJ2K renditions in resolution-first order (PS3.18 type "image/jphc"; the server makes them,
 // docs/dicomweb.md): a third of the bytes, and Cornerstone's streaming loader draws each one
 // coarse from its first bytes, then sharp. On a fast line native frames are quicker (nothing
-// to decode), so the choice follows the line: measured on the series' metadata answer, or set
-// in this browser (localStorage "yy.renditions": "htj2k" | "native").
+// to decode), so the choice follows the line: measured on the page's answers (the last measure
+// kept for 12 hours), or set in this browser (localStorage "yy.renditions": "htj2k" | "native").
 export type Renditions = 'native' | 'htj2k';
 /** Below this (Mbit/s, measured) a series is fetched as HTJ2K renditions. */
 export const THIN_LINK_MBPS = 40;
@@ -93,19 +93,40 @@ function frameHeaders(_xhr: unknown, imageIdOrUrl: string): Record<string, strin
   return series && htj2kSeries.has(series) ? { Accept: HTJ2K_ACCEPT } : {};
 }
 
-/** The line's speed in Mbit/s from a finished fetch of ``url`` (Resource Timing), if it says. */
-function lineSpeed(url: string): number | null {
-  const entries = performance.getEntriesByName(url, 'resource') as PerformanceResourceTiming[];
-  const last = entries[entries.length - 1];
-  if (!last || last.encodedBodySize < 16_384) return null; // too small to time a line by
-  const ms = last.responseEnd - last.responseStart;
-  return ms > 0 ? (last.encodedBodySize * 8) / ms / 1000 : null;
+/** The line's speed in Mbit/s: the fastest of this page's answers that came over the network
+ * and are big enough to time (the viewer's chunk on a first visit, a series' metadata, …); null
+ * when none is. The best, not the median: an answer the server was slow to produce looks slow. */
+function lineSpeed(): number | null {
+  let best: number | null = null;
+  for (const entry of performance.getEntriesByType('resource') as PerformanceResourceTiming[]) {
+    if (entry.transferSize === 0 || entry.encodedBodySize < 16_384) continue; // from the cache, or too small
+    const ms = entry.responseEnd - entry.responseStart;
+    if (ms <= 0) continue;
+    const mbps = (entry.encodedBodySize * 8) / ms / 1000;
+    best = best === null ? mbps : Math.max(best, mbps);
+  }
+  return best;
 }
 
-function renditionsFor(metadataUrl: string): Renditions {
+const LINE_KEY = 'yy.line';
+const LINE_KEPT_MS = 12 * 3600_000;
+
+function renditionsFor(): Renditions {
   const chosen = localStorage.getItem('yy.renditions');
   if (chosen === 'htj2k' || chosen === 'native') return chosen;
-  measuredMbps = lineSpeed(metadataUrl) ?? measuredMbps;
+  const now = lineSpeed();
+  if (now !== null) {
+    measuredMbps = now;
+    localStorage.setItem(LINE_KEY, JSON.stringify({ mbps: now, at: Date.now() }));
+  } else if (measuredMbps === null) {
+    // Nothing to time on this page (all from the cache, or small): this browser's last measure.
+    try {
+      const kept = JSON.parse(localStorage.getItem(LINE_KEY) ?? 'null') as { mbps: number; at: number } | null;
+      if (kept && Date.now() - kept.at < LINE_KEPT_MS) measuredMbps = kept.mbps;
+    } catch {
+      /* none kept */
+    }
+  }
   return measuredMbps !== null && measuredMbps < THIN_LINK_MBPS ? 'htj2k' : 'native';
 }
 
@@ -140,7 +161,7 @@ async function seriesImageIds(studyUid: string, seriesUid: string): Promise<stri
   const instances = await dicomJson(metadataPath(studyUid, seriesUid));
   // HTJ2K renditions are made of single-sample images of up to 16 bits.
   const grey = instances.every((i) => (value<number>(i, '00280002') ?? 1) === 1 && (value<number>(i, '00280100') ?? 16) <= 16);
-  const renditions = grey ? renditionsFor(`${location.origin}${metadataPath(studyUid, seriesUid)}`) : 'native';
+  const renditions = grey ? renditionsFor() : 'native';
   fetched.renditions.set(seriesUid, renditions);
   if (renditions === 'htj2k') htj2kSeries.add(seriesUid);
   else htj2kSeries.delete(seriesUid);

@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from pacs.dicomweb.auth import Authenticated
 from pacs.identity.users import Principal
 from pacs.index.models import Consortium, Role, Site, User
 from pacs.index.types import utcnow
@@ -135,9 +134,8 @@ def create_reader(request: Request, who: AdminCaller, body: ReaderBody) -> dict[
         return refused(exc)
 
 
-def _create_reader(request: Request, who: Authenticated, body: ReaderBody) -> dict[str, Any]:
+def _create_reader(request: Request, who: Principal, body: ReaderBody) -> dict[str, Any]:
     with unit_of_work(request) as session:
-        require_role(who, Role.ADMIN)
         consortium = home_consortium(session, who, body.consortium)
         administers(session, who, consortium, sites=body.reads_for_sites, consortiums=body.reads_for_consortiums)
         reader = add_reader(

@@ -72,9 +72,14 @@ export type Renditions = 'native' | 'htj2k';
 /** Below this (Mbit/s, measured) a series is fetched as HTJ2K renditions. */
 export const THIN_LINK_MBPS = 40;
 const HTJ2K_ACCEPT = 'multipart/related; type="image/jphc"';
-/** Series whose frames are asked for as HTJ2K (by the loader's beforeSend, below). */
-const htj2kSeries = new Set<string>();
 let measuredMbps: number | null = null;
+
+/** What each series was fetched as (the loader's beforeSend, below, asks by it), and the line
+ * speed measured (for the page and the tests). */
+export const fetched: { renditions: Map<string, Renditions>; mbps: () => number | null } = {
+  renditions: new Map(),
+  mbps: () => measuredMbps,
+};
 // The viewport's load of a slice (GPU rendering; the CPU path loads whole frames): streamed, a
 // first decode once a twelfth of the native size is in (24 kB at most: for a 512² CT slice of
 // ~170 kB, its coarse 64² level), then every 64 kB at most every half second, then the whole.
@@ -90,7 +95,7 @@ const { imageRetrieveMetadataProvider } = utilities;
  * alike: it names the image id or the URL), for a series fetched as HTJ2K renditions. */
 function frameHeaders(_xhr: unknown, imageIdOrUrl: string): Record<string, string> {
   const series = /\/series\/([^/]+)\//.exec(imageIdOrUrl)?.[1];
-  return series && htj2kSeries.has(series) ? { Accept: HTJ2K_ACCEPT } : {};
+  return series && fetched.renditions.get(series) === 'htj2k' ? { Accept: HTJ2K_ACCEPT } : {};
 }
 
 /** The line's speed in Mbit/s: the fastest of this page's answers that came over the network
@@ -130,12 +135,6 @@ function renditionsFor(): Renditions {
   return measuredMbps !== null && measuredMbps < THIN_LINK_MBPS ? 'htj2k' : 'native';
 }
 
-/** What a series was fetched as, and the line speed measured (for the page and the tests). */
-export const fetched: { renditions: Map<string, Renditions>; mbps: () => number | null } = {
-  renditions: new Map(),
-  mbps: () => measuredMbps,
-};
-
 // Image ids a study's first series was opened with ahead of its viewport (preloadFirstImage),
 // taken once by show(): a later show() of the series asks the server again.
 const early = new Map<string, Promise<string[]>>();
@@ -163,8 +162,6 @@ async function seriesImageIds(studyUid: string, seriesUid: string): Promise<stri
   const grey = instances.every((i) => (value<number>(i, '00280002') ?? 1) === 1 && (value<number>(i, '00280100') ?? 16) <= 16);
   const renditions = grey ? renditionsFor() : 'native';
   fetched.renditions.set(seriesUid, renditions);
-  if (renditions === 'htj2k') htj2kSeries.add(seriesUid);
-  else htj2kSeries.delete(seriesUid);
   const base = `${location.origin}/dicomweb/studies/${studyUid}/series/${seriesUid}`;
   const ordered = instances
     .filter((instance) => instance['7FE00010'] !== undefined || value(instance, '00280010') !== undefined)

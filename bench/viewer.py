@@ -267,7 +267,7 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
             fresh.close()
         if args.link:
             # A thin link: the same study with native frames, with HTJ2K renditions, and as the
-            # page chooses from the speed it measures; a fresh context each (cold).
+            # page chooses from the speed it measures; a fresh context each (cold), then again in it (warm).
             link = tuple(float(v) for v in args.link.split(","))
             for mode in ("native", "htj2k", "auto", "native, webgl", "htj2k, webgl"):
                 key = f"{link[0]:g} Mbit/s {link[1]:g} ms, {mode}"

@@ -11,7 +11,7 @@ import json
 import os
 from mimetypes import guess_type
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -24,10 +24,16 @@ DIST: Final = Path(__file__).resolve().parent / "web" / "dist"
 # The client routes of viewer/web/src/main.ts; anything else stays a plain 404.
 CLIENT_ROUTES: Final = ("/", "/login", "/worklist", "/read/{task_id}", "/site", "/qa", "/admin")
 
-# Pages that open on a lazily loaded chunk (Vite's manifest key of its module): the server names
-# that chunk in the page's <head> so the browser fetches and compiles it beside the main chunk and
-# the session check, rather than after them (the viewer's chunk is 3.7 MB).
-PRELOADED: Final = {"/read/": "src/pages/reading.ts"}
+# Pages that open on lazily loaded chunks (Vite's manifest keys of their modules): the server names
+# those chunks in the page's <head> so the browser fetches them beside the main chunk and the
+# session check, rather than after them. The reading page's own chunk (18 kB) is also compiled
+# ahead (modulepreload); the viewer's (Cornerstone, vtk.js, the image loader: 3.2 MB with what it
+# imports) is only fetched (preload): compiling it ahead would take the main thread while the
+# page's first requests and the opening slice's picture want it (viewer/web/src/viewer/preview.ts),
+# and it runs only after that picture is on screen. Measured in docs/performance.md.
+PRELOADED: Final = {
+    "/read/": (("src/pages/reading.ts",), ("src/viewer/stack.ts", "src/viewer/heatmap.ts")),
+}
 
 # Cornerstone's decoders are WebAssembly ('wasm-unsafe-eval') run in module workers from our own
 # origin; images and thumbnails come from our own DICOMweb; nothing is fetched from elsewhere.
@@ -85,22 +91,39 @@ class HashedAssets(StaticFiles):
         return response
 
 
-def preload_links(dist: Path, module: str) -> str:
-    """``<link rel=modulepreload>`` for the chunk of ``module`` and the chunks it imports (the
-    entry's own are already in the page), from Vite's manifest; empty when there is none."""
+def _chunk_files(manifest: dict[str, Any], modules: tuple[str, ...], seen: set[str]) -> list[str]:
+    """The files of the chunks of ``modules`` and of the chunks they import, leaving out the entry's
+    (already in the page) and those in ``seen``."""
+    files: list[str] = []
+    pending = list(reversed(modules))
+    while pending:
+        chunk = manifest.get(pending.pop(), {})
+        if chunk.get("isEntry") or "file" not in chunk or chunk["file"] in seen:
+            continue
+        seen.add(chunk["file"])
+        files.append(chunk["file"])
+        pending.extend(reversed(chunk.get("imports", [])))
+    return files
+
+
+def preload_links(dist: Path, compiled: tuple[str, ...], fetched: tuple[str, ...] = ()) -> str:
+    """``<link rel=modulepreload>`` for the chunks of ``compiled`` and what they import, then
+    ``<link rel=preload as=script>`` (fetched, not compiled) for those of ``fetched``, from Vite's
+    manifest; empty when there is none."""
     try:
         manifest = json.loads((dist / ".vite" / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ""
-    files: list[str] = []
-    pending = [module]
-    while pending:
-        chunk = manifest.get(pending.pop(), {})
-        if chunk.get("isEntry") or "file" not in chunk or chunk["file"] in files:
-            continue
-        files.append(chunk["file"])
-        pending.extend(chunk.get("imports", []))
-    return "".join(f'<link rel="modulepreload" crossorigin href="/{html.escape(file)}">' for file in files)
+    seen: set[str] = set()
+    links = [
+        f'<link rel="modulepreload" crossorigin href="/{html.escape(file)}">'
+        for file in _chunk_files(manifest, compiled, seen)
+    ]
+    links += [
+        f'<link rel="preload" as="script" crossorigin href="/{html.escape(file)}">'
+        for file in _chunk_files(manifest, fetched, seen)
+    ]
+    return "".join(links)
 
 
 def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
@@ -112,8 +135,8 @@ def mount_frontend(app: FastAPI, dist: Path = DIST) -> None:
         headers = {"Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY}
         if not index.is_file():
             return HTMLResponse(NOT_BUILT.format(dist=dist), status_code=503, headers={"Cache-Control": "no-store"})
-        module = next((m for prefix, m in PRELOADED.items() if request.url.path.startswith(prefix)), None)
-        links = preload_links(dist, module) if module else ""
+        chunks = next((m for prefix, m in PRELOADED.items() if request.url.path.startswith(prefix)), None)
+        links = preload_links(dist, *chunks) if chunks else ""
         if not links:
             return FileResponse(index, media_type="text/html", headers=headers)
         text = index.read_text(encoding="utf-8").replace("</head>", f"{links}</head>", 1)

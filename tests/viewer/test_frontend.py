@@ -94,7 +94,7 @@ def test_a_missing_build_says_how_to_build_it(tmp_path: Path) -> None:
     assert "make install" in answer.text and "npm ci" in answer.text
 
 
-def test_a_study_url_preloads_the_viewer_chunk_named_in_the_build_manifest(tmp_path: Path) -> None:
+def test_a_study_url_preloads_the_reading_and_viewer_chunks_named_in_the_build_manifest(tmp_path: Path) -> None:
     (tmp_path / "assets").mkdir()
     (tmp_path / ".vite").mkdir()
     (tmp_path / "index.html").write_text(
@@ -105,17 +105,33 @@ def test_a_study_url_preloads_the_viewer_chunk_named_in_the_build_manifest(tmp_p
         "src/pages/reading.ts": {
             "file": "assets/reading-def.js",
             "isDynamicEntry": True,
-            "imports": ["index.html", "_cs"],
+            "imports": ["index.html"],
+            "dynamicImports": ["src/viewer/stack.ts", "src/viewer/heatmap.ts"],
         },
+        "src/viewer/stack.ts": {
+            "file": "assets/stack-456.js",
+            "isDynamicEntry": True,
+            "imports": ["index.html", "_cs"],
+            "dynamicImports": ["src/viewer/tools.ts"],
+        },
+        "src/viewer/heatmap.ts": {"file": "assets/heatmap-789.js", "isDynamicEntry": True, "imports": ["_cs"]},
         "_cs": {"file": "assets/cornerstone-123.js", "imports": ["index.html"]},
+        "src/viewer/tools.ts": {"file": "assets/tools-000.js", "isDynamicEntry": True, "imports": ["_cs"]},
     }
     (tmp_path / ".vite" / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     client = served(tmp_path)
     page = client.get("/read/42")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    links = re.findall(r'<link rel="modulepreload" crossorigin href="([^"]+)">', page.text)
-    assert links == ["/assets/reading-def.js", "/assets/cornerstone-123.js"]
+    links = re.findall(r'<link rel="(modulepreload|preload" as="script)" crossorigin href="([^"]+)">', page.text)
+    # The page's chunk compiled ahead; the viewer's and what it imports fetched only (it runs after
+    # the opening slice's picture is on screen); not the tools (loaded after the first image).
+    assert links == [
+        ("modulepreload", "/assets/reading-def.js"),
+        ('preload" as="script', "/assets/stack-456.js"),
+        ('preload" as="script', "/assets/cornerstone-123.js"),
+        ('preload" as="script', "/assets/heatmap-789.js"),
+    ]
     assert page.text.index("modulepreload") < page.text.index("</head>")
     assert "modulepreload" not in client.get("/worklist").text  # the login page does not load the viewer
     (tmp_path / ".vite" / "manifest.json").write_text("{not json", encoding="utf-8")

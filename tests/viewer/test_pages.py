@@ -518,6 +518,54 @@ def test_an_ai_finding_clicked_while_the_study_opens_still_jumps(page: Any, cent
     assert "未找到 AI 标注的图像" not in page.content()
 
 
+def test_a_study_opened_by_its_url_shows_its_opening_slice_before_cornerstone_draws_it(
+    page: Any, centre: Centre
+) -> None:
+    """Opened by its URL, the page shows the server's rendering of the slice the viewer opens on
+    while Cornerstone's chunk still runs (here: while its frames are held), where and as
+    Cornerstone then draws it; Cornerstone's first image takes its place."""
+    anfeng = centre.studies["anfeng"]
+    log_in(page, "li", expect="/worklist")
+    task = task_of(page, anfeng.uid)
+    held: list[Any] = []  # Cornerstone's frame requests (not the preview's …/rendered)
+    frames = re.compile(r".*/dicomweb/studies/.*/frames/\d+$")
+    page.route(frames, lambda route: held.append(route))
+    page.goto(f"/read/{task['id']}")
+    preview = page.locator("#viewport img.preview")
+    preview.wait_for(timeout=20_000)
+    page.wait_for_function("() => performance.getEntriesByName('yy:preview').length === 1", timeout=10_000)
+    assert page.evaluate("() => !window.__yyViewer || window.__yyViewer.firstImageMs === null")
+    source = preview.get_attribute("src") or ""
+    assert source.endswith("/rendered?accept=image/png"), source
+    page.wait_for_timeout(300)  # the viewer's chunk has run by now (the page waits 250 ms at most)
+    before = png(page.locator("#viewport").screenshot())
+    for route in held:
+        route.continue_()
+    page.unroute(frames)
+    page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageMs !== null", timeout=30_000)
+    assert preview.count() == 0  # Cornerstone's image replaced it
+    # The picture was the slice the viewer opened on …
+    shown = viewer_state(page)["imageId"].removeprefix("wadors:").removeprefix(centre.url)
+    assert source == f"{shown}/rendered?accept=image/png", (source, shown)
+    marks = page.evaluate(
+        "() => Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))"
+    )
+    assert marks["yy:preview"] < marks["yy:first-image"]
+    # … drawn in the same place, at the same size and window as Cornerstone draws it.
+    page.wait_for_timeout(200)
+    after = png(page.locator("#viewport").screenshot())
+    assert before.shape == after.shape
+    # The overlay text (slice, window) appears with Cornerstone's image: left out of the comparison.
+    top = int(before.shape[0] * 0.85)
+    before, after = before[:top], after[:top]
+    for axis in (0, 1):  # the image's extent, across and down
+        drawn, pictured = np.flatnonzero(after.max(axis=axis) > 40), np.flatnonzero(before.max(axis=axis) > 40)
+        assert abs(drawn[0] - pictured[0]) <= 2 and abs(drawn[-1] - pictured[-1]) <= 2, (axis, drawn, pictured)
+    mean_difference = float(np.abs(before - after).mean())
+    correlation = float(np.corrcoef(before.ravel(), after.ravel())[0, 1])
+    assert mean_difference < 3.0 and correlation > 0.98, (mean_difference, correlation)
+
+
 def test_on_a_thin_link_the_grey_series_comes_as_htj2k_renditions_with_the_modalitys_pixels(
     page: Any, centre: Centre
 ) -> None:
@@ -529,7 +577,11 @@ def test_on_a_thin_link_the_grey_series_comes_as_htj2k_renditions_with_the_modal
     task = task_of(page, anfeng.uid)
     page.evaluate("() => localStorage.setItem('yy.renditions', 'htj2k')")
     frames: list[tuple[str, str | None]] = []
-    page.on("request", lambda r: frames.append((r.url, r.headers.get("accept"))) if "/frames/" in r.url else None)
+    # Cornerstone's frame requests (the page's picture of the opening slice is a PNG: …/rendered)
+    page.on(
+        "request",
+        lambda r: frames.append((r.url, r.headers.get("accept"))) if r.url.split("/")[-2] == "frames" else None,
+    )
     page.goto(f"/read/{task['id']}")
     page.wait_for_function("() => window.__yyViewer && window.__yyViewer.allLoadedAt !== null", timeout=60_000)
     shown = page.evaluate(

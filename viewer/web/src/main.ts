@@ -128,11 +128,18 @@ async function render(page: Page, params: Record<string, string>) {
   document.title = t('app.name');
   const loading = h('p', { class: 'muted', id: 'loading' }, t('app.loading'));
   main.append(loading);
+  // Gone as soon as the page puts its own content up (the reading page does before its images
+  // have come), not when the page's promise settles: the layout would move under the reader.
+  const contentShown = new MutationObserver(() => {
+    if (main.childElementCount > 1) loading.remove();
+  });
+  contentShown.observe(main, { childList: true });
   try {
     return await page(main, params);
   } catch (error) {
     main.append(h('p', { class: 'error' }, t('app.failed', { detail: String((error as Error).message ?? error) })));
   } finally {
+    contentShown.disconnect();
     loading.remove();
   }
 }

@@ -5,9 +5,12 @@ import { h } from '../dom';
 import { ageAt, countdown, dicomDate, personName } from '../format';
 import { t, term } from '../i18n';
 import { navigate, type Page } from '../router';
-import { HeatOverlay, findHeatMaps, type HeatMap } from '../viewer/heatmap';
+import type { HeatMap, HeatOverlay } from '../viewer/heatmap';
 import { NO_PIXELS, firstSeries, listSeries, type SeriesInfo } from '../viewer/dicomweb';
-import { PRESETS, StackViewer, fetched, initialise, loadTools, startFirstImage, type Measurement, type ToolKey } from '../viewer/stack';
+import { PRESETS } from '../viewer/presets';
+import { showPreview, type ShownPreview } from '../viewer/preview';
+import { takePreview } from './reading-early';
+import type { Measurement, StackViewer, ToolKey, fetched } from '../viewer/stack';
 import { PriorsList, basisText, type Prior } from './priors-list';
 import { ReportForm, chooseTemplate, type ReportContent, type Template } from './report-form';
 import type { AiFlag } from './worklist';
@@ -97,17 +100,35 @@ declare global {
   }
 }
 
+type Viewing = [typeof import('../viewer/stack'), typeof import('../viewer/heatmap')];
+let viewingModules: Promise<Viewing> | null = null;
+
+/** The viewer's chunk (Cornerstone core, vtk.js, the image loader), imported on first need: the
+ * page around it is built without it. */
+function viewing(): Promise<Viewing> {
+  viewingModules ??= Promise.all([import('../viewer/stack'), import('../viewer/heatmap')]);
+  return viewingModules;
+}
+
 /** Start Cornerstone and load its tools before a study is opened (the worklist calls this when idle). */
 export async function warmUp(): Promise<void> {
+  const [{ initialise, loadTools }] = await viewing();
   await initialise();
   await loadTools();
 }
 
+/** How long the page waits for the server's picture of the opening slice before it runs the
+ * viewer's chunk (whose evaluation holds every paint back for ~0.2 s). */
+const PREVIEW_WAIT_MS = 250;
+
 export const readingPage: Page = async (root, params) => {
   const taskId = Number(params.taskId);
-  // Cornerstone starts while the task is fetched: the first image waits for both.
   performance.mark('yy:reading');
-  const starting = initialise();
+  // Opened by its URL, the viewer's chunk has not run yet: the main chunk has asked for the
+  // opening slice as a picture (viewer/preview.ts), shown first. Otherwise (from the worklist,
+  // which ran the chunk while the reader looked at it) Cornerstone starts while the task is fetched.
+  const viewerRan = viewingModules !== null;
+  const starting = viewerRan ? viewing().then(([stack]) => stack.initialise()) : null;
   const [task, templates] = await Promise.all([get<Task>(`/api/tasks/${taskId}`), get<Template[]>('/api/templates')]);
   performance.mark('yy:task');
   const listing = listSeries(task.study_uid);
@@ -276,6 +297,7 @@ export const readingPage: Page = async (root, params) => {
     const what = `${one.modalities} ${one.description ?? ''}`;
     priorLabel.textContent = t('viewer.prior_of', { date: dicomDate(one.study_date ?? ''), site: one.site, what });
     if (one.basis === 'probable' || one.basis === 'confirmed') priorLabel.textContent += ` · ${basisText(one)}`;
+    const [{ StackViewer }] = await viewing();
     prior = await StackViewer.create(priorElement, {
       slice: (index, total) => (priorSlice.textContent = t('viewer.slice', { n: index + 1, total })),
       voi: () => undefined,
@@ -594,8 +616,24 @@ export const readingPage: Page = async (root, params) => {
     total: 0,
     voi: [0, 0] as [number, number],
   };
+  // The opening slice's picture, while it is shown (set in a callback: hence the cast, which keeps
+  // TypeScript from narrowing it to null).
+  let preview = null as ShownPreview | null;
   try {
-    await starting;
+    const early = viewerRan ? undefined : takePreview(params.taskId);
+    if (early) {
+      // The picture is painted before the viewer's chunk runs, or the chunk runs without waiting
+      // longer for it (a slow server or line: Cornerstone's own first image is not held back by
+      // much); the picture is still shown if it comes before Cornerstone's image.
+      const waited = new Promise<void>((resolve) => window.setTimeout(resolve, PREVIEW_WAIT_MS));
+      const shown = early.then((one) => {
+        if (one && timing.firstImageAt === null) preview = showPreview(viewportElement, one);
+        return preview?.painted;
+      });
+      await Promise.race([shown, waited]);
+    }
+    const [{ StackViewer, fetched, initialise, startFirstImage }, { HeatOverlay, findHeatMaps }] = await viewing();
+    await (starting ?? initialise());
     performance.mark('yy:cornerstone');
     // The first frame's fetch and decode start before the viewport is built (its WebGL set-up
     // takes a few hundred ms), not after.
@@ -614,6 +652,7 @@ export const readingPage: Page = async (root, params) => {
       },
       measurements: showMeasurements,
       firstImage: (ms) => {
+        preview?.remove(); // Cornerstone's image is where the picture was
         timing.firstImageMs = ms;
         timing.firstImageAt = performance.now();
       },
@@ -663,6 +702,7 @@ export const readingPage: Page = async (root, params) => {
     heatButton.disabled = maps.size === 0;
     heatButton.title = maps.size ? `${t('heatmap.toggle')} (H)` : t('heatmap.none');
   } catch (error) {
+    preview?.remove(); // a picture of the study would pass for a viewer that works
     say(t('viewer.failed', { detail: (error as Error).message }), true);
   } finally {
     markOpened();

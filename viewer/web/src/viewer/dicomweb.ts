@@ -37,6 +37,40 @@ export async function dicomJson(path: string): Promise<DicomJson[]> {
   return (await response.json()) as DicomJson[];
 }
 
+/** One image of a stack: an instance's frame (1-based). */
+export interface StackFrame {
+  instance: DicomJson;
+  sop: string;
+  frame: number;
+}
+
+/** The images of a series in anatomical order (along the slices' normal; by Instance Number
+ * where there is no position), each frame of a multi-frame instance in turn. Instances without
+ * pixels (none here: the series is one with images) are left out. */
+export function stackFrames(instances: DicomJson[]): StackFrame[] {
+  const ordered = instances
+    .filter((instance) => instance['7FE00010'] !== undefined || value(instance, '00280010') !== undefined)
+    .map((instance) => {
+      const position = instance['00200032']?.Value as number[] | undefined;
+      const orientation = instance['00200037']?.Value as number[] | undefined;
+      let along = value<number>(instance, '00200013') ?? 0;
+      if (position && orientation && orientation.length === 6) {
+        const [a, b, c, d, e, f] = orientation;
+        const normal = [b * f - c * e, c * d - a * f, a * e - b * d];
+        along = position[0] * normal[0] + position[1] * normal[1] + position[2] * normal[2];
+      }
+      return { instance, along };
+    })
+    .sort((x, y) => x.along - y.along);
+  const frames: StackFrame[] = [];
+  for (const { instance } of ordered) {
+    const count = Number(value<number | string>(instance, '00280008') ?? 1) || 1;
+    const sop = value<string>(instance, '00080018')!;
+    for (let frame = 1; frame <= count; frame++) frames.push({ instance, sop, frame });
+  }
+  return frames;
+}
+
 export const seriesPath = (studyUid: string) => `/dicomweb/studies/${studyUid}/series`;
 export const metadataPath = (studyUid: string, seriesUid: string) => `/dicomweb/studies/${studyUid}/series/${seriesUid}/metadata`;
 
@@ -63,9 +97,10 @@ export function firstSeries(series: SeriesInfo[]): SeriesInfo | undefined {
 }
 
 /** Start fetching a study's series list and its first series' metadata now (taken by
- * ``listSeries`` and the viewer when they ask for the same paths). */
-export async function prefetchStudy(studyUid: string): Promise<void> {
+ * ``listSeries`` and the viewer when they ask for the same paths); resolves to that metadata. */
+export async function prefetchStudy(studyUid: string): Promise<{ seriesUid: string; instances: DicomJson[] } | null> {
   const rows = await prefetch<DicomJson[]>(seriesPath(studyUid), DICOM_JSON);
   const first = firstSeries(seriesInfo(rows));
-  if (first) void prefetch(metadataPath(studyUid, first.seriesUid), DICOM_JSON).catch(() => undefined);
+  if (!first) return null;
+  return { seriesUid: first.seriesUid, instances: await prefetch<DicomJson[]>(metadataPath(studyUid, first.seriesUid), DICOM_JSON) };
 }

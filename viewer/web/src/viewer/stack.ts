@@ -19,19 +19,8 @@ import {
   type Types,
 } from '@cornerstonejs/core';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
-import { dicomJson, metadataPath, value, type DicomJson } from './dicomweb';
-
-/** Window width / level (HU) of the presets radiologists use on CT. */
-export const PRESETS: Record<string, [number, number]> = {
-  brain: [80, 40],
-  subdural: [200, 75],
-  stroke: [40, 40],
-  lung: [1500, -600],
-  mediastinum: [350, 50],
-  abdomen: [400, 50],
-  liver: [150, 30],
-  bone: [1800, 400],
-};
+import { dicomJson, metadataPath, stackFrames, value, type DicomJson } from './dicomweb';
+import { PRESETS } from './presets';
 
 /** The primary mouse button's tools (tools.ts names them to Cornerstone). */
 export type ToolKey = 'wl' | 'pan' | 'zoom' | 'length' | 'angle' | 'ellipse';
@@ -152,7 +141,10 @@ export async function startFirstImage(studyUid: string, seriesUid: string): Prom
   if (!middle || (fetched.renditions.get(seriesUid) === 'htj2k' && !getShouldUseCPURendering())) return;
   const { transferSyntaxUID } = (metaData.get(Enums.MetadataModules.TRANSFER_SYNTAX, middle) ?? {}) as { transferSyntaxUID?: string };
   // The options StackViewport loads with (getLoaderImageOptions): the cached image is the one it shows.
-  void imageLoader.loadAndCacheImage(middle, { useRGBA: false, transferSyntaxUID } as never).catch(() => undefined);
+  void imageLoader
+    .loadAndCacheImage(middle, { useRGBA: false, transferSyntaxUID } as never)
+    .then(() => performance.mark('yy:first-decoded')) // fetched and decoded (bench/viewer.py's stages)
+    .catch(() => undefined);
 }
 
 /** Image ids of a series in anatomical order, with each instance's metadata handed to the loader. */
@@ -163,32 +155,27 @@ async function seriesImageIds(studyUid: string, seriesUid: string): Promise<stri
   const renditions = grey ? renditionsFor() : 'native';
   fetched.renditions.set(seriesUid, renditions);
   const base = `${location.origin}/dicomweb/studies/${studyUid}/series/${seriesUid}`;
-  const ordered = instances
-    .filter((instance) => instance['7FE00010'] !== undefined || value(instance, '00280010') !== undefined)
-    .map((instance) => {
-      const position = instance['00200032']?.Value as number[] | undefined;
-      const orientation = instance['00200037']?.Value as number[] | undefined;
-      let along = value<number>(instance, '00200013') ?? 0;
-      if (position && orientation && orientation.length === 6) {
-        const [a, b, c, d, e, f] = orientation;
-        const normal = [b * f - c * e, c * d - a * f, a * e - b * d];
-        along = position[0] * normal[0] + position[1] * normal[1] + position[2] * normal[2];
-      }
-      return { instance, along };
-    })
-    .sort((x, y) => x.along - y.along);
   const ids: string[] = [];
-  for (const { instance } of ordered) {
-    const frames = Number(value<number | string>(instance, '00280008') ?? 1) || 1;
-    const sop = value<string>(instance, '00080018')!;
-    for (let frame = 1; frame <= frames; frame++) {
-      const imageId = `wadors:${base}/instances/${sop}/frames/${frame}`;
-      wadors.metaDataManager.add(imageId, instance as never);
-      if (renditions === 'htj2k') imageRetrieveMetadataProvider.add(imageId, streamed(instance));
-      ids.push(imageId);
-    }
+  for (const { instance, sop, frame } of stackFrames(instances)) {
+    const imageId = `wadors:${base}/instances/${sop}/frames/${frame}`;
+    wadors.metaDataManager.add(imageId, instance as never);
+    if (renditions === 'htj2k') imageRetrieveMetadataProvider.add(imageId, streamed(instance));
+    ids.push(imageId);
   }
   return ids;
+}
+
+/** Run ``task`` after the next frame is painted (a task queued from a requestAnimationFrame
+ * callback runs after that frame's paint), or after 250 ms where no frame comes (a tab in the
+ * background gets no animation frames). */
+function afterPaint(task: () => void): void {
+  let done = false;
+  const once = () => {
+    if (!done) task();
+    done = true;
+  };
+  requestAnimationFrame(() => window.setTimeout(once, 0));
+  window.setTimeout(once, 250);
 }
 
 export interface Measurement {
@@ -259,7 +246,9 @@ export class StackViewer {
       // The first render of a preloaded frame can come before the viewport has its window
       // (no VOI_MODIFIED follows then): report it with the first render that has one.
       if (this.firstImageSeen && !this.voiReported) this.reportVoi();
-      if (!this.firstImageSeen && this.viewport.getCurrentImageId()) {
+      // Not a render of the empty viewport: the stack is set before its first frame has come
+      // (the viewport then renders black, with no image).
+      if (!this.firstImageSeen && this.viewport.getCurrentImageId() && this.viewport.getCornerstoneImage()) {
         this.firstImageSeen = true;
         performance.mark('yy:first-image');
         // Slice counter and window with the first image, not after setStack returns (with the
@@ -326,7 +315,9 @@ export class StackViewer {
     const start = index ?? Math.floor(this.imageIds.length / 2);
     await this.viewport.setStack(this.imageIds, Math.min(start, this.imageIds.length - 1));
     this.viewport.render();
-    this.prefetch();
+    // The rest of the stack once this slice is painted (Cornerstone renders in the next animation
+    // frame): queuing a few hundred requests holds the main thread, and the first image with it.
+    afterPaint(() => this.destroyed || this.prefetch());
     this.events.slice(this.viewport.getCurrentImageIdIndex(), this.imageIds.length);
     this.reportVoi();
     // A series shown again (the first image was seen on an earlier one): tools stay as they are.

@@ -279,7 +279,7 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
             # A thin link: the same study with native frames, with HTJ2K renditions, and as the
             # page chooses from the speed it measures; a fresh context each (cold), then again in it (warm).
             link = tuple(float(v) for v in args.link.split(","))
-            for mode in ("native", "htj2k", "auto", "native, webgl", "htj2k, webgl"):
+            for mode in args.link_modes.split("/"):
                 key = f"{link[0]:g} Mbit/s {link[1]:g} ms, {mode}"
                 runs[key] = []
                 runs[f"{key}, warm"] = []
@@ -348,8 +348,17 @@ def main() -> None:
         "round trip, with native frames, HTJ2K renditions and the page's own choice, and the first two with "
         "WebGL kept on (e.g. 4,100)",
     )
+    parser.add_argument(
+        "--link-modes",
+        default="native/htj2k/auto/native, webgl/htj2k, webgl",
+        help="with --link: the ways to open the study over it, separated by '/' (default: all five)",
+    )
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "yunying-bench-data"))
     args = parser.parse_args()
+    for mode in args.link_modes.split("/"):
+        renditions, _, rendering = mode.partition(", ")
+        if renditions not in ("native", "htj2k", "auto") or rendering not in ("", "webgl"):
+            parser.error(f"--link-modes: {mode!r} is not native|htj2k|auto, optionally followed by ', webgl'")
     if not (DIST / "index.html").exists():
         sys.exit("build the front end first: make web")
     work = Path(tempfile.mkdtemp(prefix="yunying-bench-viewer-"))

@@ -34,3 +34,16 @@ export function append(parent: Node, children: (Child | Child[])[]): void {
 export function clear(element: Element): void {
   while (element.firstChild) element.removeChild(element.firstChild);
 }
+
+/** Run ``task`` after the next frame is painted (a task queued from a requestAnimationFrame
+ * callback runs after that frame's paint), or after 250 ms where no frame comes (a tab in the
+ * background gets no animation frames); ``painted`` says which. */
+export function afterPaint(task: (painted: boolean) => void): void {
+  let done = false;
+  const once = (painted: boolean) => {
+    if (!done) task(painted);
+    done = true;
+  };
+  requestAnimationFrame(() => window.setTimeout(() => once(true), 0));
+  window.setTimeout(() => once(false), 250);
+}

@@ -71,6 +71,12 @@ export function stackFrames(instances: DicomJson[]): StackFrame[] {
   return frames;
 }
 
+/** The image a stack of ``count`` opens on: its middle one (the server's picture of it and the
+ * viewer's first image are the same slice). */
+export function openingIndex(count: number): number {
+  return Math.floor(count / 2);
+}
+
 export const seriesPath = (studyUid: string) => `/dicomweb/studies/${studyUid}/series`;
 export const metadataPath = (studyUid: string, seriesUid: string) => `/dicomweb/studies/${studyUid}/series/${seriesUid}/metadata`;
 

@@ -9,7 +9,8 @@
 // viewport is, fitted as Cornerstone fits it, until Cornerstone's first image replaces it. It is
 // a picture: no tools, no scrolling; the reader sees the study while the viewer gets ready.
 // Nothing of Cornerstone here (this is part of the main chunk).
-import { stackFrames, value, type DicomJson } from './dicomweb';
+import { afterPaint } from '../dom';
+import { openingIndex, stackFrames, value, type DicomJson } from './dicomweb';
 
 export interface Preview {
   image: HTMLImageElement;
@@ -20,7 +21,7 @@ export interface Preview {
 /** The URL of the image a series opens on (its middle image, as the viewer opens it), rendered. */
 export function openingImage(studyUid: string, seriesUid: string, instances: DicomJson[]): { url: string; aspect: number } | null {
   const frames = stackFrames(instances);
-  const opening = frames[Math.floor(frames.length / 2)];
+  const opening = frames[openingIndex(frames.length)];
   if (!opening) return null;
   const { instance, sop, frame } = opening;
   const rows = value<number>(instance, '00280010') ?? 0;
@@ -77,16 +78,12 @@ export function showPreview(viewport: HTMLElement, preview: Preview): ShownPrevi
   viewport.append(image);
   const resized = new ResizeObserver(place);
   resized.observe(viewport);
-  const painted = new Promise<void>((resolve) => {
-    // A requestAnimationFrame callback runs just before the frame is painted; a task queued from
-    // it runs after that paint.
-    requestAnimationFrame(() =>
-      window.setTimeout(() => {
-        if (image.isConnected) performance.mark('yy:preview');
-        resolve();
-      }, 0),
-    );
-  });
+  const painted = new Promise<void>((resolve) =>
+    afterPaint((onScreen) => {
+      if (onScreen && image.isConnected) performance.mark('yy:preview');
+      resolve();
+    }),
+  );
   return {
     painted,
     remove: () => {

@@ -19,7 +19,8 @@ import {
   type Types,
 } from '@cornerstonejs/core';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
-import { dicomJson, metadataPath, stackFrames, value, type DicomJson } from './dicomweb';
+import { afterPaint } from '../dom';
+import { dicomJson, metadataPath, openingIndex, stackFrames, value, type DicomJson } from './dicomweb';
 import { PRESETS } from './presets';
 
 /** The primary mouse button's tools (tools.ts names them to Cornerstone). */
@@ -135,7 +136,7 @@ export async function startFirstImage(studyUid: string, seriesUid: string): Prom
   early.set(seriesUid, ids);
   await initialise();
   const all = await ids;
-  const middle = all[Math.floor(all.length / 2)];
+  const middle = all[openingIndex(all.length)];
   // HTJ2K with GPU rendering: the viewport's own streaming load draws it coarse first; loading it
   // here would not.
   if (!middle || (fetched.renditions.get(seriesUid) === 'htj2k' && !getShouldUseCPURendering())) return;
@@ -163,19 +164,6 @@ async function seriesImageIds(studyUid: string, seriesUid: string): Promise<stri
     ids.push(imageId);
   }
   return ids;
-}
-
-/** Run ``task`` after the next frame is painted (a task queued from a requestAnimationFrame
- * callback runs after that frame's paint), or after 250 ms where no frame comes (a tab in the
- * background gets no animation frames). */
-function afterPaint(task: () => void): void {
-  let done = false;
-  const once = () => {
-    if (!done) task();
-    done = true;
-  };
-  requestAnimationFrame(() => window.setTimeout(once, 0));
-  window.setTimeout(once, 250);
 }
 
 export interface Measurement {
@@ -312,7 +300,7 @@ export class StackViewer {
     if (!this.imageIds.length) throw new Error('no images in this series');
     this.wanted = new Set(this.imageIds);
     this.loadedIds = new Set();
-    const start = index ?? Math.floor(this.imageIds.length / 2);
+    const start = index ?? openingIndex(this.imageIds.length);
     await this.viewport.setStack(this.imageIds, Math.min(start, this.imageIds.length - 1));
     this.viewport.render();
     // The rest of the stack once this slice is painted (Cornerstone renders in the next animation

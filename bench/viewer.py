@@ -27,6 +27,7 @@ docs/performance.md has the figures and this command.
 
     .venv/bin/python bench/viewer.py                         # 300 slices of 512², 10,000 tasks, 3 runs
     .venv/bin/python bench/viewer.py --slices 60 --tasks 1000 --runs 1
+    .venv/bin/python bench/viewer.py --tasks 0 --runs 1 --trace bench/results/trace   # where the time goes
 """
 
 from __future__ import annotations
@@ -137,7 +138,24 @@ FETCHED_JS = r"""Object.fromEntries(performance.getEntriesByType('resource')
                [Math.round(e.startTime), Math.round(e.responseEnd)]]).reverse())"""
 
 
-def open_study(context: Any, url: str, link: tuple[float, float] | None = None) -> dict[str, Any]:
+# What --trace records: the main thread's tasks, V8's compiling and running of each script (on which
+# thread), the network, and the page's own yy: marks.
+TRACE_CATEGORIES = [
+    "devtools.timeline",
+    "disabled-by-default-devtools.timeline",
+    "v8",
+    "v8.execute",
+    "disabled-by-default-v8.compile",
+    "blink",
+    "blink.user_timing",
+    "loading",
+    "netlog",
+]
+
+
+def open_study(
+    context: Any, url: str, link: tuple[float, float] | None = None, trace: Path | None = None
+) -> dict[str, Any]:
     page = context.new_page()
     if link is not None:  # Chromium's own network emulation: every answer at this speed and delay
         mbps, rtt_ms = link
@@ -152,8 +170,13 @@ def open_study(context: Any, url: str, link: tuple[float, float] | None = None) 
                 "uploadThroughput": mbps * 1e6 / 8,
             },
         )
+    if trace is not None:  # until the first image (the whole stack would make it hundreds of MB)
+        context.browser.start_tracing(page=page, path=str(trace), categories=TRACE_CATEGORIES)
     page.goto(url)
     page.wait_for_function("() => window.__yyViewer && window.__yyViewer.firstImageAt !== null", timeout=120_000)
+    if trace is not None:
+        page.wait_for_timeout(200)
+        context.browser.stop_tracing()
     page.wait_for_function("() => window.__yyViewer.allLoadedAt !== null", timeout=300_000, polling=100)
     marks: dict[str, Any] = page.evaluate(
         "() => ({ first: window.__yyViewer.firstImageAt, all: window.__yyViewer.allLoadedAt, "
@@ -268,11 +291,14 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
         cookies = context.cookies()
         context.close()
         runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": [], "from worklist": []}
-        for _ in range(args.runs):
+        traces = Path(args.trace) if args.trace else None
+        if traces is not None:
+            traces.mkdir(parents=True, exist_ok=True)
+        for n in range(1, args.runs + 1):
             fresh = browser.new_context(base_url=base, viewport={"width": 1600, "height": 900})
             fresh.add_cookies(cookies)
-            runs["cold"].append(open_study(fresh, f"/read/{task_id}"))
-            runs["warm"].append(open_study(fresh, f"/read/{task_id}"))
+            runs["cold"].append(open_study(fresh, f"/read/{task_id}", trace=traces and traces / f"cold-{n}.json"))
+            runs["warm"].append(open_study(fresh, f"/read/{task_id}", trace=traces and traces / f"warm-{n}.json"))
             runs["from worklist"].append(open_from_worklist(fresh, task_id))
             fresh.close()
         if args.link:
@@ -352,6 +378,12 @@ def main() -> None:
         "--link-modes",
         default="native/htj2k/auto/native, webgl/htj2k, webgl",
         help="with --link: the ways to open the study over it, separated by '/' (default: all five)",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="write a Chromium trace of each cold and warm open, up to its first image, to DIR/cold-N.json and "
+        "DIR/warm-N.json (open them in https://ui.perfetto.dev or chrome://tracing); the figures are then slower",
     )
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "yunying-bench-data"))
     args = parser.parse_args()

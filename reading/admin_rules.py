@@ -14,7 +14,7 @@ from pacs.index.db import append_change
 from pacs.index.models import Consortium, Tier, User
 from reading import events
 from reading.admin import check_modality, check_priority, check_reading_tier, consortium_named, site_named
-from reading.errors import Refused
+from reading.errors import NotFound, Refused
 from reading.models import (
     PRIORITY_RANK,
     Priority,
@@ -97,6 +97,17 @@ def add_group(
     session.add_all(ReadingGroupMember(group_id=group.id, reader_id=r.id) for r in readers)
     names = member_names(session, group.id)
     append_change(session, events.READING_GROUP_CHANGED, actor=actor, group_id=group.id, name=name, members=names)
+    return group
+
+
+def group_named(session: Session, consortium: str, name: str) -> ReadingGroup:
+    """The reading group ``name`` of ``consortium``; ``NotFound`` that says where to look."""
+    owner = consortium_named(session, consortium)
+    group = session.scalar(
+        select(ReadingGroup).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name)
+    )
+    if group is None:
+        raise NotFound(f"no reading group {name!r} in {consortium!r} (see `yunying group list`)")
     return group
 
 

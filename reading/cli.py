@@ -3,6 +3,7 @@ from the command line, and the reading workers as their own processes (productio
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from collections.abc import Callable
@@ -21,9 +22,9 @@ from pacs.logs import configure_logging
 from pacs.service import Services
 from pacs.settings import Mode
 from reading.admin import add_reader, find_reader, parse_window, set_roster
-from reading.admin_rules import add_group, add_rule, set_sla
+from reading.admin_rules import add_group, add_rule, group_named, member_names, rename_group, set_group_members, set_sla
 from reading.errors import NotFound, ReadingError
-from reading.models import Delivery, DeliveryState, Reader, RosterWindow, RoutingRule, SlaRule
+from reading.models import Delivery, DeliveryState, Reader, ReadingGroup, RosterWindow, RoutingRule, SlaRule
 from reading.settings import ReadingSettings
 from reading.worklist.queries import Filters, worklist
 
@@ -159,6 +160,89 @@ def group_add(
         return f"Reading group {group.id} {name!r} added"
 
     _run("cannot add the group", work)
+
+
+@group_app.command("list")
+def group_list(
+    consortium: Annotated[str | None, typer.Option(help="Only this consortium's groups.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The reading groups, with their tier and readers."""
+    services = _services()
+    try:
+        with transaction(services.sessions, read_only=True) as session:
+            query = (
+                select(ReadingGroup, Consortium.name)
+                .join(Consortium, Consortium.id == ReadingGroup.consortium_id)
+                .order_by(Consortium.name, ReadingGroup.name)
+            )
+            if consortium is not None:
+                query = query.where(Consortium.name == consortium)
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": group.id,
+                    "name": group.name,
+                    "consortium": owner,
+                    "tier": group.tier,
+                    "members": member_names(session, group.id),
+                }
+                for group, owner in session.execute(query)
+            ]
+    except IndexUnavailable as exc:
+        raise fail(f"index unavailable: {exc}\nCheck YUNYING_DATABASE_URL.") from None
+    finally:
+        services.close()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        return
+    table = Table("id", "consortium", "name", "tier", "readers")
+    for row in rows:
+        table.add_row(str(row["id"]), row["consortium"], row["name"], row["tier"], ", ".join(row["members"]) or "—")
+    console.print(table)
+
+
+@group_app.command("rename")
+def group_rename(
+    name: Annotated[str, typer.Argument(help="The group's name now.")],
+    new_name: Annotated[str, typer.Argument(help="Its new name.")],
+    consortium: Annotated[str, typer.Option()],
+) -> None:
+    """Rename a reading group; its rules and tasks stay its own (they hold its id)."""
+
+    def work(session: Session) -> str:
+        group = group_named(session, consortium, name)
+        if rename_group(session, group, new_name) is None:
+            return f"Reading group {group.id} is already named {group.name!r}: nothing changed"
+        return f"Reading group {group.id} renamed from {name!r} to {group.name!r}"
+
+    _run("cannot rename the group", work)
+
+
+@group_app.command("members")
+def group_members(
+    name: str,
+    consortium: Annotated[str, typer.Option()],
+    member: Annotated[
+        list[str] | None, typer.Option(help="A reader's username (repeat): the group's readers from now on.")
+    ] = None,
+    none: Annotated[
+        bool, typer.Option("--none", help="Leave the group without readers (its tasks wait until it has some).")
+    ] = False,
+) -> None:
+    """Set a reading group's readers (replacing those it has); tasks it holds stay its tasks."""
+    if bool(member) == none:
+        raise fail("name the readers with --member (repeat it), or empty the group with --none")
+
+    def work(session: Session) -> str:
+        group = group_named(session, consortium, name)
+        changed = set_group_members(session, group, member or [])
+        if not changed:
+            return f"Reading group {name!r}: its readers are already {', '.join(member or []) or 'none'}"
+        parts = [f"{k} {', '.join(v)}" for k, v in changed.items() if v]
+        return f"Reading group {name!r}: {'; '.join(parts)}"
+
+    _run("cannot set the group's readers", work)
 
 
 @rule_app.command("add")

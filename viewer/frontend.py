@@ -27,10 +27,11 @@ CLIENT_ROUTES: Final = ("/", "/login", "/worklist", "/read/{task_id}", "/site", 
 # Pages that open on lazily loaded chunks (Vite's manifest keys of their modules): the server names
 # those chunks in the page's <head> so the browser fetches them beside the main chunk and the
 # session check, rather than after them. The reading page's own chunk (18 kB) is also compiled
-# ahead (modulepreload); the viewer's (Cornerstone, vtk.js, the image loader: 3.2 MB with what it
-# imports) is only fetched (preload): compiling it ahead would take the main thread while the
-# page's first requests and the opening slice's picture want it (viewer/web/src/viewer/preview.ts),
-# and it runs only after that picture is on screen. Measured in docs/performance.md.
+# ahead (modulepreload); the viewer's (Cornerstone, vtk.js, the image loader: 2.7 MB with what it
+# imports) is only fetched (preload): compiling it ahead, even off the main thread, takes a core
+# of a 2-core PC while the page's first requests and the opening slice's picture want it
+# (viewer/web/src/viewer/preview.ts), and it runs only after that picture is on screen. Measured
+# in docs/performance.md.
 PRELOADED: Final = {
     "/read/": (("src/pages/reading.ts",), ("src/viewer/stack.ts", "src/viewer/heatmap.ts")),
 }

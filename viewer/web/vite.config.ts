@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
 // Cornerstone3D 5.14 under Vite 8 (FIELD-NOTES.md): the image loader spawns its decoder as an
@@ -5,6 +6,24 @@ import { defineConfig } from 'vite';
 // itself (its `new URL('./decodeImageFrameWorker.js', import.meta.url)` must stay intact).
 export default defineConfig({
   base: '/',
+  resolve: {
+    // vtk.js's mesh readers, which Cornerstone core and its orientation-marker tool import at their
+    // top level, are replaced by src/viewer/left-out.ts (a reader that throws): Yunying shows
+    // stacks of images, never meshes, and they bring an XML builder, a DOM and a YAML parser into
+    // the viewer's chunk (docs/performance.md).
+    alias: [
+      {
+        find: /^@kitware\/vtk\.js\/IO\/(Geometry\/(PLY|STL)Reader|XML\/XMLPolyDataReader|Misc\/(OBJ|MTL)Reader)\.js$/,
+        replacement: fileURLToPath(new URL('./src/viewer/left-out.ts', import.meta.url)),
+      },
+      {
+        // vtk.js's rendering profiles register its WebGPU back end beside the WebGL one;
+        // Cornerstone renders with WebGL (or its canvas path) only.
+        find: /^\.\.\/WebGPU\/Profiles\/(Geometry|Volume)\.js$/,
+        replacement: fileURLToPath(new URL('./src/viewer/left-out.ts', import.meta.url)),
+      },
+    ],
+  },
   worker: { format: 'es' },
   optimizeDeps: {
     include: [

@@ -1,5 +1,5 @@
 // A study opened by its URL (a bookmark, a link from the hospital's system, a reload): its first
-// requests start with the page, beside the session check and the viewer's 3.7 MB chunk, instead
+// requests start with the page, beside the session check and the viewer's 2.7 MB chunk, instead
 // of one after another once that chunk has run (session → chunk → task → series → metadata).
 // Then the image it opens on, rendered by the server, to show until Cornerstone draws it
 // (viewer/preview.ts). Part of the main chunk: nothing of Cornerstone here.

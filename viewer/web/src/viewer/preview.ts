@@ -1,6 +1,6 @@
 // The slice a study opens on, drawn by the server, on screen before Cornerstone is.
 //
-// A study opened by its URL needs the viewer's chunk (3.3 MB: Cornerstone core, vtk.js, the image
+// A study opened by its URL needs the viewer's chunk (2.7 MB: Cornerstone core, vtk.js, the image
 // loader) parsed and run before Cornerstone draws anything, about 0.2 s of the main thread even
 // from the browser's cache, and on a township's line the chunk itself takes a second or more to
 // arrive. The slice Cornerstone will open on is known as soon as the series' metadata is in, so

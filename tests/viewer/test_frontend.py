@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from viewer.frontend import CLIENT_ROUTES, mount_frontend
+from viewer.frontend import CLIENT_ROUTES, DIST, mount_frontend
 
 
 class Served:
@@ -137,3 +137,18 @@ def test_a_study_url_preloads_the_reading_and_viewer_chunks_named_in_the_build_m
     (tmp_path / ".vite" / "manifest.json").write_text("{not json", encoding="utf-8")
     broken = client.get("/read/42")
     assert broken.status_code == 200 and "modulepreload" not in broken.text
+
+
+def test_the_build_leaves_out_vtk_mesh_readers_and_webgpu() -> None:
+    """vite.config.ts aliases vtk.js's mesh readers and WebGPU back end away (Cornerstone core
+    imports them; Yunying uses neither): none of the built scripts holds their classes, and the
+    stand-in that says why is in the viewer's chunk."""
+    assert (DIST / "index.html").is_file(), "build the front end first: make web"
+    scripts = {path.name: path.read_text(encoding="utf-8") for path in (DIST / "assets").glob("*.js")}
+    for name, text in scripts.items():
+        found = set(re.findall(r"vtk(?:WebGPU\w+|PLYReader|STLReader|OBJReader|MTLReader|XMLPolyDataReader)", text))
+        assert not found, f"{name} holds {sorted(found)}"
+    manifest = json.loads((DIST / ".vite" / "manifest.json").read_text(encoding="utf-8"))
+    viewer_chunk = scripts[Path(manifest["src/viewer/stack.ts"]["file"]).name]
+    assert "vtkOpenGLRenderWindow" in viewer_chunk  # the WebGL back end stays
+    assert "mesh readers are left out of Yunying's build" in viewer_chunk

@@ -100,12 +100,14 @@ def add_group(
     return group
 
 
+def _group_of(session: Session, owner: Consortium, name: str) -> ReadingGroup | None:
+    """``owner``'s reading group called ``name``, if it has one."""
+    return session.scalar(select(ReadingGroup).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name))
+
+
 def group_named(session: Session, consortium: str, name: str) -> ReadingGroup:
     """The reading group ``name`` of ``consortium``; ``NotFound`` that says where to look."""
-    owner = consortium_named(session, consortium)
-    group = session.scalar(
-        select(ReadingGroup).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == name)
-    )
+    group = _group_of(session, consortium_named(session, consortium), name)
     if group is None:
         raise NotFound(f"no reading group {name!r} in {consortium!r} (see `yunying group list`)")
     return group
@@ -200,9 +202,7 @@ def add_rule(
         raise Refused("a rule must set a tier, a group or a minimum priority", code="rule_action_needed")
     group = None
     if to_group is not None:
-        group = session.scalar(
-            select(ReadingGroup).where(ReadingGroup.consortium_id == owner.id, ReadingGroup.name == to_group)
-        )
+        group = _group_of(session, owner, to_group)
         if group is None:
             raise Refused(
                 f"no reading group {to_group!r} in {consortium!r}",

@@ -1,6 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
+// What stands in for the parts of vtk.js left out of the build (resolve.alias below).
+const leftOut = fileURLToPath(new URL('./src/viewer/left-out.ts', import.meta.url));
+
 // Cornerstone3D 5.14 under Vite 8 (FIELD-NOTES.md): the image loader spawns its decoder as an
 // ES-module worker, and the dev server must pre-bundle the CommonJS decoders but not the loader
 // itself (its `new URL('./decodeImageFrameWorker.js', import.meta.url)` must stay intact).
@@ -14,13 +17,13 @@ export default defineConfig({
     alias: [
       {
         find: /^@kitware\/vtk\.js\/IO\/(Geometry\/(PLY|STL)Reader|XML\/XMLPolyDataReader|Misc\/(OBJ|MTL)Reader)\.js$/,
-        replacement: fileURLToPath(new URL('./src/viewer/left-out.ts', import.meta.url)),
+        replacement: leftOut,
       },
       {
         // vtk.js's rendering profiles register its WebGPU back end beside the WebGL one;
         // Cornerstone renders with WebGL (or its canvas path) only.
         find: /^\.\.\/WebGPU\/Profiles\/(Geometry|Volume)\.js$/,
-        replacement: fileURLToPath(new URL('./src/viewer/left-out.ts', import.meta.url)),
+        replacement: leftOut,
       },
     ],
   },

@@ -5,7 +5,8 @@
 * a PDU longer than we can accept is refused before any of it is buffered (pynetdicom reads
   whatever length a peer declares), and a whole PDU must arrive within a deadline (a peer
   trickling one byte a second cannot hold a thread for ever);
-* reads use large ``recv_into`` calls instead of pynetdicom's 4 KiB loop.
+* reads use large ``recv_into`` calls instead of pynetdicom's 4 KiB loop;
+* the association's two threads wait for work instead of polling every 1 ms (reactor.py).
 
 This relies on pynetdicom internals (``AssociationSocket.recv``, ``RequestHandler``), which is
 why pynetdicom is pinned exactly in pyproject.toml.
@@ -20,10 +21,10 @@ import time
 from typing import Any, cast
 
 import structlog
-from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from pacs.dimse.proxy import ProxyHeaderError, read_proxy_v2, trusted
+from pacs.dimse.reactor import ReactiveAssociation, make_reactive
 from pacs.dimse.tls import TlsAcceptor
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,8 +99,8 @@ class HardenedRequestHandler(RequestHandler):
         assoc = super()._create_association()
         server = self.server
         assert isinstance(server, HardenedServer)
-        if server.association_class is not None:
-            assoc.__class__ = server.association_class  # a subclass that adds methods, no state
+        assoc.__class__ = server.association_class  # a subclass that adds methods, no state
+        make_reactive(cast(ReactiveAssociation, assoc))  # its two threads wait for work instead of polling every 1 ms
         sock = cast(HardenedAssociationSocket, assoc.dul.socket)
         sock.__class__ = HardenedAssociationSocket
         sock.max_pdu_bytes = server.max_pdu_bytes
@@ -119,7 +120,7 @@ class HardenedServer(ThreadedAssociationServer):
         pdu_deadline_s: float = 60.0,
         socket_idle_timeout_s: float = 30.0,
         reuse_port: bool = False,
-        association_class: type[Association] | None = None,
+        association_class: type[ReactiveAssociation] = ReactiveAssociation,
         tls: TlsAcceptor | None = None,
         proxy_from: list[IPNetwork] | None = None,
         **kwargs: Any,

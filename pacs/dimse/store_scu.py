@@ -24,6 +24,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext
 
+from pacs.dimse.reactor import ReactiveAssociation
 from pacs.storage import BlobStore
 
 log = structlog.get_logger(__name__)
@@ -315,7 +316,7 @@ def _exchange(assoc: Association, request: C_STORE, context_id: int) -> Dataset:
     return assoc._check_received_status(response)
 
 
-class RetrieveAssociation(Association):
+class RetrieveAssociation(ReactiveAssociation):
     """An association that sends a ``StoredInstance`` with ``send_stored`` — pynetdicom's C-MOVE
     and C-GET SCPs call ``send_c_store`` for each instance a handler yields."""
 

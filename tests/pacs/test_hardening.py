@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
+from pacs.dimse.reactor import IDLE_WAIT_S, ReactiveDUL
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -425,4 +427,39 @@ def test_accepted_sockets_have_nodelay_and_idle_timeout(start_receiver: Callable
     finally:
         raw.close()
         assoc.release()
+    assert_still_serves(fixture)
+
+
+# ---------------------------------------------------------------- 9. no polling
+
+
+def voluntary_switches(thread: threading.Thread) -> int:
+    """How often the kernel has seen ``thread`` give up the CPU: once per sleep or wait."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    match = re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.MULTILINE)
+    assert match, status
+    return int(match.group(1))
+
+
+def test_an_idle_association_waits_instead_of_polling(start_receiver: Callable[..., Any]) -> None:
+    # pynetdicom's own loops sleep 1 ms and look again: about 1000 wake-ups a second for each
+    # of an association's two threads, every one taking the GIL from the handlers
+    # (pacs/dimse/reactor.py). Ours wait for work, looking at the timers every IDLE_WAIT_S.
+    fixture = start_receiver()
+    assoc = establish(fixture)
+    try:
+        (accepted,) = wait_for(lambda: fixture.receiver.ae.active_associations or None, timeout=5)
+        assert isinstance(accepted.dul, ReactiveDUL)
+        threads = [accepted, accepted.dul]
+        wait_for(lambda: all(t.native_id for t in threads) or None, timeout=5)
+        before = [voluntary_switches(t) for t in threads]
+        window_s = 0.5
+        time.sleep(window_s)
+        woken = [voluntary_switches(t) - b for t, b in zip(threads, before, strict=True)]
+        # 25 wake-ups each in 0.5 s at IDLE_WAIT_S = 20 ms; polling would be ~500.
+        assert all(count <= 3 * window_s / IDLE_WAIT_S for count in woken), woken
+        assert status_of(assoc.send_c_echo()) == 0x0000
+    finally:
+        assoc.release()
+    assert wait_for(lambda: not fixture.receiver.ae.active_associations or None, timeout=5)
     assert_still_serves(fixture)

@@ -4,10 +4,9 @@ AEs, and read-only views of studies, changes, quarantine and alerts."""
 from __future__ import annotations
 
 import json
-import multiprocessing
-import signal
+import os
+import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from pacs import audit_cli, pki_cli
-from pacs.cli_support import console, err, fail, load_settings, open_services, serve_metrics
+from pacs.cli_support import console, err, fail, load_settings, open_services
 from pacs.edge import cli as edge_cli
 from pacs.headers import build_headers
 from pacs.identity import cli as identity_cli
@@ -29,7 +28,7 @@ from pacs.index.migrate import upgrade
 from pacs.index.models import Alert, Change, Consortium, Quarantine, Site, SiteAE, Study
 from pacs.ingest import Origin, OutcomeKind
 from pacs.logs import configure_logging
-from pacs.settings import Settings
+from pacs.receiver_processes import run_receiver
 from pacs.storage import StoreUnavailable
 
 db_app = typer.Typer(help="The index database.", no_args_is_help=True)
@@ -74,67 +73,40 @@ def db_headers() -> None:
 # ---------------------------------------------------------------- receiver
 
 
-def _run_receiver(
-    settings: Settings, *, stability: bool, reuse_port: bool, sweep: bool, process_index: int = 0
-) -> None:
-    from pacs.receiving import Receiving
-
-    configure_logging(settings)
-    serve_metrics(settings, process_index)
-    services = open_services(settings)
-    receiving = Receiving(services, stability=stability, sweep=sweep)
-    try:
-        receiving.start(reuse_port=reuse_port)
-    except RuntimeError as exc:  # e.g. DICOM TLS asked for without its certificates
-        services.close()
-        raise fail(str(exc), 2) from None
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiving.stop()
-        services.close()
-
-
 def receiver(
-    processes: Annotated[int, typer.Option(help="Receiver processes sharing the port (SO_REUSEPORT).")] = 1,
-    stability: Annotated[bool, typer.Option(help="Also mark quiet studies stable in this process.")] = True,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Receiver processes on the one port: a supervisor binds it and each new association goes to "
+            "the process that holds the fewest."
+        ),
+    ] = 1,
+    stability: Annotated[bool, typer.Option(help="Also mark quiet studies stable (in the first process).")] = True,
 ) -> None:
-    """Run the DICOM receiver (C-ECHO, C-STORE) until Ctrl-C or SIGTERM."""
+    """Run the DICOM receiver (C-ECHO, C-STORE, Q/R) until Ctrl-C or SIGTERM."""
     settings = load_settings()
     if processes <= 1:
-        _run_receiver(settings, stability=stability, reuse_port=False, sweep=True)
+        run_receiver(settings, stability=stability, sweep=True)
         return
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(
-            target=_run_receiver,
-            args=(settings,),
-            kwargs={"stability": stability and i == 0, "reuse_port": True, "sweep": i == 0, "process_index": i},
-        )
-        for i in range(processes)
+    # The supervisor needs none of what this process has imported (~130 MB): replace it.
+    command = [
+        sys.executable,
+        "-m",
+        "pacs.receiver_processes",
+        "--processes",
+        str(processes),
+        "--host",
+        settings.dicom_host,
+        "--port",
+        str(settings.dicom_port),
     ]
-    for child in children:
-        child.start()
-
-    def _stop(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    # SIGTERM to the supervisor must stop its workers too, not orphan them on the port.
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        for child in children:
-            child.join()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-                child.join(5)
+    if settings.dicom_tls_port:
+        command += ["--tls-host", settings.dicom_tls_host, "--tls-port", str(settings.dicom_tls_port)]
+    if not stability:
+        command.append("--no-stability")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)  # noqa: S606 (the supervisor replaces this process, no shell)
 
 
 # ---------------------------------------------------------------- import

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pacs.dimse.balance import SharedListening
 from pacs.dimse.receiver import Receiver
 from pacs.periodic import Periodic
 from pacs.service import Services, settle_heap
@@ -44,12 +45,12 @@ class Receiving:
             else None
         )
 
-    def start(self, *, reuse_port: bool = False) -> None:
+    def start(self, shared: SharedListening | None = None) -> None:
         """Returns once the DICOM port listens. A store or index that is down only skips the sweep."""
         if self.sweeper:
             self.sweeper.run_round()
             self.sweeper.start()
-        self.receiver.start(reuse_port=reuse_port)
+        self.receiver.start(shared)
         if self.watcher:
             self.watcher.start()
         settle_heap()

@@ -66,6 +66,8 @@ class ReactiveDUL(DULServiceProvider):
 
     _wake_r: socket.socket
     _wake_w: socket.socket
+    # Told when the transport connection closes (Evt17), whatever the association's state.
+    _on_closed: Callable[[], None] | None = None
 
     def wake(self) -> None:
         try:
@@ -160,6 +162,22 @@ class ReactiveDUL(DULServiceProvider):
                 continue
             self.state_machine.do_action(event)
             sleep = False
+            if event == "Evt17" and self._on_closed is not None:
+                self._on_closed()
+
+
+class Once:
+    """Calls ``action`` the first time it is called, and never again."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            action, self._action = self._action, None
+        if action is not None:
+            action()
 
 
 class ReactiveAssociation(Association):
@@ -169,6 +187,15 @@ class ReactiveAssociation(Association):
     """
 
     _wake: threading.Event | None = None
+    # Told when the association's thread ends (the server's count of live connections).
+    _ended: Callable[[], None] | None = None
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            if self._ended is not None:
+                self._ended()
 
     def kill(self) -> None:
         super().kill()
@@ -245,6 +272,8 @@ def make_reactive(assoc: ReactiveAssociation) -> None:
     reactive._wake_r, reactive._wake_w = socket.socketpair()
     reactive._wake_r.setblocking(False)
     reactive._wake_w.setblocking(False)
+    # Likewise the association's thread, so that ReactiveAssociation.run_reactor runs.
+    assoc._target = make_target(assoc.run_reactor)  # type: ignore[attr-defined]
     wake = threading.Event()
     assoc._wake = wake
     reactive.to_provider_queue = _WakingQueue(reactive.wake)

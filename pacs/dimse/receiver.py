@@ -4,6 +4,7 @@ start-up sweeps."""
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -14,6 +15,7 @@ import structlog
 from pynetdicom import _config, dimse_messages
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs.dimse.balance import SharedListening, SharedLoad
 from pacs.dimse.contexts import receiver_contexts
 from pacs.dimse.qr_scp import QueryRetrieveSCP
 from pacs.dimse.server import HardenedServer
@@ -115,7 +117,15 @@ class Receiver:
         assert self.tls_server is not None
         return int(self.tls_server.server_address[1])
 
-    def _serve(self, host: str, port: int, *, reuse_port: bool, tls: TlsAcceptor | None) -> HardenedServer:
+    def _serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: TlsAcceptor | None,
+        listen_socket: socket.socket | None,
+        load: SharedLoad | None,
+    ) -> HardenedServer:
         server: HardenedServer = self.ae.make_server(  # type: ignore[assignment]
             (host, port),
             evt_handlers=[*self.scp.handlers(), *self.qr_scp.handlers(), *self.extra_handlers],
@@ -123,7 +133,8 @@ class Receiver:
             max_pdu_bytes=self.settings.max_pdu,
             pdu_deadline_s=self.settings.pdu_deadline_s,
             socket_idle_timeout_s=self.settings.socket_idle_timeout_s,
-            reuse_port=reuse_port,
+            listen_socket=listen_socket,
+            load=load,
             association_class=RetrieveAssociation,  # C-GET sends stored instances back over it
             tls=tls,
             proxy_from=self.settings.proxy_networks,
@@ -136,9 +147,10 @@ class Receiver:
             self._thread = thread
         return server
 
-    def start(self, *, reuse_port: bool = False) -> None:
+    def start(self, shared: SharedListening | None = None) -> None:
         """Listen on the DICOM port, and on the TLS port when ``dicom_tls_port`` is set (raises
-        ``TlsNotConfigured`` naming the missing certificate)."""
+        ``TlsNotConfigured`` naming the missing certificate). With ``shared``, accept from
+        sockets a supervisor bound for several worker processes instead of binding them."""
         receive_into(self.settings.incoming_path)
         sweep_partial_files(self.settings.incoming_path, self.settings.partial_file_max_age_s)
         tls = (
@@ -146,10 +158,21 @@ class Receiver:
             if self.settings.dicom_tls_port
             else None
         )
-        self.server = self._serve(self.settings.dicom_host, self.settings.dicom_port, reuse_port=reuse_port, tls=None)
+        load = shared.load if shared else None
+        self.server = self._serve(
+            self.settings.dicom_host,
+            self.settings.dicom_port,
+            tls=None,
+            listen_socket=shared.plain if shared else None,
+            load=load,
+        )
         if tls is not None:
             self.tls_server = self._serve(
-                self.settings.dicom_tls_host, self.settings.dicom_tls_port, reuse_port=reuse_port, tls=tls
+                self.settings.dicom_tls_host,
+                self.settings.dicom_tls_port,
+                tls=tls,
+                listen_socket=shared.tls if shared else None,
+                load=load,
             )
             log.info("receiver.listening_tls", port=self.tls_port, pki=str(self.settings.pki_path))
         self.partial_sweeper.start()

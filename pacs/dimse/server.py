@@ -6,7 +6,9 @@
   whatever length a peer declares), and a whole PDU must arrive within a deadline (a peer
   trickling one byte a second cannot hold a thread for ever);
 * reads use large ``recv_into`` calls instead of pynetdicom's 4 KiB loop;
-* the association's two threads wait for work instead of polling every 1 ms (reactor.py).
+* the association's two threads wait for work instead of polling every 1 ms (reactor.py);
+* several worker processes may share one listening socket, each leaving a waiting connection to
+  a less loaded sibling (balance.py).
 
 This relies on pynetdicom internals (``AssociationSocket.recv``, ``RequestHandler``), which is
 why pynetdicom is pinned exactly in pyproject.toml.
@@ -23,8 +25,9 @@ from typing import Any, cast
 import structlog
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from pacs.dimse.balance import SharedLoad
 from pacs.dimse.proxy import ProxyHeaderError, read_proxy_v2, trusted
-from pacs.dimse.reactor import ReactiveAssociation, make_reactive
+from pacs.dimse.reactor import Once, ReactiveAssociation, ReactiveDUL, make_reactive
 from pacs.dimse.tls import TlsAcceptor
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -92,15 +95,30 @@ class HardenedRequestHandler(RequestHandler):
             log.warning("tls.refused", source=self.client_address[0], error=str(exc))
 
     def handle(self) -> None:
-        if not self.refused:
-            super().handle()
+        server = self.server
+        assert isinstance(server, HardenedServer)
+        started = False
+        try:
+            if not self.refused:
+                super().handle()
+                started = True  # the association's thread ends the connection's count
+        finally:
+            if not started:
+                server.connection_ended()
 
     def _create_association(self) -> Any:
         assoc = super()._create_association()
         server = self.server
         assert isinstance(server, HardenedServer)
         assoc.__class__ = server.association_class  # a subclass that adds methods, no state
-        make_reactive(cast(ReactiveAssociation, assoc))  # its two threads wait for work instead of polling every 1 ms
+        reactive = cast(ReactiveAssociation, assoc)
+        make_reactive(reactive)  # its two threads wait for work instead of polling every 1 ms
+        # The connection stops counting when its socket closes (a balancer's health check that
+        # connects and hangs up included: pynetdicom's thread for it waits out the ACSE timeout)
+        # or, at the latest, when the association's thread ends.
+        ended = Once(server.connection_ended)
+        reactive._ended = ended
+        cast(ReactiveDUL, reactive.dul)._on_closed = ended
         sock = cast(HardenedAssociationSocket, assoc.dul.socket)
         sock.__class__ = HardenedAssociationSocket
         sock.max_pdu_bytes = server.max_pdu_bytes
@@ -119,7 +137,8 @@ class HardenedServer(ThreadedAssociationServer):
         max_pdu_bytes: int = 1_048_576,
         pdu_deadline_s: float = 60.0,
         socket_idle_timeout_s: float = 30.0,
-        reuse_port: bool = False,
+        listen_socket: socket.socket | None = None,
+        load: SharedLoad | None = None,
         association_class: type[ReactiveAssociation] = ReactiveAssociation,
         tls: TlsAcceptor | None = None,
         proxy_from: list[IPNetwork] | None = None,
@@ -131,18 +150,45 @@ class HardenedServer(ThreadedAssociationServer):
         self.max_pdu_bytes = max_pdu_bytes + PDU_OVERHEAD
         self.pdu_deadline_s = pdu_deadline_s
         self.socket_idle_timeout_s = socket_idle_timeout_s
-        self.reuse_port = reuse_port
+        self.listen_socket = listen_socket
+        self.load = load
         kwargs.setdefault("request_handler", HardenedRequestHandler)
         super().__init__(*args, **kwargs)
 
     def server_bind(self) -> None:
-        if self.reuse_port and self.socket is not None:
-            # Several receiver processes on one port, the kernel spreading connections.
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if self.listen_socket is None:
+            super().server_bind()
+            return
+        # A socket the supervisor bound and every worker shares (receiver_processes.py):
+        # non-blocking, so that a worker whose sibling took the connection finds nothing.
+        assert self.socket is not None
+        self.socket.close()
+        self.socket = self.listen_socket
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        if self.listen_socket is None:
+            super().server_activate()
+
+    def server_close(self) -> None:
+        if self.listen_socket is None:
+            super().server_close()
+        else:
+            self.listen_socket.close()  # no shutdown(): that would stop the siblings listening too
+
+    def connection_ended(self) -> None:
+        if self.load is not None:
+            self.load.released()
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        client, address = super().get_request()
+        if self.load is not None and self.load.should_yield():
+            time.sleep(0.001)
+            # socketserver takes an OSError here for "no request after all".
+            raise BlockingIOError("a less loaded receiver process takes this connection")
+        client, address = super().get_request()  # BlockingIOError if a sibling was quicker
+        if self.load is not None:
+            self.load.taken()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.settimeout(self.socket_idle_timeout_s)
         return client, address

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import BigInteger, Integer, Table, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Integer, Table, and_, bindparam, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -519,25 +519,41 @@ class _SQL:
     call cost more than running them). Bound parameters are ``b_*``: SQLAlchemy reserves the
     column names for VALUES/SET."""
 
-    known_study = select(_STUDY.c.id, _STUDY.c.site_id, _STUDY.c.state, _STUDY.c.modalities, _STUDY.c.body_part).where(
-        _STUDY.c.study_uid == bindparam("b_study_uid")
-    )
-    known_series = (
-        select(_SERIES.c.id, _STUDY.c.study_uid)
-        .join_from(_SERIES, _STUDY, _STUDY.c.id == _SERIES.c.study_pk)
-        .where(_SERIES.c.series_uid == bindparam("b_series_uid"))
-    )
-    known_instance = (
+    # What the index holds for the instance's study, series and current SOP instance, in one
+    # statement: three LEFT JOINs from a one-row anchor (each matches at most one row: the UIDs
+    # are unique, and one version of an instance is current). One round trip instead of three
+    # on PostgreSQL.
+    _anchor = select(literal(1).label("one")).subquery("anchor")
+    _study = _STUDY.alias("known_study")
+    _series = _SERIES.alias("known_series")
+    _series_study = _STUDY.alias("known_series_study")
+    _current = _INSTANCE.alias("known_instance")
+    _current_series = _SERIES.alias("known_instance_series")
+    known = (
         select(
-            _INSTANCE.c.id,
-            _INSTANCE.c.version,
-            _INSTANCE.c.sha256,
-            _INSTANCE.c.pixel_sha256,
-            _INSTANCE.c.content_sha256,
-            _SERIES.c.series_uid,
+            _study.c.id,
+            _study.c.site_id,
+            _study.c.state,
+            _study.c.modalities,
+            _study.c.body_part,
+            _series.c.id,
+            _series_study.c.study_uid,
+            _current.c.id,
+            _current.c.version,
+            _current.c.sha256,
+            _current.c.pixel_sha256,
+            _current.c.content_sha256,
+            _current_series.c.series_uid,
         )
-        .join_from(_INSTANCE, _SERIES, _SERIES.c.id == _INSTANCE.c.series_pk)
-        .where(_INSTANCE.c.sop_instance_uid == bindparam("b_sop_uid"), _INSTANCE.c.is_current.is_(True))
+        .select_from(_anchor)
+        .outerjoin(_study, _study.c.study_uid == bindparam("b_study_uid"))
+        .outerjoin(_series, _series.c.series_uid == bindparam("b_series_uid"))
+        .outerjoin(_series_study, _series_study.c.id == _series.c.study_pk)
+        .outerjoin(
+            _current,
+            and_(_current.c.sop_instance_uid == bindparam("b_sop_uid"), _current.c.is_current.is_(True)),
+        )
+        .outerjoin(_current_series, _current_series.c.id == _current.c.series_pk)
     )
     insert_instance = insert(_INSTANCE)
     retire_instance = update(_INSTANCE).where(_INSTANCE.c.id == bindparam("b_pk")).values(is_current=False)
@@ -597,7 +613,7 @@ class _KnownInstance:
 @dataclass(frozen=True)
 class _Known:
     """What the index already holds for an instance's study, series and SOP instance, read once
-    (three indexed SELECTs of the columns needed, no ORM objects) in the transaction that then
+    (one SELECT of the columns needed, no ORM objects) in the transaction that then
     decides and records it."""
 
     study: _KnownStudy | None
@@ -606,14 +622,23 @@ class _Known:
 
     @classmethod
     def load(cls, session: Session, inspected: Inspected) -> _Known:
-        connection = session.connection()
-        study = connection.execute(_SQL.known_study, {"b_study_uid": inspected.study_uid}).first()
-        series = connection.execute(_SQL.known_series, {"b_series_uid": inspected.series_uid}).first()
-        current = connection.execute(_SQL.known_instance, {"b_sop_uid": inspected.sop_instance_uid}).first()
+        row = (
+            session.connection()
+            .execute(
+                _SQL.known,
+                {
+                    "b_study_uid": inspected.study_uid,
+                    "b_series_uid": inspected.series_uid,
+                    "b_sop_uid": inspected.sop_instance_uid,
+                },
+            )
+            .first()
+        )
+        assert row is not None  # the one-row anchor: always a row, its columns NULL where unknown
         return cls(
-            _KnownStudy(*study) if study is not None else None,
-            _KnownSeries(*series) if series is not None else None,
-            _KnownInstance(*current) if current is not None else None,
+            _KnownStudy(*row[0:5]) if row[0] is not None else None,
+            _KnownSeries(*row[5:7]) if row[5] is not None else None,
+            _KnownInstance(*row[7:13]) if row[7] is not None else None,
         )
 
     def contradiction(self, inspected: Inspected, origin: Origin) -> tuple[str, str] | None:

@@ -882,7 +882,7 @@ def categorise(frames: list[str]) -> str:
         if _has(frames, "sqlalchemy", "transaction (pacs/index/db.py"):
             return "C-STORE handler › index: SQLAlchemy ORM / Core in Python"
         return "C-STORE handler › other"
-    if _has(frames, "DULServiceProvider.run_reactor"):
+    if _has(frames, "DULServiceProvider.run_reactor", "ReactiveDUL.run_reactor"):
         if _has(
             frames,
             "_is_transport_event",
@@ -896,11 +896,15 @@ def categorise(frames: list[str]) -> str:
             "do_action",
         ):
             return "pynetdicom DUL thread: read PDUs, write the temp file, state machine"
-        return "pynetdicom DUL thread: poll loop (time.sleep(0.001) / select)"
+        # pacs/dimse/reactor.py: a select() on the socket and its wake-up pair (pynetdicom's
+        # own loop, for associations we request: time.sleep(0.001) and a zero-timeout select).
+        return "pynetdicom DUL thread: its loop, waiting for work"
     if _has(frames, "Association._run_reactor", "Association.run_reactor"):
         if _has(frames, "_serve_request", "send_msg", "StorageServiceClass.SCP"):
             return "pynetdicom association thread: C-STORE response, DIMSE encode"
-        return "pynetdicom association thread: poll loop (time.sleep(0.001))"
+        return "pynetdicom association thread: its loop, waiting for work"
+    if _has(frames, "put_file"):
+        return "object writer thread: put_file (fsync of the file, link, directory fsync)"
     if _has(frames, "StabilityWatcher"):
         return "stability watcher"
     if _has(frames, "serve_forever", "_handle_request_noblock", "process_request"):
@@ -917,8 +921,8 @@ def categorise_profile(path: Path, *, association_threads: bool = False) -> list
             if not _has(frames, "Association._run_reactor"):
                 continue
             category = categorise(frames)
-            if category.startswith("pynetdicom association thread: poll"):
-                category = "waiting for the next C-STORE (the DUL thread receives it; pynetdicom polls every 1 ms)"
+            if category.startswith("pynetdicom association thread: its loop"):
+                category = "waiting for the next C-STORE (the DUL thread receives it)"
             counts[category] += count
         else:
             counts[categorise(frames)] += count

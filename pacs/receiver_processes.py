@@ -24,6 +24,7 @@ import socket
 import sys
 import time
 from collections.abc import MutableSequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -116,6 +117,13 @@ def _raise_stop(*_: Any) -> None:
     raise _Stop
 
 
+@dataclass(frozen=True)
+class _Worker:
+    process: SpawnProcess
+    started_at: float  # time.monotonic()
+    ready: Event  # set once it listens
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -123,11 +131,10 @@ class Supervisor:
         self.plain = _bind(args.host, args.port, "YUNYING_DICOM_HOST / YUNYING_DICOM_PORT")
         self.tls = _bind(args.tls_host, args.tls_port, "YUNYING_DICOM_TLS_PORT") if args.tls_port else None
         self.counts = self.context.RawArray("i", args.processes)
-        self.workers: list[SpawnProcess] = []
-        self.started_at: list[float] = []
-        self.ready: list[Event] = []
+        self.workers: dict[int, _Worker] = {}
 
-    def _start(self, index: int, *, first: bool) -> SpawnProcess:
+    def _start(self, index: int) -> None:
+        first = index not in self.workers  # a restart skips the start-up sweep
         self.counts[index] = 0
         ready = self.context.Event()
         worker = self.context.Process(
@@ -144,20 +151,14 @@ class Supervisor:
             name=f"yunying-receiver-{index}",
         )
         worker.start()
-        if first:
-            self.workers.append(worker)
-            self.started_at.append(time.monotonic())
-            self.ready.append(ready)
-        else:
-            self.workers[index], self.started_at[index], self.ready[index] = worker, time.monotonic(), ready
-        return worker
+        self.workers[index] = _Worker(worker, time.monotonic(), ready)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, _raise_stop)
         signal.signal(signal.SIGINT, _raise_stop)
         try:
             for index in range(self.args.processes):
-                self._start(index, first=True)
+                self._start(index)
             self._wait_ready()
             return self._watch()
         except _Stop:
@@ -168,10 +169,10 @@ class Supervisor:
             self._stop_all()
 
     def _wait_ready(self) -> None:
-        while not all(event.is_set() for event in self.ready):
-            for index, worker in enumerate(self.workers):
-                if not worker.is_alive():
-                    code = worker.exitcode or 1
+        while not all(worker.ready.is_set() for worker in self.workers.values()):
+            for index, worker in self.workers.items():
+                if not worker.process.is_alive():
+                    code = worker.process.exitcode or 1
                     print(f"Receiver process {index} exited with status {code} before listening.", file=sys.stderr)
                     raise SystemExit(code)
             time.sleep(0.05)
@@ -181,13 +182,13 @@ class Supervisor:
 
     def _watch(self) -> int:
         while True:
-            sentinels = {worker.sentinel: index for index, worker in enumerate(self.workers)}
+            sentinels = {worker.process.sentinel: index for index, worker in self.workers.items()}
             for sentinel in multiprocessing.connection.wait(list(sentinels)):
                 index = sentinels[sentinel]  # type: ignore[index]
-                worker = self.workers[index]
+                worker = self.workers[index].process
                 worker.join()
                 self.counts[index] = _GONE
-                lived = time.monotonic() - self.started_at[index]
+                lived = time.monotonic() - self.workers[index].started_at
                 if lived < _TOO_SOON_S:
                     print(
                         f"Receiver process {index} exited with status {worker.exitcode} after {lived:.1f} s; "
@@ -199,14 +200,15 @@ class Supervisor:
                     f"Receiver process {index} exited with status {worker.exitcode}; starting it again.",
                     file=sys.stderr,
                 )
-                self._start(index, first=False)
+                self._start(index)
 
     def _stop_all(self) -> None:
-        for worker in self.workers:
+        processes = [worker.process for worker in self.workers.values()]
+        for worker in processes:
             if worker.is_alive():
                 worker.terminate()  # SIGTERM: the worker stops its receiver in order
         deadline = time.monotonic() + 15
-        for worker in self.workers:
+        for worker in processes:
             worker.join(max(0.1, deadline - time.monotonic()))
             if worker.is_alive():
                 worker.kill()

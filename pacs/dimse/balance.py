@@ -47,9 +47,6 @@ class SharedLoad:
         with self._lock:
             self.counts[self.index] = max(0, self.counts[self.index] - 1)
 
-    def held(self) -> int:
-        return int(self.counts[self.index])
-
     def should_yield(self) -> bool:
         """True while a sibling holds fewer connections than this worker, for at most
         ``YIELD_AT_MOST_S`` per waiting connection."""

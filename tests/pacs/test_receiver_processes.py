@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,22 @@ def associate(port: int) -> Association:
     return assoc
 
 
+@contextmanager
+def associations(port: int, count: int) -> Iterator[list[Association]]:
+    """``count`` associations opened one after another, held open, released at the end."""
+    held = [associate(port) for _ in range(count)]
+    try:
+        yield held
+    finally:
+        for assoc in held:
+            assoc.release()
+
+
+def spread(pids: list[int], port: int) -> list[int]:
+    """How many connections each worker holds, fewest first."""
+    return sorted(held_connections(pid, port) for pid in pids)
+
+
 def test_the_supervisor_is_light_and_associations_are_spread_evenly(two_workers: ReceiverProcess) -> None:
     supervisor = two_workers.process.pid
     pids = workers(supervisor)
@@ -103,23 +120,15 @@ def test_the_supervisor_is_light_and_associations_are_spread_evenly(two_workers:
     assert "pacs.receiver_processes" in cmdline(supervisor)
     assert rss_mb(supervisor) < 40, rss_mb(supervisor)
 
-    held = [associate(two_workers.port) for _ in range(4)]
-    try:
-        spread = sorted(held_connections(pid, two_workers.port) for pid in pids)
-        assert spread == [2, 2], spread  # the kernel's SO_REUSEPORT hash gave 3/1 or 4/0 in most runs
+    with associations(two_workers.port, 4) as held:
+        split = spread(pids, two_workers.port)
+        assert split == [2, 2], split  # the kernel's SO_REUSEPORT hash gave 3/1 or 4/0 in most runs
         assert all(int(assoc.send_c_echo().Status) == 0 for assoc in held)
-    finally:
-        for assoc in held:
-            assoc.release()
     # A connection stops counting when it closes: the next two associations go one to each
     # worker again.
     wait_for(lambda: all(held_connections(pid, two_workers.port) == 0 for pid in pids) or None, timeout=10)
-    again = [associate(two_workers.port) for _ in range(2)]
-    try:
-        assert sorted(held_connections(pid, two_workers.port) for pid in pids) == [1, 1]
-    finally:
-        for assoc in again:
-            assoc.release()
+    with associations(two_workers.port, 2):
+        assert spread(pids, two_workers.port) == [1, 1]
 
 
 def test_a_worker_that_dies_is_started_again(two_workers: ReceiverProcess, tmp_path: Path) -> None:
@@ -153,9 +162,5 @@ def test_a_worker_that_dies_is_started_again(two_workers: ReceiverProcess, tmp_p
     wait_for(lambda: f"pid={new}" in two_workers.log.read_text(errors="replace") or None, timeout=60)
     (kept,) = set(replaced) & set(pids)
     wait_for(lambda: held_connections(kept, two_workers.port) == 0 or None, timeout=10)
-    held = [associate(two_workers.port) for _ in range(2)]
-    try:
-        assert sorted(held_connections(pid, two_workers.port) for pid in replaced) == [1, 1]
-    finally:
-        for assoc in held:
-            assoc.release()
+    with associations(two_workers.port, 2):
+        assert spread(replaced, two_workers.port) == [1, 1]

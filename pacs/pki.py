@@ -18,18 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-CA_KEY: Final = "ca.key"
-CA_CERT: Final = "ca.pem"
-CRL: Final = "crl.pem"
-ISSUED: Final = "issued.json"
-SERVER: Final = "server"
+from pacs.pki_files import CA_CERT, CA_KEY, CRL, ISSUED, SERVER
 
 
 class PkiError(Exception):

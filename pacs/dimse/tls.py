@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Final
 
-from pacs.pki import CA_CERT, CRL, SERVER
+from pacs.pki_files import CA_CERT, CRL, SERVER
 
 BCP195_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"  # TLS 1.2; TLS 1.3 suites are all AEAD
 

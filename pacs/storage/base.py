@@ -27,7 +27,11 @@ def object_key(prefix: str, suffix: str = ".dcm") -> str:
     and owned by the one ingest that wrote it, which can delete it again without racing
     another ingest of the same bytes (the index, not the key, de-duplicates)."""
     token = uuid.uuid4().hex
-    return f"{prefix}/{token[:2]}/{token[2:4]}/{token}{suffix}"
+    # One level of 256 folders: the folder store creates them once. With two levels (65,536
+    # folders) nearly every object of a young store made a folder of its own — measured 1.2 new
+    # folders an image over a fresh 1,200-image store, each an inode, a block and an fsync more
+    # — and a store fills all of them only after some 700,000 objects.
+    return f"{prefix}/{token[:2]}/{token}{suffix}"
 
 
 @runtime_checkable

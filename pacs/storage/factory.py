@@ -5,13 +5,15 @@ from __future__ import annotations
 from pacs.settings import Settings, StorageBackend
 from pacs.storage.base import BlobStore
 from pacs.storage.folder import FolderStore
-from pacs.storage.s3 import S3Store
 
 
 def open_store(settings: Settings, *, create_bucket: bool = True) -> BlobStore:
     """The store the settings name. Raises ``StoreUnavailable`` when S3 cannot be reached."""
     if settings.storage_backend is StorageBackend.FOLDER:
         return FolderStore(settings.objects_path)
+    # Imported here: minio and urllib3 add ~10 MB to every process, each receiver worker included.
+    from pacs.storage.s3 import S3Store
+
     store = S3Store(
         settings.s3_endpoint,
         settings.s3_access_key,

@@ -33,7 +33,7 @@ def test_contract(store: BlobStore, tmp_path: Path) -> None:
     payload = bytes(range(256)) * 4096  # 1 MiB
     source.write_bytes(payload)
     key = object_key("instances")
-    assert re.fullmatch(r"instances/([0-9a-f]{2})/([0-9a-f]{2})/\1\2[0-9a-f]{28}\.dcm", key), key
+    assert re.fullmatch(r"instances/([0-9a-f]{2})/\1[0-9a-f]{30}\.dcm", key), key
     assert object_key("instances") != key  # each ingest owns its key
 
     assert not store.exists(key)
@@ -97,3 +97,29 @@ def test_s3_unreachable_is_store_unavailable() -> None:
     s3 = S3Store("127.0.0.1:9", "k", "s", "bucket", connect_timeout_s=0.5, retries=0)
     with pytest.raises(StoreUnavailable):
         s3.ensure_bucket()
+
+
+def test_folder_makes_each_new_folder_durable_in_its_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An fsync of the folder holding an object keeps the object's entry, not the entry of that
+    folder in its own parent: a folder the store creates is synced into its parent as well."""
+    from pacs.storage import folder as folder_module
+
+    synced: list[Path] = []
+    real = folder_module.fsync_directory
+
+    def recording(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(folder_module, "fsync_directory", recording)
+    store = FolderStore(tmp_path / "objects")
+    root = tmp_path.joinpath("objects").resolve()
+    source = tmp_path / "payload.bin"
+    source.write_bytes(b"x" * 1000)
+    key = "instances/ab/ab0123.dcm"
+    store.put_file(key, source)
+    assert synced == [root, root / "instances", root / "instances/ab"]  # two folders made, then the object
+    synced.clear()
+    store.put_file("instances/ab/ab4567.dcm", source)
+    assert synced == [root / "instances/ab"]  # the folders exist: only the object's entry
+    assert store.get(key) == b"x" * 1000

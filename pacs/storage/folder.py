@@ -27,7 +27,7 @@ class FolderStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_folders(self.root)
         self._inside = os.path.join(self.root, "")
 
     def _path(self, key: str) -> Path:

@@ -114,6 +114,8 @@ def test_folder_makes_each_new_folder_durable_in_its_parent(tmp_path: Path, monk
     monkeypatch.setattr(folder_module, "fsync_directory", recording)
     store = FolderStore(tmp_path / "objects")
     root = tmp_path.joinpath("objects").resolve()
+    assert synced == [root.parent]  # the store's own root, made on first use
+    synced.clear()
     source = tmp_path / "payload.bin"
     source.write_bytes(b"x" * 1000)
     key = "instances/ab/ab0123.dcm"

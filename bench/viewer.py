@@ -10,7 +10,9 @@
      Cornerstone's first rendered image (IMAGE_RENDERED with an image: from then on the viewer
      answers), and to the whole stack in Cornerstone's cache (the prefetch after the first image);
    * *warm*: the same context opens it again (scripts from the HTTP cache; images fetched anew —
-     the DICOMweb answers are not cached by the browser);
+     the DICOMweb answers are not cached by the browser). Such a context lives in memory (an
+     off-the-record profile), where Chromium keeps no V8 code cache: ``--warm-loads 3`` shows a
+     third and fourth open no faster than the second;
    * *from worklist*: the same context shows the worklist (which fetches and starts the viewer
      while idle), then the reader clicks "open": the time from the click;
    * *warm, reader's profile*: a persistent browser profile on disk (a reader's own workstation,
@@ -290,7 +292,10 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
         ).ok
         cookies = context.cookies()
         context.close()
-        runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": [], "from worklist": []}
+        later = [f"warm, load {k}" for k in range(3, args.warm_loads + 2)]
+        runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+        runs.update({key: [] for key in later})
+        runs["from worklist"] = []
         traces = Path(args.trace) if args.trace else None
         if traces is not None:
             traces.mkdir(parents=True, exist_ok=True)
@@ -299,6 +304,8 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
             fresh.add_cookies(cookies)
             runs["cold"].append(open_study(fresh, f"/read/{task_id}", trace=traces and traces / f"cold-{n}.json"))
             runs["warm"].append(open_study(fresh, f"/read/{task_id}", trace=traces and traces / f"warm-{n}.json"))
+            for key in later:  # Chromium keeps no V8 code cache in such an in-memory context: not faster
+                runs[key].append(open_study(fresh, f"/read/{task_id}"))
             runs["from worklist"].append(open_from_worklist(fresh, task_id))
             fresh.close()
         if args.link:
@@ -385,8 +392,17 @@ def main() -> None:
         help="write a Chromium trace of each cold and warm open, up to its first image, to DIR/cold-N.json and "
         "DIR/warm-N.json (open them in https://ui.perfetto.dev or chrome://tracing); the figures are then slower",
     )
+    parser.add_argument(
+        "--warm-loads",
+        type=int,
+        default=1,
+        help="opens of the study in the same context after the cold one (default 1: the 'warm' row); "
+        "more add 'warm, load 3', … rows",
+    )
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "yunying-bench-data"))
     args = parser.parse_args()
+    if args.warm_loads < 1:
+        parser.error("--warm-loads: at least 1")
     for mode in args.link_modes.split("/"):
         renditions, _, rendering = mode.partition(", ")
         if renditions not in ("native", "htj2k", "auto") or rendering not in ("", "webgl"):

@@ -119,6 +119,11 @@ def test_the_supervisor_is_light_and_associations_are_spread_evenly(two_workers:
     # It replaced the `yunying` process (same PID) and imported none of the service.
     assert "pacs.receiver_processes" in cmdline(supervisor)
     assert rss_mb(supervisor) < 40, rss_mb(supervisor)
+    # Nor do the workers load what a folder store without a TLS port never uses (~16 MB each,
+    # docs/performance.md section 8): minio (its pycryptodome ciphers) and cryptography (pacs.pki).
+    for pid in pids:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "/Crypto/Cipher/" not in maps and "/cryptography/hazmat/" not in maps, pid
 
     with associations(two_workers.port, 4) as held:
         split = spread(pids, two_workers.port)

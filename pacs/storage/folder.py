@@ -58,7 +58,8 @@ class FolderStore:
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise
-                self._make_folders(target.parent)
+                # _link made the folder already: the kernel looks the target's folder up (ENOENT)
+                # before it compares file systems or asks the file system to link.
                 self._copy_replace(path, target)
             fsync_directory(target.parent)
         except OSError as exc:

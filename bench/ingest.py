@@ -29,6 +29,14 @@ Figures: bench/results/ingest-<timestamp>.json. See docs/performance.md.
 
 ``--profile`` attaches py-spy to the receiver's workers for the sending phase only and prints the
 top functions and a breakdown by ingest stage (``--profile-idle``: wall time instead of CPU).
+
+``--index ...,orthanc`` adds Orthanc (Debian's ``orthanc`` package, 1.10: the issue's reference,
+``apt-get install orthanc``) as one more row, run as shipped (its SQLite index and folder store,
+``SyncStorageArea`` on, 4 DICOM threads) with the same senders, interleaved with the other rows.
+The issue's figures for Orthanc were measured on another machine; this one compares on the same
+machine at the same minutes, which is the only comparison this machine's swings allow.
+
+    .venv/bin/python bench/ingest.py --index sqlite,orthanc --associations 1,4 --nodelay on --runs 3
 """
 
 from __future__ import annotations
@@ -321,7 +329,7 @@ def alive(pid: int) -> bool:
 class IndexTemplate:
     """A migrated index with the bench site and AE, copied for every run (saves ~3 CLI starts a run)."""
 
-    kind: str  # sqlite | postgres
+    kind: str  # sqlite | postgres | orthanc
     root: Path
     sqlite_dir: Path | None = None
     pg_admin: str = ""
@@ -358,6 +366,8 @@ class IndexTemplate:
     # ---- life cycle
 
     def build(self) -> None:
+        if self.kind == "orthanc":
+            return  # each run's Orthanc makes its own index
         home = self.root / f"template-{self.kind}"
         home.mkdir(parents=True)
         env = {"YUNYING_HOME": str(home), "YUNYING_LOG_LEVEL": "WARNING"}
@@ -374,6 +384,8 @@ class IndexTemplate:
 
     def instantiate(self, home: Path, run_id: str) -> str:
         """Give ``home`` a copy of the template index; returns YUNYING_DATABASE_URL ("" = SQLite in home)."""
+        if self.kind == "orthanc":
+            return ""
         if self.kind == "sqlite":
             assert self.sqlite_dir is not None
             for db_file in self.sqlite_dir.glob("yunying.db*"):
@@ -385,6 +397,9 @@ class IndexTemplate:
 
     def count_instances(self, home: Path, url: str) -> int:
         sql = "SELECT count(*) FROM instance"
+        if self.kind == "orthanc":  # its index (schema 6): resourceType 1 patient … 4 instance
+            with contextlib.closing(sqlite3.connect(home / "storage" / "index")) as conn:
+                return int(conn.execute("SELECT count(*) FROM Resources WHERE resourceType = 4").fetchone()[0])
         if self.kind == "sqlite":
             with contextlib.closing(sqlite3.connect(home / "yunying.db")) as conn:
                 return int(conn.execute(sql).fetchone()[0])
@@ -424,8 +439,9 @@ class Config:
     @property
     def label(self) -> str:
         procs = f", {self.processes} rx processes" if self.processes > 1 else ""
+        receiver = "Orthanc (its SQLite + folder)" if self.index == "orthanc" else f"{self.index}+folder"
         return (
-            f"{self.index}+folder, {self.associations} assoc{'s' if self.associations > 1 else ''}, "
+            f"{receiver}, {self.associations} assoc{'s' if self.associations > 1 else ''}, "
             f"TCP_NODELAY={'1' if self.nodelay else 'unset'}{procs}"
         )
 
@@ -538,6 +554,69 @@ class Receiver:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         self._log.close()
+
+
+class OrthancReceiver(Receiver):
+    """Orthanc from Debian's package (1.10, the issue's reference), started fresh for each run like
+    ours, with the package's own settings written out (a build with other defaults must not change
+    the comparison) and only its ports and folders changed. One process; its own SQLite index."""
+
+    def __init__(self, home: Path, nodelay: bool) -> None:  # a different command: Receiver's set-up not wanted
+        self.home = home
+        self.port = free_port()
+        self.processes = 1
+        self.log_path = home / "orthanc.log"
+        storage = home / "storage"
+        storage.mkdir()
+        config = {
+            "Name": "bench",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "DicomAet": CALLED_AE,
+            "DicomPort": self.port,
+            "HttpPort": free_port(),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "Plugins": [],
+            # As in the package's /etc/orthanc/orthanc.json:
+            "StorageCompression": False,
+            "SyncStorageArea": True,  # each stored file fsynced before Success
+            "DicomThreadsCount": 4,
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "OverwriteInstances": False,
+            "ConcurrentJobs": 2,
+        }
+        config_path = home / "orthanc.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        # dcmtk, under Orthanc's DICOM server, reads TCP_NODELAY for the sockets it accepts too.
+        env = storescu_env(nodelay)
+        self._log = open(self.log_path, "wb")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(config_path)],
+            env=env,
+            cwd=home,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def warnings(self) -> int:
+        # Orthanc's own log format: "E1204 19:58:40.123456 file.cpp:12] message". Only errors count:
+        # as shipped it logs its start and stop as warnings (W).
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if re.match(r"E\d{4} ", line))
+
+
+def orthanc_version() -> str:
+    with contextlib.suppress(Exception):
+        done = subprocess.run(["Orthanc", "--version"], capture_output=True, text=True, timeout=10)
+        return done.stdout.splitlines()[0].strip()
+    return ""
 
 
 class Profiler:
@@ -673,10 +752,14 @@ def run_once(
     )
     try:
         url = template.instantiate(home, run_id)
-        receiver = Receiver(home, url, config.processes)
+        receiver = (
+            OrthancReceiver(home, config.nodelay)
+            if config.index == "orthanc"
+            else Receiver(home, url, config.processes)
+        )
         result.startup_s = receiver.wait_listening()
         rx_pids = receiver.python_pids()
-        if args.profile:
+        if args.profile and config.index != "orthanc":  # py-spy reads Python processes only
             RESULTS.mkdir(parents=True, exist_ok=True)
             stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             stem = RESULTS / (
@@ -1042,6 +1125,8 @@ def machine_info() -> dict[str, Any]:
             .stdout.splitlines()[0]
             .strip()
         )
+    if shutil.which("Orthanc"):
+        info["orthanc"] = orthanc_version()
     with contextlib.suppress(Exception):
         from importlib.metadata import version
 
@@ -1084,9 +1169,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--index",
-        type=_csv(str, {"sqlite", "postgres"}),
+        type=_csv(str, {"sqlite", "postgres", "orthanc"}),
         default=["sqlite", "postgres"],
-        help="index databases, comma-separated (both use the folder object store)",
+        help="index databases, comma-separated (both use the folder object store); 'orthanc' adds Orthanc "
+        "(Debian's package, the issue's reference) as a row of its own, on the same machine in the same minutes",
     )
     parser.add_argument(
         "--associations",
@@ -1153,8 +1239,8 @@ def build_matrix(args: argparse.Namespace) -> list[Config]:
     for index in args.index:
         for associations in args.associations:
             for processes in args.processes:
-                if processes > 1 and associations == 1:
-                    continue  # one association is served by one process whatever N is
+                if processes > 1 and (associations == 1 or index == "orthanc"):
+                    continue  # one association is served by one process whatever N is; Orthanc is one process
                 for nodelay in nodelays:
                     if processes > 1 and args.nodelay == "both" and not nodelay and not args.full:
                         continue  # N>1 rows: TCP_NODELAY=1 only (the references' condition), unless --full
@@ -1183,6 +1269,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if shutil.which("storescu") is None:
         console.print("[red]dcmtk's storescu is not on PATH (apt-get install dcmtk)[/red]")
+        return 2
+    if "orthanc" in args.index and shutil.which("Orthanc") is None:
+        console.print("[red]--index orthanc needs Orthanc on PATH (apt-get install orthanc)[/red]")
         return 2
     if args.profile:
         py_spy = Path(sys.executable).parent / "py-spy"

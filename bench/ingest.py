@@ -85,6 +85,7 @@ SITE = "Bench Township Health Centre"
 CONSORTIUM = "Bench Consortium"
 CALLING_AE = "BENCH_CT"
 CALLED_AE = "YUNYING"
+ORTHANC_STORAGE = "storage"  # in a run's home: Orthanc's files and its SQLite index ("index")
 BASE_SEED = 52_000  # studies use BASE_SEED, BASE_SEED+1, ...: distinct seeds → distinct study UIDs
 PG_ADMIN_DEFAULT = os.environ.get("YUNYING_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SUCCESS_LINE = b"Received Store Response (Success)"
@@ -398,7 +399,7 @@ class IndexTemplate:
     def count_instances(self, home: Path, url: str) -> int:
         sql = "SELECT count(*) FROM instance"
         if self.kind == "orthanc":  # its index (schema 6): resourceType 1 patient … 4 instance
-            with contextlib.closing(sqlite3.connect(home / "storage" / "index")) as conn:
+            with contextlib.closing(sqlite3.connect(home / ORTHANC_STORAGE / "index")) as conn:
                 return int(conn.execute("SELECT count(*) FROM Resources WHERE resourceType = 4").fetchone()[0])
         if self.kind == "sqlite":
             with contextlib.closing(sqlite3.connect(home / "yunying.db")) as conn:
@@ -497,12 +498,14 @@ class Receiver:
                 "YUNYING_STABILITY_SECONDS": "60",
             }
         )
-        command = [*yunying_command(), "receiver", "--processes", str(processes)]
+        self._launch([*yunying_command(), "receiver", "--processes", str(processes)], env)
+
+    def _launch(self, command: list[str], env: dict[str, str]) -> None:
         self._log = open(self.log_path, "wb")
         self.started = time.perf_counter()
         # cwd = home: a .env of whoever runs the bench must not configure the receiver.
         self.proc = subprocess.Popen(
-            command, env=env, cwd=home, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, cwd=self.home, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def wait_listening(self, timeout: float = 90.0) -> float:
@@ -566,7 +569,7 @@ class OrthancReceiver(Receiver):
         self.port = free_port()
         self.processes = 1
         self.log_path = home / "orthanc.log"
-        storage = home / "storage"
+        storage = home / ORTHANC_STORAGE
         storage.mkdir()
         config = {
             "Name": "bench",
@@ -590,17 +593,7 @@ class OrthancReceiver(Receiver):
         config_path = home / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2))
         # dcmtk, under Orthanc's DICOM server, reads TCP_NODELAY for the sockets it accepts too.
-        env = storescu_env(nodelay)
-        self._log = open(self.log_path, "wb")
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            ["Orthanc", str(config_path)],
-            env=env,
-            cwd=home,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self._launch(["Orthanc", str(config_path)], storescu_env(nodelay))
 
     def warnings(self) -> int:
         # Orthanc's own log format: "E1204 19:58:40.123456 file.cpp:12] message". Only errors count:

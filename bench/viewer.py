@@ -293,9 +293,7 @@ def bench_viewer(driver: Any, browser: Browser, args: argparse.Namespace, work: 
         cookies = context.cookies()
         context.close()
         later = [f"warm, load {k}" for k in range(3, args.warm_loads + 2)]
-        runs: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
-        runs.update({key: [] for key in later})
-        runs["from worklist"] = []
+        runs: dict[str, list[dict[str, Any]]] = {key: [] for key in ["cold", "warm", *later, "from worklist"]}
         traces = Path(args.trace) if args.trace else None
         if traces is not None:
             traces.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,8 @@ from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket
 from pynetdicom.utils import make_target
 
+from pacs.dimse.quick import QuickStoreReplies
+
 # pynetdicom's logger: the loops below log what pynetdicom's own would.
 LOGGER = logging.getLogger("pynetdicom")
 
@@ -279,3 +281,5 @@ def make_reactive(assoc: ReactiveAssociation) -> None:
     reactive.to_provider_queue = _WakingQueue(reactive.wake)
     reactive.to_user_queue = _WakingQueue(wake.set)
     assoc.dimse.msg_queue = _WakingQueue(wake.set)
+    # A plain C-STORE response encoded by hand (pacs/dimse/quick.py).
+    assoc.dimse.__class__ = QuickStoreReplies

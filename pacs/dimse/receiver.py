@@ -15,6 +15,7 @@ import structlog
 from pynetdicom import _config, dimse_messages
 from sqlalchemy.orm import Session, sessionmaker
 
+from pacs.dimse import quick
 from pacs.dimse.balance import SharedListening, SharedLoad
 from pacs.dimse.contexts import receiver_contexts
 from pacs.dimse.qr_scp import QueryRetrieveSCP
@@ -42,6 +43,9 @@ def receive_into(incoming: Path) -> None:
         return SpoolFile(tempfile.NamedTemporaryFile(dir=str(incoming), prefix=INCOMING_PREFIX, **kwargs))
 
     dimse_messages.NamedTemporaryFile = spool  # type: ignore[assignment,attr-defined]
+    # Its File Meta at the head of each spooled data set, encoded by hand (pacs/dimse/quick.py).
+    dimse_messages.create_file_meta = quick.create_file_meta  # type: ignore[assignment,attr-defined]
+    dimse_messages.write_file_meta_info = quick.write_file_meta_info  # type: ignore[assignment,attr-defined]
 
 
 def sweep_partial_files(incoming: Path, max_age_s: float) -> int:

@@ -25,6 +25,9 @@ from tests.pacs.helpers import small_ct
 CT = "1.2.840.10008.5.1.4.1.1.2"
 DX = "1.2.840.10008.5.1.4.1.1.1.1"  # odd length
 INSTANCES = ["1.2.3", "1.2.34", "1.2.826.0.1.3680043.8.498." + "1" * 38]  # odd, even, 64 characters
+# Not valid UIDs, but ASCII: pydicom writes them as they are (a warning at most), and so must we;
+# ingest refuses the data set afterwards (pacs/part10.py), with its own status.
+INVALID = ["1.2." + "3" * 70, "1.2.abc", "01.2.3"]
 
 
 def pydicom_meta(sop_class: str, sop_instance: str, syntax: str) -> bytes:
@@ -42,7 +45,7 @@ def quick_meta(sop_class: str, sop_instance: str, syntax: str) -> bytes:
 
 
 @pytest.mark.parametrize("sop_class", [CT, DX])
-@pytest.mark.parametrize("sop_instance", INSTANCES)
+@pytest.mark.parametrize("sop_instance", [*INSTANCES, *INVALID])
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, JPEGLSLossless, RLELossless])
 def test_file_meta_is_the_bytes_pydicom_writes(sop_class: str, sop_instance: str, syntax: str) -> None:
     assert quick_meta(sop_class, sop_instance, syntax) == pydicom_meta(sop_class, sop_instance, syntax)
@@ -81,7 +84,7 @@ def pynetdicom_response(primitive: C_STORE) -> bytes:
 
 @pytest.mark.parametrize("status", [0x0000, 0xA700, 0xC000, 0xB000, 0xFFFF])
 @pytest.mark.parametrize("sop_class", [CT, DX, None])
-@pytest.mark.parametrize("sop_instance", [*INSTANCES, None])
+@pytest.mark.parametrize("sop_instance", [*INSTANCES, *INVALID[1:], None])  # a primitive refuses > 64
 def test_a_plain_store_response_is_the_bytes_pynetdicom_encodes(
     status: int, sop_class: str | None, sop_instance: str | None
 ) -> None:

@@ -231,6 +231,17 @@ def malformed_files(folder: Path) -> dict[str, tuple[Path, int]]:
     cases["pixel-data-short"] = (_part10(folder / "short.dcm", _encoded(ds), ds.SOPInstanceUID), 0xC004)
 
     ds = copy.deepcopy(base)
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.6"
+    ds.StudyDescription = "头颅CT平扫"
+    study_description = b"\x08\x00\x30\x10LO"  # (0008,1030) LO, explicit VR little endian
+    encoded = _encoded(ds)
+    assert encoded.count(study_description) == 1
+    # Found by the fuzz test (tests/reliability/test_fuzz.py): pydicom reads such an element and
+    # raises only when its value is asked for, which ingest did for the index.
+    no_vr = encoded.replace(study_description, b"\x08\x00\x30\x10L\xb0")
+    cases["unknown-vr"] = (_part10(folder / "unknown-vr.dcm", no_vr, ds.SOPInstanceUID), 0xC000)
+
+    ds = copy.deepcopy(base)
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.5"
     cases["truncated"] = (_part10(folder / "truncated.dcm", _encoded(ds)[:-500], ds.SOPInstanceUID), 0xC003)
     return cases

@@ -42,8 +42,8 @@ BIG_ENDIAN = "1.2.840.10008.1.2.2"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 NATIVE_SYNTAXES = {IMPLICIT_LE, "1.2.840.10008.1.2.1", BIG_ENDIAN}
 # What pydicom raises for a value it cannot convert (read lazily, after dcmread); not OSError,
-# which is the disk's fault, not the sender's.
-VALUE_ERRORS = (NotImplementedError, ValueError, TypeError, KeyError, LookupError, OverflowError, struct.error)
+# which is the disk's fault, not the sender's. LookupError covers KeyError and codec lookups.
+VALUE_ERRORS = (NotImplementedError, ValueError, TypeError, LookupError, OverflowError, struct.error)
 KNOWN_VRS = frozenset(str(vr) for vr in VALUE_CONVERTERS)  # every VR pydicom can read a value of
 
 

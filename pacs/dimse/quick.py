@@ -17,6 +17,7 @@ which is why pynetdicom is pinned exactly.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from pydicom.filewriter import write_file_meta_info as pydicom_write_file_meta_info
@@ -47,15 +48,13 @@ def _ascii_uid(value: Any) -> bytes | None:
 # ------------------------------------------------------------------------------ File Meta
 
 
+@dataclass(frozen=True, slots=True)
 class PlainFileMeta:
     """What pynetdicom's ``create_file_meta`` is given, kept as encoded UIDs."""
 
-    __slots__ = ("sop_class", "sop_instance", "transfer_syntax")
-
-    def __init__(self, sop_class: bytes, sop_instance: bytes, transfer_syntax: bytes) -> None:
-        self.sop_class = sop_class
-        self.sop_instance = sop_instance
-        self.transfer_syntax = transfer_syntax
+    sop_class: bytes
+    sop_instance: bytes
+    transfer_syntax: bytes
 
 
 def _explicit_short(group: int, element: int, vr: bytes, value: bytes) -> bytes:
